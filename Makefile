@@ -1,0 +1,50 @@
+# maildrill — every target does its own set-up on a fresh machine with Python 3.11+ and make.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install test test-fast lint demo bench system-deps clean
+
+help:
+	@echo "make test         ruff + the whole test suite (creates .venv, installs maildrill[dev])"
+	@echo "make demo         the demo drill: naive vs hardened mailer under a 421 throttle storm"
+	@echo "make bench        the benchmarks (prints figures and ratios)"
+	@echo "make system-deps  optional Debian packages for the optional tests/benchmarks (Postfix, socat)"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "maildrill needs Python 3.11+, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -p no:randomly
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+demo: $(STAMP)
+	$(PY) -m harness.demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+# Optional outside components. Tests that need them skip with the reason when they are absent.
+system-deps:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix socat \
+		|| echo "system-deps: apt-get failed; Postfix/socat tests will skip"; \
+	else echo "system-deps: needs root and apt-get; install postfix and socat yourself"; fi
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,46 @@
+"""Where the fake MTA reports facts: a tiny sink protocol, so `fake_mta` needs nothing from `harness`.
+
+`harness.store.EventWriter` implements `Recorder` (JSON Lines on disk, written before the SMTP reply
+it describes is sent). `MemoryRecorder` keeps events in a list for standalone use and tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from fake_mta.clock import Clock, MonotonicClock
+
+Scalar = str | int | float | bool | None
+
+
+class Recorder(Protocol):
+    """Receives one fact at a time. `record` must not return before the fact is durable enough
+    for the implementation's promise (EventWriter: handed to the OS)."""
+
+    source: str
+
+    def record(self, kind: str, corr: str | None = None, **data: Scalar) -> None: ...
+
+    def child(self, source: str) -> Recorder:
+        """A recorder for a sub-component (e.g. one MTA of a fleet) with its own source name."""
+        ...
+
+
+class MemoryRecorder:
+    """Keeps events as dicts (``t_s, source, kind, corr`` + data) in `events`, shared with children."""
+
+    def __init__(
+        self, source: str = "mta", clock: Clock | None = None, events: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.source = source
+        self.clock = clock or MonotonicClock()
+        self.events: list[dict[str, Any]] = [] if events is None else events
+
+    def record(self, kind: str, corr: str | None = None, **data: Scalar) -> None:
+        self.events.append({"t_s": self.clock.now(), "source": self.source, "kind": kind, "corr": corr, **data})
+
+    def child(self, source: str) -> MemoryRecorder:
+        return MemoryRecorder(source, self.clock, self.events)
+
+    def kinds(self) -> list[str]:
+        return [e["kind"] for e in self.events]

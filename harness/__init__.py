@@ -1,0 +1,1 @@
+"""maildrill's harness: scenarios, the run orchestrator, load, faults, analysis, verdicts, reports."""

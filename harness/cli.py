@@ -1,0 +1,77 @@
+"""The `maildrill` command: the only reader of argv; maps errors to exit codes (STYLE.md §5).
+
+Each subcommand lives in `harness/commands/<name>.py` with ``HELP``, ``configure(parser)`` and
+``main(args) -> int``. Command modules keep their top-level imports light: this module imports all
+of them to build the parser, and `maildrill validate` must start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from harness.errors import EXIT_INFRA, EXIT_USAGE, MaildrillError
+
+# name -> module; the order is the order `maildrill --help` lists them in.
+COMMANDS = {
+    "run": "harness.commands.run",
+    "validate": "harness.commands.validate",
+    "schema": "harness.commands.schema",
+    "report": "harness.commands.report",
+    "compare": "harness.commands.compare",
+    "history": "harness.commands.history",
+    "mta": "harness.commands.mta",
+    "proxy": "harness.commands.proxy",
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("maildrill")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maildrill",
+        description="Load-and-chaos drills for transactional email.",
+        epilog="Exit codes: 0 pass, 1 thresholds failed, 2 bad usage or scenario, 3 infrastructure failure.",
+    )
+    parser.add_argument("--version", action="version", version=f"maildrill {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # a command not built yet
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.configure(p)
+        p.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_main", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args._main(args))
+    except MaildrillError as exc:
+        print(f"maildrill {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"maildrill {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INFRA
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""The event store: append-only JSON Lines, one file per writer, merged time-ordered reads.
+
+Writes go straight to the OS (one `os.write` on an O_APPEND descriptor per event, no user-space
+buffer), so an event recorded before an SMTP reply is sent survives a `kill -9` of its process.
+Reads never fail on a bad file: what can be read is returned, what cannot is listed as a
+`ReadProblem` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.clock import Clock, MonotonicClock
+from harness.errors import WaitTimeout
+from harness.events import SCHEMA, SCHEMA_VERSION, Event, Scalar, header
+
+Predicate = Callable[[list[Event]], bool]
+
+
+class EventWriter:
+    """Writes one source's events to one file. `child()` shares the file under another source name."""
+
+    def __init__(self, path: str | os.PathLike[str], source: str, clock: Clock | None = None, *,
+                 _fd: int | None = None) -> None:
+        self.path = Path(path)
+        self.source = source
+        self.clock: Clock = clock or MonotonicClock()
+        self._owner = _fd is None
+        if _fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            if os.fstat(fd).st_size == 0:
+                os.write(fd, (json.dumps(header(source, pid=os.getpid())) + "\n").encode())
+            self._fd: int | None = fd
+        else:
+            self._fd = _fd
+
+    def record(self, kind: str, corr: str | None = None, **data: Scalar) -> Event:
+        """Stamp a fact with the clock and hand it to the OS before returning."""
+        event = Event(self.clock.now(), self.source, str(kind), corr, data)
+        self.write(event)
+        return event
+
+    def write(self, event: Event) -> None:
+        if self._fd is None:
+            raise ValueError(f"event writer for {self.path} is closed")
+        os.write(self._fd, (event.to_json() + "\n").encode())
+
+    def child(self, source: str) -> EventWriter:
+        return EventWriter(self.path, source, self.clock, _fd=self._fd)
+
+    def close(self) -> None:
+        if self._owner and self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class ReadProblem:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+@dataclass
+class ReadResult:
+    events: list[Event]
+    problems: list[ReadProblem] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+class _Tail:
+    """Incremental reader of one JSONL file: keeps its offset and any unfinished last line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.lineno = 0
+        self.pending = b""
+        self.header_checked = False
+        self.rejected = False
+
+    def poll(self, problems: list[ReadProblem], *, final: bool) -> list[Event]:
+        if self.rejected:
+            return []
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(chunk)
+        data = self.pending + chunk
+        lines = data.split(b"\n")
+        self.pending = lines.pop()  # b"" when data ended with a newline
+        if final and self.pending:
+            lines.append(self.pending)
+            self.pending = b""
+            truncated_last = True
+        else:
+            truncated_last = False
+        out: list[Event] = []
+        name = self.path.name
+        for i, raw in enumerate(lines):
+            self.lineno += 1
+            is_last_partial = truncated_last and i == len(lines) - 1
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                why = ("truncated last line (its writer stopped mid-write); skipped" if is_last_partial
+                       else "not JSON; skipped")
+                problems.append(ReadProblem(name, self.lineno, why))
+                continue
+            if not self.header_checked:
+                self.header_checked = True
+                if isinstance(rec, dict) and rec.get("schema") == SCHEMA:
+                    if rec.get("version") != SCHEMA_VERSION:
+                        problems.append(ReadProblem(
+                            name, self.lineno,
+                            f"event schema version {rec.get('version')!r}, this maildrill reads version "
+                            f"{SCHEMA_VERSION}; whole file skipped"))
+                        self.rejected = True
+                        return out
+                    continue
+                problems.append(ReadProblem(name, self.lineno, "no maildrill.events header line; read anyway"))
+            if not isinstance(rec, dict):
+                problems.append(ReadProblem(name, self.lineno, "not an event object; skipped"))
+                continue
+            try:
+                out.append(Event.from_dict(rec))
+            except (KeyError, TypeError, ValueError) as exc:
+                problems.append(ReadProblem(name, self.lineno, f"not an event ({exc}); skipped"))
+        return out
+
+
+def _sort_key(e: Event) -> tuple[float, str]:
+    return (e.t_s, e.source)
+
+
+class EventStore:
+    """A directory of ``*.jsonl`` event files (a run's ``events/``)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def writer(self, name: str, source: str | None = None, clock: Clock | None = None) -> EventWriter:
+        """A writer for ``<directory>/<name>.jsonl``; `name` must be unique per writing process."""
+        return EventWriter(self.directory / f"{name}.jsonl", source or name, clock)
+
+    def files(self) -> list[Path]:
+        return sorted(self.directory.glob("*.jsonl")) if self.directory.exists() else []
+
+    def read(self, files: Iterable[Path] | None = None) -> ReadResult:
+        """Every readable event of every file, in time order (ties: by source, then file order)."""
+        problems: list[ReadProblem] = []
+        events: list[Event] = []
+        paths = sorted(files) if files is not None else self.files()
+        for path in paths:
+            events.extend(_Tail(path).poll(problems, final=True))
+        events.sort(key=_sort_key)
+        return ReadResult(events, problems, [p.name for p in paths])
+
+    def events(self) -> list[Event]:
+        return self.read().events
+
+    def follow(self) -> Follower:
+        return Follower(self)
+
+    def wait_for(self, predicate: Predicate, timeout_s: float, *, what: str = "condition",
+                 poll_s: float = 0.02) -> list[Event]:
+        """Block until `predicate(events so far)` holds; return those events. Raises WaitTimeout."""
+        follower = self.follow()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            events = follower.poll()
+            if predicate(events):
+                return events
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(_timeout_message(what, timeout_s, events))
+            time.sleep(poll_s)  # polling interval of a deadline-bounded wait, not a fixed delay
+
+    async def wait_for_async(self, predicate: Predicate, timeout_s: float, *, what: str = "condition",
+                             poll_s: float = 0.02) -> list[Event]:
+        follower = self.follow()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            events = follower.poll()
+            if predicate(events):
+                return events
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(_timeout_message(what, timeout_s, events))
+            await asyncio.sleep(poll_s)
+
+
+class Follower:
+    """Reads new events as files grow; `poll()` returns all events seen so far, time-ordered."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.tails: dict[Path, _Tail] = {}
+        self.events: list[Event] = []
+        self.problems: list[ReadProblem] = []
+
+    def poll(self) -> list[Event]:
+        new: list[Event] = []
+        for path in self.store.files():
+            tail = self.tails.get(path)
+            if tail is None:
+                tail = self.tails[path] = _Tail(path)
+            new.extend(tail.poll(self.problems, final=False))
+        if new:
+            self.events.extend(new)
+            self.events.sort(key=_sort_key)
+        return self.events
+
+
+def _timeout_message(what: str, timeout_s: float, events: list[Event]) -> str:
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e.kind] = counts.get(e.kind, 0) + 1
+    seen = ", ".join(f"{k} x{n}" for k, n in sorted(counts.items())) or "no events"
+    return f"timed out after {timeout_s:g} s waiting for {what}; saw {seen}"
