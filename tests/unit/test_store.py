@@ -1,0 +1,157 @@
+"""The event store: what is written is read back exactly, in time order, and bad files never raise."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from harness.clock import FakeClock
+from harness.errors import WaitTimeout
+from harness.events import SCHEMA_VERSION, Event
+from harness.store import EventStore, EventWriter, ReadProblem
+
+
+def test_events_round_trip_and_merge_in_time_order(tmp_path):
+    clock = FakeClock()
+    store = EventStore(tmp_path)
+    mta = store.writer("mta", "mta/primary", clock)
+    load = store.writer("load-1", "load/1", clock)
+    mta.record("mta.connection.opened", conn="c1", peer="127.0.0.1")
+    clock.advance(0.5)
+    load.record("load.request.completed", corr="u1", status=202, ok=True, latency_ms=3.5)
+    clock.advance(0.25)
+    mta.child("mta/backup").record("mta.message.accepted", corr="u1", size_bytes=120, message_id=None)
+
+    result = store.read()
+
+    assert result.problems == []
+    assert result.files == ["load-1.jsonl", "mta.jsonl"]
+    assert result.events == [
+        Event(0.0, "mta/primary", "mta.connection.opened", None, {"conn": "c1", "peer": "127.0.0.1"}),
+        Event(0.5, "load/1", "load.request.completed", "u1", {"status": 202, "ok": True, "latency_ms": 3.5}),
+        Event(0.75, "mta/backup", "mta.message.accepted", "u1", {"size_bytes": 120, "message_id": None}),
+    ]
+
+
+def test_each_file_starts_with_a_schema_header(tmp_path):
+    with EventWriter(tmp_path / "x.jsonl", "mta/a", FakeClock()) as w:
+        w.record("mta.reset", by="api")
+    first, second = (tmp_path / "x.jsonl").read_text().splitlines()
+    head = json.loads(first)
+    assert head["schema"] == "maildrill.events"
+    assert head["version"] == SCHEMA_VERSION
+    assert head["source"] == "mta/a"
+    assert head["pid"] == os.getpid()
+    assert json.loads(second) == {"t_s": 0.0, "source": "mta/a", "kind": "mta.reset", "corr": None, "by": "api"}
+
+
+def test_reopening_a_file_appends_without_a_second_header(tmp_path):
+    for i in range(2):
+        with EventWriter(tmp_path / "x.jsonl", "s", FakeClock(i)) as w:
+            w.record("k", n=i)
+    lines = (tmp_path / "x.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    assert [e.data["n"] for e in EventStore(tmp_path).events()] == [0, 1]
+
+
+def test_bad_lines_are_reported_with_file_and_line_and_the_rest_is_read(tmp_path):
+    good = EventWriter(tmp_path / "a.jsonl", "s", FakeClock(1.0))
+    good.record("k", corr="c1")
+    good.close()
+    with open(tmp_path / "a.jsonl", "a") as f:
+        f.write("garbage here\n")
+        f.write('{"t_s": "soon", "source": "s", "kind": "k"}\n')
+        f.write('[1, 2]\n')
+        f.write('{"t_s": 2.0, "source": "s", "kind": "k", "corr": "c2"}\n')
+        f.write('{"t_s": 3.0, "source": "s", "ki')  # writer killed mid-line
+    (tmp_path / "b.jsonl").write_text(
+        '{"schema": "maildrill.events", "version": 99, "source": "x"}\n{"t_s": 0, "source": "x", "kind": "k"}\n'
+    )
+
+    result = EventStore(tmp_path).read()
+
+    assert [(e.t_s, e.corr) for e in result.events] == [(1.0, "c1"), (2.0, "c2")]
+    assert result.problems == [
+        ReadProblem("a.jsonl", 3, "not JSON; skipped"),
+        ReadProblem("a.jsonl", 4, "not an event (t_s must be a number, got 'soon'); skipped"),
+        ReadProblem("a.jsonl", 5, "not an event object; skipped"),
+        ReadProblem("a.jsonl", 7, "truncated last line (its writer stopped mid-write); skipped"),
+        ReadProblem("b.jsonl", 1, "event schema version 99, this maildrill reads version 1; whole file skipped"),
+    ]
+
+
+def test_merged_read_does_not_depend_on_file_order(tmp_path):
+    clock = FakeClock()
+    writers = [EventStore(tmp_path).writer(f"w{i}", f"s{i}", clock) for i in range(3)]
+    for step in range(30):
+        clock.advance(0.1 if step % 4 else 0.0)  # some equal timestamps across writers
+        writers[step % 3].record("k", corr=f"c{step}")
+    forward = EventStore(tmp_path).read(sorted(tmp_path.glob("*.jsonl"))).events
+    backward = EventStore(tmp_path).read(sorted(tmp_path.glob("*.jsonl"), reverse=True)).events
+    assert forward == backward
+    assert [e.t_s for e in forward] == sorted(e.t_s for e in forward)
+
+
+def test_event_written_before_kill_9_is_readable(tmp_path):
+    # The child records one event, then signals readiness and hangs until killed: nothing may be lost.
+    code = (
+        "import sys, time\n"
+        "from harness.store import EventStore\n"
+        f"w = EventStore({str(tmp_path)!r}).writer('child', 'mta/x')\n"
+        "w.record('mta.reply.sent', corr='u1', code=250)\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with proc:
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+    events = EventStore(tmp_path).events()
+    assert [(e.kind, e.corr, e.data) for e in events] == [("mta.reply.sent", "u1", {"code": 250})]
+
+
+def test_wait_for_returns_once_the_condition_holds(tmp_path):
+    store = EventStore(tmp_path)
+    writer = store.writer("w", "s")
+    started = threading.Event()
+
+    def produce():
+        started.wait(5)
+        for i in range(5):
+            writer.record("k", corr=f"c{i}")
+
+    t = threading.Thread(target=produce)
+    t.start()
+    started.set()
+    events = store.wait_for(lambda evs: len(evs) >= 5, timeout_s=10, what="five events")
+    t.join()
+    assert [e.corr for e in events] == ["c0", "c1", "c2", "c3", "c4"]
+
+
+def test_wait_for_times_out_with_what_it_saw(tmp_path):
+    store = EventStore(tmp_path)
+    store.writer("w", "s").record("mta.reset")
+    with pytest.raises(WaitTimeout) as err:
+        store.wait_for(lambda evs: False, timeout_s=0.1, what="a delivery")
+    assert str(err.value) == "timed out after 0.1 s waiting for a delivery; saw mta.reset x1"
+
+
+async def _async_wait(store):
+    return await store.wait_for_async(lambda evs: len(evs) == 1, timeout_s=5)
+
+
+def test_wait_for_async(tmp_path):
+    import asyncio
+
+    store = EventStore(tmp_path)
+    store.writer("w", "s").record("k", corr="c")
+    events = asyncio.run(_async_wait(store))
+    assert [e.corr for e in events] == ["c"]
