@@ -34,7 +34,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
 demo: $(STAMP)
-	$(PY) -m harness.demo
+	$(PY) -m harness.demo_fleet
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
@@ -42,7 +42,7 @@ bench: $(STAMP)
 # Optional outside components. Tests that need them skip with the reason when they are absent.
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix socat \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix socat redis-server \
 		|| echo "system-deps: apt-get failed; Postfix/socat tests will skip"; \
 	else echo "system-deps: needs root and apt-get; install postfix and socat yourself"; fi
 

@@ -40,17 +40,25 @@ def test_json_round_trip_keep_alive_and_errors():
             assert srv.port > 0
             payload = b'{"a": 1}'
             two = (
-                b"POST /x%20y?q=1 HTTP/1.1\r\nContent-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+                b"POST /x%20y?q=1 HTTP/1.1\r\nContent-Length: "
+                + str(len(payload)).encode()
+                + b"\r\n\r\n"
+                + payload
                 + b"GET /boom HTTP/1.1\r\nConnection: close\r\n\r\n"
             )
             resp = await asyncio.to_thread(_exchange, srv.port, two)
             first, second = resp.split(b"HTTP/1.1 ")[1:]
             assert _body(b"HTTP/1.1 " + first) == (
-                200, {"method": "POST", "path": "/x y", "query": {"q": ["1"]}, "body": {"a": 1}})
+                200,
+                {"method": "POST", "path": "/x y", "query": {"q": ["1"]}, "body": {"a": 1}},
+            )
             assert _body(b"HTTP/1.1 " + second) == (
-                500, {"error": "internal error: RuntimeError: handler bug", "status": 500})
+                500,
+                {"error": "internal error: RuntimeError: handler bug", "status": 500},
+            )
             bad = await asyncio.to_thread(
-                _exchange, srv.port, b"PUT / HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{x}")
+                _exchange, srv.port, b"PUT / HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{x}"
+            )
             status, body = _body(bad)
             assert status == 400
             assert body["error"].startswith("request body is not valid JSON")

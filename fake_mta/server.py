@@ -1,0 +1,323 @@
+"""FakeMTA: one scripted SMTP server on real TCP (port 0 friendly), recording every connection, reply and message."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import json
+import random
+import re
+import socket
+import ssl
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from fake_mta.behaviors import Behavior, Throttle, build, by_verb, refuses
+from fake_mta.clock import Clock, MonotonicClock
+from fake_mta.config import BehaviorSpec, MTASpec, Verb, parse_behaviors
+from fake_mta.presets import GENERIC, persona
+from fake_mta.recording import MemoryRecorder, Recorder
+from fake_mta.session import MTAProtocol, escape_line
+from fake_mta.smtp_setup import make_authenticator
+
+_VERP = re.compile(r"^[^@+]+\+(?P<local>[^=@]+)=(?P<domain>[^@]+)@")
+MAX_REMEMBERED_MESSAGES = 1_000_000
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1, or a name resolving only to those."""
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+
+
+def behaviors_json(specs: Sequence[BehaviorSpec]) -> str:
+    return json.dumps([{"kind": s.kind} | s.model_dump(mode="json", exclude_none=True) for s in specs],
+                      separators=(",", ":"))
+
+
+class FakeMTA:
+    """`async with FakeMTA(MTASpec(...)) as mta:` serves SMTP on ``mta.host:mta.port`` until the block ends.
+
+    Events go to `recorder` under source ``mta/<name>`` (a MemoryRecorder when none is given, in
+    ``mta.recorder.events``). Binding a non-loopback address needs ``allow_remote=True``.
+    Raises OSError (errno EADDRINUSE) when the port is taken.
+    """
+
+    def __init__(self, spec: MTASpec | None = None, *, recorder: Recorder | None = None, clock: Clock | None = None,
+                 seed: int = 0, allow_remote: bool = False, reuse_port: bool = False) -> None:
+        self.spec = spec = spec or MTASpec()
+        if not allow_remote and not is_loopback(spec.host):
+            raise ValueError(f"fake MTA {spec.name!r}: host {spec.host!r} is not loopback; a fault-injecting SMTP "
+                             "server on a network is a way in. Pass allow_remote=True (CLI: --allow-remote) "
+                             "to bind it.")
+        self.name = spec.name
+        self.host = spec.host
+        self.port = spec.port
+        self.reuse_port = reuse_port
+        self.persona = persona(spec.preset)
+        self.hostname = spec.hostname or (self.persona.hostname if self.persona is not GENERIC
+                                          else f"{spec.name}.mx.drill.test")
+        self.banner = f"220 {self.hostname} {self.persona.banner}"
+        self.clock: Clock = clock or MonotonicClock()
+        self.recorder: Recorder = recorder if recorder is not None else MemoryRecorder(f"mta/{self.name}", self.clock)
+        self.seed = seed
+        self.rng = random.Random(f"{seed}:{self.name}")
+        self._corr_rx = re.compile(spec.corr_pattern)
+        self.tls_context: ssl.SSLContext | None = None
+        self.authenticate = make_authenticator(spec.auth.username, spec.auth.password) if spec.auth else None
+        self._ehlo_plain, self._ehlo_tls = self._ehlo_lines()
+        self.behaviors: list[BehaviorSpec] = []
+        self.runtime: list[Behavior] = []
+        self.watchers: dict[Verb, tuple[Behavior, ...]] = {}
+        self._install(list(spec.behaviors) if spec.behaviors else self.persona.default_behaviors())
+        self.connections: set[MTAProtocol] = set()
+        self._conn_seq = 0
+        self._server: asyncio.Server | None = None
+        self._listening_sock: socket.socket | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self._reserved: socket.socket | None = None
+        self._started = False
+        self._timers: list[asyncio.TimerHandle] = []
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.replies_by_code: Counter[int] = Counter()
+        self.counts: Counter[str] = Counter()
+
+    # --- behaviours -------------------------------------------------------------------------------
+    def _install(self, specs: list[BehaviorSpec]) -> None:
+        self.behaviors = specs
+        self.runtime = build(specs, self.persona)
+        self.watchers = by_verb(self.runtime)
+
+    def set_behaviors(self, behaviors: Sequence[BehaviorSpec | dict[str, Any]], *, by: str = "api") -> None:
+        """Replace the behaviour list; applies from the next command on every open connection.
+        go_dark refuse closes the listener and open connections; leaving it reopens the same port.
+        Raises pydantic.ValidationError on a bad list (nothing changes then)."""
+        specs = parse_behaviors([b.model_dump() if isinstance(b, BaseModel) else b for b in behaviors])
+        was_refusing = refuses(self.runtime)
+        self._install(specs)
+        self.recorder.record("mta.behaviors.changed", None, behaviors=behaviors_json(specs), by=by)
+        if not self._started:
+            return
+        if refuses(self.runtime) and not was_refusing:
+            self._close_listener("go_dark refuse")
+            for proto in list(self.connections):
+                proto.close("server", "go_dark refuse: listener and connections closed")
+        elif was_refusing and not refuses(self.runtime):
+            self._open_listener("behaviors changed")
+
+    def reset(self, *, by: str = "api") -> None:
+        """Forget greylist triplets and token buckets; reseed the probability RNG."""
+        for b in self.runtime:
+            b.reset()
+        self.rng = random.Random(f"{self.seed}:{self.name}")
+        self.recorder.record("mta.reset", None, by=by)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            return
+        if self.spec.starttls and self.tls_context is None:
+            from fake_mta.tls import server_context
+
+            self.tls_context = await asyncio.to_thread(server_context)
+        self._started = True
+        if refuses(self.runtime):
+            self._reserve()  # bound, not listening: connections are refused, the port stays ours
+            self.recorder.record("mta.listener.closed", None, host=self.host, port=self.port, reason="go_dark refuse")
+        else:
+            self._open_listener("started")
+        if self._serving is not None:
+            await self._serving
+        loop = asyncio.get_running_loop()
+        for phase in self.spec.timeline:
+            self._timers.append(loop.call_later(phase.at_s, self._phase, phase.behaviors))
+
+    def _phase(self, behaviors: list[BehaviorSpec]) -> None:
+        self.set_behaviors(behaviors, by="timeline")
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        server = self._server
+        if self._serving is not None and not self._serving.done():
+            await self._serving
+            server = self._server
+        self._close_listener("stopped")
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
+        for proto in list(self.connections):
+            proto.close("server", "server stopped")
+        deadline = time.monotonic() + 5.0
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # bounded poll: transports report connection_lost on a later loop turn
+        if server is not None:
+            await server.wait_closed()
+
+    async def __aenter__(self) -> FakeMTA:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _socket(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(errno.EADDRINUSE, f"fake MTA {self.name!r}: {self.host}:{self.port} is already in use; "
+                              "pick another port, or 0 to let the OS choose") from None
+            raise
+        self.port = sock.getsockname()[1]
+        return sock
+
+    def _reserve(self) -> None:
+        if self._reserved is None:
+            self._reserved = self._socket()
+
+    def _open_listener(self, reason: str) -> None:
+        """Listen synchronously (so connections queue at once); asyncio starts accepting on its next turn."""
+        sock = self._reserved or self._socket()
+        self._reserved = None
+        sock.listen(1024)  # from here the kernel queues connections; asyncio accepts them once serving
+        sock.setblocking(False)
+        self._listening_sock = sock
+        self._serving = asyncio.get_running_loop().create_task(self._serve(sock))
+        self.recorder.record("mta.listener.opened", None, host=self.host, port=self.port, reason=reason)
+
+    async def _serve(self, sock: socket.socket) -> None:
+        server = await asyncio.get_running_loop().create_server(self._protocol, sock=sock, backlog=1024)
+        if self._listening_sock is sock:
+            self._server = server
+        else:  # closed again before it started serving
+            server.close()
+
+    def _close_listener(self, reason: str) -> None:
+        if self._listening_sock is None:
+            return
+        if self._server is not None:
+            self._server.close()
+        else:
+            self._listening_sock.close()  # create_server has not taken it yet
+        self._server = None
+        self._listening_sock = None
+        self.recorder.record("mta.listener.closed", None, host=self.host, port=self.port, reason=reason)
+        if self._started:
+            self._reserve()
+
+    def _protocol(self) -> MTAProtocol:
+        self._conn_seq += 1
+        return MTAProtocol(self, self._conn_seq)
+
+    @property
+    def listening(self) -> bool:
+        return self._listening_sock is not None
+
+    # --- what sessions report -------------------------------------------------------------------
+    def connection_opened(self, proto: MTAProtocol, peer: Any) -> None:
+        self.connections.add(proto)
+        self.counts["connections"] += 1
+        peer_s = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.recorder.record("mta.connection.opened", None, conn=proto.conn, peer=peer_s)
+
+    def connection_closed(self, proto: MTAProtocol, by: str, reason: str) -> None:
+        self.connections.discard(proto)
+        for b in self.runtime:
+            if isinstance(b, Throttle):
+                b.forget_connection(proto.conn)
+        self.recorder.record("mta.connection.closed", None, conn=proto.conn, by=by, reason=reason)
+
+    def reply_sent(self, proto: MTAProtocol, code: int, enhanced: str | None, text: str, closes: bool) -> None:
+        self.replies_by_code[code] += 1
+        env = proto.envelope
+        mail_from = proto.sender or (env.mail_from if env is not None else None)
+        verb = proto.verb
+        if verb in ("DATA", "DOT") and env is not None and env.rcpt_tos:
+            self.recorder.record("mta.reply.sent", proto.corr, conn=proto.conn, txn=proto.txn, verb=verb, code=code,
+                                 enhanced=enhanced, text=text, behavior=proto.decider, closes=closes,
+                                 mail_from=mail_from, rcpt=env.rcpt_tos[0], rcpt_count=len(env.rcpt_tos))
+            return
+        self.recorder.record("mta.reply.sent", proto.corr, conn=proto.conn, txn=proto.txn, verb=verb, code=code,
+                             enhanced=enhanced, text=text, behavior=proto.decider, closes=closes,
+                             mail_from=mail_from, rcpt=proto.rcpt)
+
+    def protocol_error(self, proto: MTAProtocol, error: str, line: bytes) -> None:
+        self.counts["protocol_errors"] += 1
+        self.recorder.record("mta.protocol.error", None, conn=proto.conn, error=error, line=escape_line(line))
+
+    def message_stored(self, proto: MTAProtocol, mail_from: str, rcpts: list[str], size: int,
+                       message_id: str | None, kind: str, ack: str) -> None:
+        """One mta.message.accepted (or .discarded) per recipient, before any reply about it is sent."""
+        event = f"mta.message.{kind}"
+        for rcpt in rcpts:
+            data: dict[str, Any] = {"conn": proto.conn, "txn": proto.txn, "mail_from": mail_from, "rcpt": rcpt,
+                                    "size_bytes": size, "message_id": message_id}
+            if kind == "accepted":
+                data["ack"] = ack
+            else:
+                data["reason"] = f"{proto.decider}: 250 sent, message never delivered"
+            self.recorder.record(event, self.rcpt_corr(rcpt), **data)
+        self.counts[f"messages_{kind}"] += len(rcpts)
+        if kind == "accepted" and message_id and len(self.messages) < MAX_REMEMBERED_MESSAGES:
+            self.messages.setdefault(message_id, {"message_id": message_id, "accepted": True,
+                                                  "t_s": self.clock.now(), "ack": ack})
+        if ack == "lost":
+            self.counts["acks_lost"] += len(rcpts)
+
+    def lookup_message(self, message_id: str) -> dict[str, Any] | None:
+        """The delivery status of a Message-ID this MTA accepted (angle brackets optional), or None."""
+        return self.messages.get(message_id.strip().strip("<>"))
+
+    # --- helpers for sessions -------------------------------------------------------------------
+    def rcpt_corr(self, address: str) -> str | None:
+        m = self._corr_rx.search(address)
+        return m.group("corr") if m else None
+
+    def sender_corr(self, address: str) -> str | None:
+        """corr of a VERP sender ``bounce+<local>=<domain>@host`` (its decoded recipient), else None."""
+        m = _VERP.match(address)
+        return self.rcpt_corr(f"{m.group('local')}@{m.group('domain')}") if m else None
+
+    def _ehlo_lines(self) -> tuple[str, str]:
+        caps = ["PIPELINING", f"SIZE {self.spec.data_size_limit}", "8BITMIME"]
+        auth = [f"AUTH {' '.join(self.spec.auth.mechanisms)}"] if self.spec.auth else []
+        plain = [self.hostname, *caps, *(["STARTTLS"] if self.spec.starttls else []), *auth]
+        tls = [self.hostname, *caps, *auth]
+
+        def render(lines: list[str]) -> str:
+            return "\r\n".join(f"250{'-' if i < len(lines) - 1 else ' '}{line}" for i, line in enumerate(lines))
+
+        return render(plain), render(tls)
+
+    def ehlo_reply(self, *, tls_active: bool) -> str:
+        return self._ehlo_tls if tls_active else self._ehlo_plain
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON shape of GET /mtas entries."""
+        return {"name": self.name, "host": self.host, "port": self.port, "preset": self.spec.preset,
+                "listening": self.listening, "connections_open": len(self.connections),
+                "behaviors": json.loads(behaviors_json(self.behaviors))}

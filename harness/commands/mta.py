@@ -1,0 +1,212 @@
+"""`maildrill mta`: run a fake MTA fleet standalone until Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.errors import AddressInUse, InfrastructureError, Problem, ScenarioError, UsageError
+
+HELP = "run a fleet of fake MTAs (real SMTP) standalone, with its control API"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--preset", help="one MTA speaking as this provider: gmail, microsoft, yahoo, ses, postgrey, "
+                                      "haraka (default: one MTA that accepts everything)")
+    src.add_argument("--config", metavar="FLEET.yaml", help="a fleet config (YAML or JSON), see docs/fake-mta.md")
+    parser.add_argument("--port", type=int, default=2525, help="SMTP port of the single MTA (default 2525; 0: any)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a non-loopback --host; the control API then requires a bearer token")
+    parser.add_argument("--token", help="bearer token for the control API (generated when needed and not given)")
+    parser.add_argument("--control-port", type=int, default=None, help="control API port (default: any free port)")
+    parser.add_argument("--events", metavar="DIR", help="write events to DIR/mta-<pid>.jsonl")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="serve each MTA from N processes sharing its port (SO_REUSEPORT); events merged by "
+                             "reading DIR")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the behaviours' probability draws")
+    # used by --processes for the extra worker processes
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+
+def _fleet_spec(args: argparse.Namespace) -> Any:
+    from fake_mta.config import ConfigError, ControlSpec, FleetSpec, MTASpec, load_fleet_config
+
+    try:
+        if args.config:
+            spec = load_fleet_config(args.config)
+        else:
+            name = args.preset or "mta"
+            spec = FleetSpec(mtas=[MTASpec(name=name, preset=args.preset, host=args.host, port=args.port)])
+    except ConfigError as exc:
+        raise ScenarioError(exc.source, [_problem(p, m) for p, m in exc.problems]) from None
+    except ValueError as exc:  # pydantic on flag values (e.g. --port 70000, unknown preset)
+        raise UsageError(f"bad option: {exc}") from None
+    control = spec.control
+    updates: dict[str, Any] = {}
+    if args.control_port is not None:
+        updates["port"] = args.control_port
+    if args.token:
+        updates["token"] = args.token
+    if not args.config and args.host != control.host:
+        updates["host"] = args.host
+    if updates:
+        spec = spec.model_copy(update={"control": ControlSpec(**(control.model_dump() | updates))})
+    return spec
+
+
+def _problem(path: str, message: str) -> Problem:
+    if message.startswith("= "):
+        value, _, why = message[2:].partition(": ")
+        return Problem(f"{path} = {value}", why)
+    return Problem(path or "(file)", message)
+
+
+def _check_hosts(spec: Any, allow_remote: bool) -> None:
+    from harness.netcheck import require_loopback
+
+    for m in spec.mtas:
+        require_loopback(f"fake MTA {m.name!r} host", m.host, allow_remote=allow_remote)
+    require_loopback("control API host", spec.control.host, allow_remote=allow_remote)
+
+
+def _reserve_ports(spec: Any) -> tuple[Any, list[socket.socket]]:
+    """Bind (not listen) one SO_REUSEPORT socket per MTA so every process gets the same fixed port."""
+    held: list[socket.socket] = []
+    mtas = []
+    for m in spec.mtas:
+        sock = socket.socket(socket.AF_INET6 if ":" in m.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((m.host, m.port))
+        except OSError as exc:
+            sock.close()
+            for s in held:
+                s.close()
+            raise AddressInUse(f"fake MTA {m.name!r}", m.host, m.port) from exc
+        held.append(sock)
+        mtas.append(m.model_copy(update={"port": sock.getsockname()[1]}))
+    return spec.model_copy(update={"mtas": mtas}), held
+
+
+def main(args: argparse.Namespace) -> int:
+    spec = _fleet_spec(args)
+    _check_hosts(spec, args.allow_remote)
+    if args.processes < 1:
+        raise UsageError(f"--processes {args.processes}: must be >= 1")
+    return asyncio.run(_run(spec, args))
+
+
+async def _run(spec: Any, args: argparse.Namespace) -> int:
+    from fake_mta.fleet import Fleet
+    from harness.clock import clock_from_env
+    from harness.store import EventWriter
+
+    clock = clock_from_env()
+    writer = EventWriter(Path(args.events) / f"mta-{os.getpid()}.jsonl", "mta", clock) if args.events else None
+    held: list[socket.socket] = []
+    workers: list[subprocess.Popen[bytes]] = []
+    multi = args.processes > 1 or args.worker
+    if args.processes > 1:
+        spec, held = _reserve_ports(spec)
+    if args.worker:  # a sibling's control API: loopback only, reached through the first process's
+        spec = spec.model_copy(update={"control": spec.control.model_copy(update={"host": "127.0.0.1", "port": 0})})
+    fleet = Fleet(spec, recorder=writer, clock=clock, seed=args.seed, allow_remote=args.allow_remote,
+                  reuse_port=multi)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            await fleet.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise InfrastructureError(str(exc.strerror)) from None  # names the MTA, address and the fix
+        if args.processes > 1:
+            workers, fleet.peers = _start_workers(spec, args, fleet.control_token)
+        for s in held:
+            s.close()
+        _print_ready(fleet, args, workers)
+        await stop.wait()
+    finally:
+        for w in workers:
+            with contextlib.suppress(ProcessLookupError):
+                w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+        await fleet.stop()
+        if writer is not None:
+            writer.close()
+    print("maildrill mta: stopped", flush=True)
+    return 0
+
+
+def _start_workers(spec: Any, args: argparse.Namespace,
+                   token: str | None) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    if token is not None:  # workers require the same token as this process's control API
+        spec = spec.model_copy(update={"control": spec.control.model_copy(update={"token": token})})
+    fd, path = tempfile.mkstemp(prefix="maildrill-fleet-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(spec.model_dump(mode="json"), f)
+    workers = []
+    for i in range(1, args.processes):
+        cmd = [sys.executable, "-m", "harness.cli", "mta", "--config", path, "--worker", "--seed", str(args.seed + i)]
+        if args.events:
+            cmd += ["--events", args.events]
+        if args.allow_remote:
+            cmd.append("--allow-remote")
+        workers.append(subprocess.Popen(cmd, stdout=subprocess.PIPE))
+    peers = []
+    try:
+        for w in workers:  # each worker prints its control URL, then "ready" once it listens
+            assert w.stdout is not None
+            for raw in w.stdout:
+                if raw.startswith(b"maildrill mta: control http"):
+                    peers.append(raw.decode().split()[-1])
+                if raw.startswith(b"maildrill mta: ready"):
+                    break
+            else:
+                raise InfrastructureError(f"a worker process exited early (code {w.wait()}); run "
+                                          "`maildrill mta --config ...` alone to see why")
+    except BaseException:
+        for w in workers:
+            w.terminate()
+            w.wait()
+        raise
+    finally:
+        os.unlink(path)
+    return workers, peers
+
+
+def _print_ready(fleet: Any, args: argparse.Namespace, workers: list[Any]) -> None:
+    for mta in fleet.mtas.values():
+        preset = f" (preset {mta.spec.preset})" if mta.spec.preset else ""
+        print(f"maildrill mta: {mta.name} smtp://{mta.host}:{mta.port}{preset}", flush=False)
+    if fleet.control_url:
+        print(f"maildrill mta: control {fleet.control_url}", flush=False)
+        if fleet.control_token:
+            print(f"maildrill mta: control token {fleet.control_token} (send 'Authorization: Bearer <token>')")
+    if args.events:
+        print(f"maildrill mta: events {Path(args.events) / f'mta-{os.getpid()}.jsonl'}")
+    if workers:
+        print(f"maildrill mta: {len(workers) + 1} processes share each port (pids {os.getpid()} "
+              f"{' '.join(str(w.pid) for w in workers)}); control API changes are forwarded to all")
+    print("maildrill mta: ready (Ctrl-C or SIGTERM stops)", flush=True)

@@ -1,0 +1,153 @@
+"""`maildrill mta` as a real subprocess: addresses, real mail through it, events on disk, clean stops, exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from harness.store import EventStore
+
+ROOT = Path(__file__).resolve().parents[2]
+MSG = b"Message-ID: <cli-1@app.drill.test>\r\n\r\nhello\r\n"
+
+
+class Running:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "mta", *args], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 60
+        for line in self.proc.stdout:  # ends at EOF if the process dies
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith("maildrill mta: ready") or time.monotonic() > deadline:
+                break
+        assert self.lines and self.lines[-1].startswith("maildrill mta: ready"), (self.lines, self.stop())
+
+    def smtp(self) -> dict[str, int]:
+        found = (re.match(r"maildrill mta: (\S+) smtp://127\.0\.0\.1:(\d+)", line) for line in self.lines)
+        return {m.group(1): int(m.group(2)) for m in found if m}
+
+    def control(self) -> str:
+        return next(line.split()[-1] for line in self.lines if line.startswith("maildrill mta: control http"))
+
+    def stop(self) -> tuple[int, str, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, out, err
+
+
+def test_standalone_fleet_serves_records_and_stops_on_sigterm(tmp_path: Path):
+    events = tmp_path / "events"
+    run = Running("--port", "0", "--events", str(events))
+    port = run.smtp()["mta"]
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        assert client.sendmail("a@app.drill.test", ["u1@users.drill.test"], MSG) == {}
+    with urllib.request.urlopen(f"{run.control()}/mtas", timeout=10) as resp:
+        assert [m["name"] for m in json.load(resp)["mtas"]] == ["mta"]
+    code, out, err = run.stop()
+    assert (code, out, err) == (0, "maildrill mta: stopped\n", "")
+    evs = EventStore(events).read()
+    assert evs.problems == []
+    assert evs.files == [f"mta-{run.proc.pid}.jsonl"]
+    kinds = [e.kind for e in evs.events]
+    assert kinds[0] == "mta.listener.opened" and kinds[-1] == "mta.listener.closed"
+    assert [(e.source, e.corr, e["ack"]) for e in evs.events if e.kind == "mta.message.accepted"] == [
+        ("mta/mta", "u1", "sent")]
+
+
+def test_preset_flag_and_sigint(tmp_path: Path):
+    run = Running("--preset", "gmail", "--port", "0")
+    port = run.smtp()["gmail"]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        assert s.recv(200) == b"220 mx.google.com ESMTP a1b2c3d4e5f6 - gsmtp\r\n"
+    run.proc.send_signal(signal.SIGINT)
+    assert run.stop()[0] == 0
+
+
+def test_bad_config_lists_every_problem_and_exits_2(tmp_path: Path):
+    cfg = tmp_path / "fleet.yaml"
+    cfg.write_text("mtas:\n  - name: a\n    behaviors:\n      - {kind: greylist, min_delay_s: -5}\n"
+                   "      - {kind: throttle, burst: 0}\n")
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "mta", "--config", str(cfg)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines() == [
+        f"maildrill mta: {cfg}: 2 problems",
+        "  mtas[0].behaviors[0].min_delay_s = -5: must be >= 0",
+        "  mtas[0].behaviors[1].burst = 0: must be >= 1",
+    ]
+
+
+def test_non_loopback_needs_allow_remote_and_a_taken_port_exits_3():
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "mta", "--host", "0.0.0.0", "--port", "0"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "is not on this machine" in done.stderr and "--allow-remote" in done.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "harness.cli", "mta", "--port", str(port)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3
+    assert done.stderr == (f"maildrill mta: fake MTA 'mta': 127.0.0.1:{port} is already in use; pick another port, "
+                           "or 0 to let the OS choose\n")
+
+
+def test_processes_share_the_port_and_write_one_events_file_each(tmp_path: Path):
+    events = tmp_path / "events"
+    run = Running("--port", "0", "--processes", "2", "--events", str(events))
+    port = run.smtp()["mta"]
+    for i in range(40):
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            client.sendmail("a@app.drill.test", [f"u{i}@users.drill.test"], MSG)
+    # a behaviour change through the control API reaches every process
+    body = json.dumps([{"kind": "reject", "reason": "unknown_user"}]).encode()
+    req = urllib.request.Request(f"{run.control()}/mtas/mta/behaviors", data=body, method="PUT")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200
+    for i in range(40, 60):
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            client.ehlo("x")
+            client.mail("a@app.drill.test")
+            assert client.rcpt(f"u{i}@users.drill.test")[0] == 550
+    code, _, err = run.stop()
+    assert (code, err) == (0, "")
+    evs = EventStore(events).read()
+    assert len(evs.files) == 2
+    assert evs.problems == []
+    accepted = sorted(e.corr for e in evs.events if e.kind == "mta.message.accepted")
+    assert accepted == sorted(f"u{i}" for i in range(40))
+    changed = [e.source for e in evs.events if e.kind == "mta.behaviors.changed"]
+    assert changed == ["mta/mta", "mta/mta"]  # once per process
+    rejected = [e for e in evs.events if e.kind == "mta.reply.sent" and e["code"] == 550]
+    assert len(rejected) == 20
+    # the kernel spread the 60 connections over both processes (all on one: probability 2**-59)
+    per_file = [sum(e.kind == "mta.connection.opened" for e in EventStore(events).read([f]).events)
+                for f in EventStore(events).files()]
+    assert len(per_file) == 2 and min(per_file) > 0 and sum(per_file) == 60
+
+
+def test_kill_9_loses_nothing_a_client_saw(tmp_path: Path):
+    events = tmp_path / "events"
+    run = Running("--port", "0", "--events", str(events))
+    with smtplib.SMTP("127.0.0.1", run.smtp()["mta"]) as client:
+        assert client.sendmail("a@app.drill.test", ["u1@users.drill.test"], MSG) == {}
+        run.proc.kill()  # SIGKILL right after the client saw the 250
+        run.proc.wait(timeout=30)
+        run.proc.stdout.close()  # type: ignore[union-attr]
+        run.proc.stderr.close()  # type: ignore[union-attr]
+    evs = EventStore(events).read().events
+    dot = [(e.corr, e["code"]) for e in evs if e.kind == "mta.reply.sent" and e["verb"] == "DOT"]
+    assert dot == [("u1", 250)]
+    assert [(e.corr, e["ack"]) for e in evs if e.kind == "mta.message.accepted"] == [("u1", "sent")]
