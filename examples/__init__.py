@@ -1,0 +1,1 @@
+"""Reference systems under test for maildrill drills (stand-ins for a user's app; no maildrill imports)."""

@@ -1,0 +1,186 @@
+"""Delivery workers: claim the most urgent due message, pick a vendor, attempt once, and apply the retry policy."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+import threading
+import time
+from collections import Counter
+
+from examples.mailer.config import Endpoint, Settings
+from examples.mailer.delivery import attempt, vendor_accepted
+from examples.mailer.policy import Attempt, Outcome, PoolBackoff, TokenBucket, retry_delay_s
+from examples.mailer.queue import Message, MessageQueue, State
+
+# How long (unscaled seconds) a primary that refused a connection is treated as dark before it is probed again.
+DARK_PROBE_S = 5.0
+# When a pool pause ends, released messages are spread over this window (unscaled) so they don't restart in a burst.
+PAUSE_SPREAD_S = 0.5
+
+
+class Dispatcher:
+    """Shared state of the worker pool (vendor pauses, rate limit, counters) and the per-message decision."""
+
+    def __init__(self, settings: Settings, queue: MessageQueue) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.rng = random.Random(settings.seed)
+        self._rng_lock = threading.Lock()
+        self.pool = PoolBackoff(settings.retry, settings.jitter, scale=settings.time_scale, rng=self.rng)
+        self.bucket = TokenBucket(settings.rate, scale=settings.time_scale) if settings.rate else None
+        self.stop = threading.Event()
+        self.wake = threading.Condition()
+        self.counters: Counter[str] = Counter()
+        self._counter_lock = threading.Lock()
+        self._primary_dark_until = 0.0
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._counter_lock:
+            self.counters[name] += n
+
+    def notify(self) -> None:
+        with self.wake:
+            self.wake.notify_all()
+
+    def _uniform(self, a: float, b: float) -> float:
+        with self._rng_lock:
+            return self.rng.uniform(a, b)
+
+    def _delay_s(self, attempts: int) -> float | None:
+        with self._rng_lock:
+            delay = retry_delay_s(self.settings.retry, self.settings.jitter, attempts, self.rng)
+        return None if delay is None else delay * self.settings.time_scale
+
+    def vendor_for(self, message: Message, now: float) -> Endpoint:
+        s = self.settings
+        if s.backup is None:
+            return s.primary
+        if (
+            message.vendor == s.backup.name
+            or message.primary_failures >= s.failover_after
+            or self._primary_dark_until > now
+        ):
+            return s.backup
+        return s.primary
+
+    def run_worker(self) -> None:
+        """One worker thread's loop; returns soon after `stop` is set (after finishing its attempt)."""
+        while not self.stop.is_set():
+            message: Message | None = None
+            try:
+                message = self.queue.claim(now=time.time(), lease_s=self.settings.lease_s)
+                if message is None:
+                    due = self.queue.next_due()
+                    timeout = 0.5 if due is None else min(0.5, max(0.005, due - time.time()))
+                    with self.wake:
+                        self.wake.wait(timeout)
+                    continue
+                self.handle(message)
+            except Exception as exc:  # a bug or a queue outage must not kill the worker
+                print(f"mailer: worker error ({message and message.id}): {exc!r}", file=sys.stderr, flush=True)
+                self.count("worker_errors")
+                if message is not None:
+                    # Give the claim back (this process's leases are never reclaimed by its own workers).
+                    with contextlib.suppress(Exception):
+                        self.queue.defer(
+                            message.id,
+                            next_at=time.time() + self.settings.scaled(1.0),
+                            vendor=None,
+                            reply="",
+                            counted=False,
+                            unknown_vendor=message.unknown_vendor,
+                        )
+                self.stop.wait(0.2)  # back off before the next claim, so a broken queue isn't hammered
+
+    def handle(self, message: Message) -> None:
+        s, now = self.settings, time.time()
+        vendor = self.vendor_for(message, now)
+        if message.unknown_vendor and s.idempotency and s.control_url:
+            accepted = vendor_accepted(s.control_url, message.unknown_vendor, message.message_id)
+            self.count(f"status_checks_{'unreachable' if accepted is None else str(accepted).lower()}")
+            if accepted:
+                # The lost-ack attempt did deliver: one delivery record per message, so don't send again.
+                self.queue.finish(
+                    message.id,
+                    State.SENT,
+                    vendor=message.unknown_vendor,
+                    reply="accepted (vendor status API)",
+                    counted=False,
+                )
+                self.count("sent")
+                self._log(message, vendor.name, "deduplicated", 0, "vendor status API says accepted")
+                return
+        if s.pool_backoff:
+            paused = self.pool.paused_until(vendor.name)
+            if paused:
+                self.queue.defer(
+                    message.id,
+                    next_at=paused + self._uniform(0, PAUSE_SPREAD_S * s.time_scale),
+                    vendor=None,
+                    reply="",
+                    counted=False,
+                    unknown_vendor=message.unknown_vendor,
+                )
+                return
+        if self.bucket is not None:
+            while (wait := self.bucket.take()) > 0:
+                if self.stop.wait(wait):
+                    self.queue.defer(
+                        message.id,
+                        next_at=time.time(),
+                        vendor=None,
+                        reply="",
+                        counted=False,
+                        unknown_vendor=message.unknown_vendor,
+                    )
+                    return
+        result = attempt(vendor, message, timeout_s=s.smtp_timeout_s)
+        self.count(f"attempts_{result.outcome.value}")
+        self._log(message, vendor.name, result.outcome.value, result.code, result.text)
+        self.settle(message, vendor, result)
+
+    def settle(self, message: Message, vendor: Endpoint, result: Attempt) -> None:
+        s, now = self.settings, time.time()
+        attempts = message.attempts + 1
+        reply = f"{result.code} {result.text}".strip()[:300]
+        if result.outcome is Outcome.SENT:
+            self.pool.succeeded(vendor.name)
+            self.queue.finish(message.id, State.SENT, vendor=vendor.name, reply=reply)
+            self.count("sent")
+            return
+        if result.outcome is Outcome.PERMFAIL and not s.retry_5xx:
+            self.queue.finish(message.id, State.FAILED, vendor=vendor.name, reply=reply)
+            self.count("failed")
+            return
+        if result.code == 421 and s.pool_backoff:
+            self.pool.throttled(vendor.name)
+        on_primary = vendor.name == s.primary.name
+        if result.outcome is Outcome.REFUSED and on_primary and s.backup is not None:
+            self._primary_dark_until = now + DARK_PROBE_S * s.time_scale
+        delay = self._delay_s(attempts)
+        if delay is None or attempts >= s.max_attempts:
+            self.queue.finish(message.id, State.FAILED, vendor=vendor.name, reply=reply)
+            self.count("failed")
+            return
+        if result.outcome is Outcome.REFUSED and on_primary and s.backup is not None:
+            delay = 0.0  # a dark primary: go to the backup now rather than after a back-off
+        self.queue.defer(
+            message.id,
+            next_at=now + delay,
+            vendor=vendor.name,
+            reply=reply,
+            primary_failures=message.primary_failures + 1 if on_primary else None,
+            unknown_vendor=vendor.name if result.outcome is Outcome.UNKNOWN else message.unknown_vendor,
+        )
+        self.count("deferred")
+
+    def _log(self, message: Message, vendor: str, outcome: str, code: int, text: str) -> None:
+        print(
+            f"mailer: message={message.id} {message.message_id} kind={message.kind.value} "
+            f"attempt={message.attempts + 1}"
+            f" vendor={vendor} outcome={outcome} code={code} {text[:120]!r}",
+            file=sys.stderr,
+            flush=True,
+        )
