@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from urllib.parse import urlsplit
 
+from fake_mta.server import is_loopback
 from harness.errors import RemoteTargetRefused
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and names that resolve only to those (e.g. localhost)."""
-    host = host.strip("[]")
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    addrs = {info[4][0] for info in infos}
-    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+    """True for 127.0.0.0/8, ::1 and names that resolve only to those (e.g. localhost).
+
+    One definition for the whole project: the fake MTA's (it runs standalone and cannot import harness).
+    """
+    return is_loopback(host)
 
 
 def require_loopback(what: str, host: str, *, allow_remote: bool = False) -> None:
