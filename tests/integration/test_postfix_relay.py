@@ -109,10 +109,12 @@ def test_postfix_retries_greylisting_within_its_backoff_without_duplicates_or_5x
             "app@app.drill.test": ["accepted"],  # the non-delivery report, sent once
         }
         # Retries land between minimal_backoff_time and maximal_backoff_time + one queue run (+ slack for load).
+        # Postfix keeps a deferred message's next-attempt time in its queue file's mtime, in whole seconds,
+        # so a retry can come up to 1 s before minimal_backoff_time (seen here: 4.06 s with 5 s).
         for i in range(4):
             first, second = [t.t for t in txns if t.rcpt == f"grey{i}@users.drill.test"]
             gap = second - first
-            assert MIN_BACKOFF_S - 0.5 <= gap <= MAX_BACKOFF_S + QUEUE_RUN_DELAY_S + 5, gap
+            assert MIN_BACKOFF_S - 1.5 <= gap <= MAX_BACKOFF_S + QUEUE_RUN_DELAY_S + 5, gap
         accepted = Counter(t.message_id for t in receiver.accepted())
         assert {m: accepted[m] for m in message_ids.values()} == {
             **{message_ids[r]: 1 for r in recipients[:5]},
