@@ -37,7 +37,7 @@ demo: $(STAMP)
 	$(PY) -m harness.demo_fleet
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/mta_throughput.py
 
 # Optional outside components. Tests that need them skip with the reason when they are absent.
 system-deps:
