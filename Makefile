@@ -8,8 +8,8 @@ STAMP  := $(VENV)/.installed
 
 help:
 	@echo "make test         ruff + the whole test suite (creates .venv, installs maildrill[dev])"
-	@echo "make demo         the demo drill: naive vs hardened mailer under a 421 throttle storm"
-	@echo "make bench        the benchmarks (prints figures and ratios)"
+	@echo "make demo         the fake MTA fleet demo (grows into the naive-vs-hardened drill)"
+	@echo "make bench        fake MTA throughput vs aiosmtpd and smtp-sink (needs make system-deps)"
 	@echo "make system-deps  optional Debian packages for the optional tests/benchmarks (Postfix, socat)"
 
 $(PY):
