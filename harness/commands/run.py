@@ -1,0 +1,41 @@
+"""`maildrill run SCENARIO`: run a drill and leave its run directory (and report)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "run a drill: fake MTAs, fault proxy, SUT, Locust load and the fault timeline"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", metavar="SCENARIO", help="the scenario YAML file")
+    parser.add_argument("--seed", type=int, help="override the scenario's seed")
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="where run directories go (default reports/)")
+    parser.add_argument("--sut-url",
+                        help="drive a SUT already running at this URL (sut.command is not started)")
+    parser.add_argument("--toxiproxy-url", help="use this Toxiproxy server instead of the embedded proxy")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow non-loopback SUT, MTA and Toxiproxy addresses (only systems you own)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="run Locust distributed: a master and N worker processes (default: one process)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no live status line (for CI logs)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from harness.errors import UsageError
+    from harness.run.drill import RunOptions, run_drill
+    from harness.scenario.loading import load_scenario
+
+    if args.workers < 0 or args.workers > 64:
+        raise UsageError(f"--workers {args.workers}: must be 0 (one process) to 64")
+    scenario = load_scenario(args.scenario)
+    options = RunOptions(seed=args.seed, out=args.out, sut_url=args.sut_url, toxiproxy_url=args.toxiproxy_url,
+                         allow_remote=args.allow_remote, workers=args.workers, quiet=args.quiet,
+                         scenario_file=args.scenario)
+    result = run_drill(scenario, options)
+    out = sys.stdout if result.exit_code in (0, 1) else sys.stderr
+    for line in result.summary:
+        print(line, file=out)
+    return result.exit_code

@@ -1,0 +1,266 @@
+"""Reading a scenario file: YAML → frozen `Scenario`, every problem at once with its path, value, why and fix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from fake_mta.config import BEHAVIOR_KINDS
+from harness.errors import Problem, ScenarioError
+from harness.scenario.models import SHAPE_KINDS, Scenario
+
+_TAGS = set(BEHAVIOR_KINDS) | set(SHAPE_KINDS)
+_NO_VALUE = ("missing", "union_tag_not_found", "model_attributes_type", "model_type", "dict_type", "list_type")
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file. Raises ScenarioError listing every problem (with YAML line numbers)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ScenarioError(str(p), [Problem("(file)", f"cannot read the file ({why}); check the path")]) from None
+    return parse_scenario_text(text, source=str(p))
+
+
+def parse_scenario_text(text: str, *, source: str = "scenario") -> Scenario:
+    """Validate YAML (or JSON, which is YAML) text. Raises ScenarioError."""
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_map(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown position)"
+        what = exc.problem or exc.context or "syntax error"
+        raise ScenarioError(source, [Problem(where, f"not valid YAML: {what}; fix the syntax there")]) from None
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as exc:
+        raise ScenarioError(source, [Problem("(file)", f"not valid YAML: {exc}")]) from None
+    return parse_scenario(data, source=source, lines=lines)
+
+
+def parse_scenario(data: Any, *, source: str = "scenario", lines: dict[str, int] | None = None) -> Scenario:
+    """Validate plain data (e.g. from YAML or JSON). Raises ScenarioError listing every problem."""
+    if not isinstance(data, dict):
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise ScenarioError(source, [Problem("(top level)", f"must be a mapping with version: 1, name, duration_s, "
+                                                            f"mtas and load; got {got}")])
+    problems: list[Problem] = []
+    model: Scenario | None = None
+    try:
+        model = Scenario.model_validate(data)
+    except ValidationError as exc:
+        problems += _pydantic_problems(exc)
+    except (RecursionError, ValueError, TypeError, OverflowError) as exc:  # e.g. a self-referencing YAML anchor
+        problems.append(Problem("(top level)", f"cannot be read as a scenario ({type(exc).__name__}: {exc})"))
+    problems += _cross_problems(data)
+    if problems:
+        raise ScenarioError(source, _dedupe(_with_lines(problems, lines or {})))
+    assert model is not None
+    return model
+
+
+# --- pydantic errors → Problems -----------------------------------------------------------------
+def _path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        # pydantic names the union member it tried (a discriminator tag, or a model in a smart union);
+        # the user never wrote those
+        if isinstance(item, str) and i > 0 and (item in _TAGS or item[:1].isupper() or "[" in item):
+            continue
+        if item in ("function-after", "function-before", "function-plain"):
+            continue
+        parts.append(f"[{item}]" if isinstance(item, int) else (f".{item}" if parts else str(item)))
+    return "".join(parts) or "(top level)"
+
+
+def _pydantic_problems(exc: ValidationError) -> list[Problem]:
+    out: list[Problem] = []
+    for err in exc.errors():
+        typ = err["type"]
+        path = _path(tuple(err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        msg = msg.replace("Input should be", "must be", 1).replace("greater than or equal to", ">=")
+        msg = msg.replace("less than or equal to", "<=").replace("greater than", ">").replace("less than", "<")
+        if typ == "union_tag_invalid":
+            tags = err.get("ctx", {}).get("expected_tags", "")
+            msg = f"unknown kind; choose one of {tags}"
+        elif typ == "union_tag_not_found":
+            tags = err.get("ctx", {}).get("discriminator", "'kind'")
+            msg = f"needs {tags}; see `maildrill schema` for the kinds"
+        elif typ == "extra_forbidden":
+            msg = "unknown key; remove it or check its spelling (see docs/scenarios.md)"
+        elif typ == "missing":
+            msg = "required; add it"
+        elif typ == "literal_error" and path == "version":
+            msg = "must be 1 (the only scenario format version this maildrill reads)"
+        value = err.get("input")
+        if typ in _NO_VALUE or not isinstance(value, str | int | float | bool) or value is None:
+            out.append(Problem(path, msg))
+        else:
+            out.append(Problem(path, msg, value, True))
+    return out
+
+
+# --- cross-reference checks, on the raw data so they are reported together with type errors ---------------
+def _items(data: dict[str, Any], key: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    seq = data.get(key)
+    if isinstance(seq, list):
+        for i, item in enumerate(seq):
+            if isinstance(item, dict):
+                yield i, item
+
+
+def _number(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
+
+
+def _cross_problems(data: dict[str, Any]) -> list[Problem]:
+    out: list[Problem] = []
+    mtas = [(i, m.get("name", "mta")) for i, m in _items(data, "mtas")]
+    mta_names: list[str] = []
+    for i, n in mtas:
+        if isinstance(n, str) and n in mta_names:
+            out.append(Problem(f"mtas[{i}].name", "MTA names must be unique; rename this one", n, True))
+        elif isinstance(n, str):
+            mta_names.append(n)
+    proxies = list(_items(data, "proxies"))
+    proxy_names: list[str] = []
+    upstreams: list[str] = []
+    for i, p in proxies:
+        name, up = p.get("name"), p.get("upstream")
+        if isinstance(name, str) and name in proxy_names:
+            out.append(Problem(f"proxies[{i}].name", "proxy names must be unique; rename this one", name, True))
+        elif isinstance(name, str):
+            proxy_names.append(name)
+        if isinstance(up, str):
+            if up not in mta_names:
+                out.append(Problem(f"proxies[{i}].upstream", f"no such MTA; defined: {mta_names}", up, True))
+            elif up in upstreams:
+                out.append(Problem(f"proxies[{i}].upstream", "this MTA already has a proxy; one proxy per MTA",
+                                   up, True))
+            upstreams.append(up)
+    duration = _number(data.get("duration_s"))
+    drain = _number(data.get("drain_timeout_s"))
+    horizon = None if duration is None else duration + (60.0 if drain is None else drain)
+    for i, a in _items(data, "timeline"):
+        mta, proxy = a.get("mta"), a.get("proxy")
+        if isinstance(mta, str) and mta not in mta_names:
+            out.append(Problem(f"timeline[{i}].mta", f"no such MTA; defined: {mta_names}", mta, True))
+        if isinstance(proxy, str) and proxy not in proxy_names:
+            out.append(Problem(f"timeline[{i}].proxy", f"no such proxy; defined: {proxy_names}"
+                               + ("" if proxy_names else " (add a `proxies:` entry with upstream: <mta>)"),
+                               proxy, True))
+        at = _number(a.get("at_s"))
+        if at is not None and horizon is not None and at > horizon:
+            out.append(Problem(f"timeline[{i}].at_s", f"after the end of the drill ({horizon:g} s = duration_s + "
+                               "drain_timeout_s); it would never fire", a.get("at_s"), True))
+    load = data.get("load")
+    classes = list(_items(load, "classes")) if isinstance(load, dict) else []
+    class_names: list[str] = []
+    for i, c in classes:
+        name = c.get("name")
+        if isinstance(name, str) and name in class_names:
+            out.append(Problem(f"load.classes[{i}].name", "class names must be unique; rename this one", name, True))
+        elif isinstance(name, str):
+            class_names.append(name)
+    sut = data.get("sut")
+    needs_sut = any(isinstance(c.get("request"), dict) or (isinstance(c.get("smtp"), dict) and (
+        c["smtp"].get("host") is None or c["smtp"].get("port") is None)) for _, c in classes)
+    if needs_sut and sut is None:
+        out.append(Problem("sut", "required: a load class sends to the SUT; give `sut: {command: [...]}` or "
+                                  "`sut: {url: http://127.0.0.1:PORT}`"))
+    thresholds = data.get("thresholds")
+    if isinstance(thresholds, dict):
+        out += _threshold_problems(thresholds, class_names, mta_names)
+    return out
+
+
+def _threshold_problems(thresholds: dict[Any, Any], classes: list[str], mtas: list[str]) -> list[Problem]:
+    metrics = known_metrics()
+    out: list[Problem] = []
+    for key in thresholds:
+        path = f"thresholds.{key}"
+        if not isinstance(key, str):
+            out.append(Problem(path, "a threshold key must be a metric name like `duplicates` or `latency_p99_s[otp]`"))
+            continue
+        name, scope = key, None
+        if key.endswith("]") and "[" in key:
+            name, scope = key[:-1].split("[", 1)
+        if metrics is not None and name not in metrics:
+            out.append(Problem(path, f"unknown metric {name!r}; known: {sorted(metrics)}"))
+            continue
+        if scope is None:
+            continue
+        allowed = metrics[name] if metrics is not None else {"class", "mta"}
+        if (scope in classes and "class" in allowed) or (scope in mtas and "mta" in allowed):
+            continue
+        kinds = " or ".join(sorted(s for s in allowed if s != "run")) or "nothing (this metric is run-wide)"
+        out.append(Problem(path, f"unknown scope {scope!r}: {name} can be scoped by {kinds}; "
+                                 f"classes: {classes}, MTAs: {mtas}"))
+    return out
+
+
+def known_metrics() -> dict[str, set[str]] | None:
+    """Metric name → allowed scopes, from harness.analysis when it is installed, else None (accept any)."""
+    try:
+        from harness.analysis import METRICS  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return {name: set(getattr(info, "scopes", {"run"})) for name, info in METRICS.items()}
+
+
+# --- YAML line numbers for paths ----------------------------------------------------------------
+def _line_map(text: str) -> dict[str, int]:
+    """``"mtas[0].behaviors[1].rate_per_s" -> line`` for every node of the YAML document."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError):
+        return {}
+    out: dict[str, int] = {}
+    stack: list[tuple[str, yaml.Node, int]] = [("", root, 0)] if root is not None else []
+    seen: set[int] = set()
+    while stack and len(out) < 100_000:
+        path, node, depth = stack.pop()
+        if id(node) in seen or depth > 64:  # aliases may make the graph cyclic
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = k.value if isinstance(k, yaml.ScalarNode) else "?"
+                sub = f"{path}.{key}" if path else str(key)
+                out.setdefault(sub, k.start_mark.line + 1)
+                stack.append((sub, v, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                sub = f"{path}[{i}]"
+                out.setdefault(sub, v.start_mark.line + 1)
+                stack.append((sub, v, depth + 1))
+    return out
+
+
+def _with_lines(problems: list[Problem], lines: dict[str, int]) -> list[Problem]:
+    out = []
+    for p in problems:
+        path = p.path
+        while path and path not in lines:  # the nearest written ancestor (a missing key has no line)
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        line = lines.get(path)
+        out.append(Problem(p.path, f"{p.message} (line {line})", p.value, p.has_value) if line else p)
+    return out
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[str] = set()
+    out = []
+    for p in problems:
+        key = str(p)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out

@@ -1,0 +1,153 @@
+"""kill -9 of the SUT, of a Locust worker, of maildrill itself, and Ctrl-C: what was written stays readable,
+the run directory says what happened, and no process is left behind (checked by PID)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from test_drill_run import (
+    assert_no_process_left,
+    child_pids,
+    manifest,
+    of,
+    run_dir_of,
+    start_drill,
+    write_scenario,
+)
+
+from harness.events import Event
+from harness.store import EventStore
+
+pytestmark = pytest.mark.slow
+
+LONG = """\
+version: 1
+name: long
+seed: 5
+duration_s: 30
+drain_timeout_s: 30
+mtas:
+  - name: primary
+sut:
+  command: ["python", "SUT_APP"]
+  ready: {http: /healthz, timeout_s: 30}
+  env: {SUT_RETRY_S: "0.2"}
+load:
+  shape: {kind: constant, rps: 10}
+  classes:
+    - name: otp
+      request: {method: POST, path: /otp, json: {email: "{recipient}"}}
+"""
+
+
+def wait_events(run_dir: Path, pred: object, what: str, timeout_s: float = 90) -> list[Event]:
+    store = EventStore(run_dir / "events")
+    return store.wait_for(pred, timeout_s, what=what)  # type: ignore[arg-type]
+
+
+def in_load_with_requests(n: int) -> object:
+    def pred(events: list[Event]) -> bool:
+        loading = any(e.kind == "run.phase.changed" and e["phase"] == "load" for e in events)
+        return loading and len(of(events, "load.request.completed")) >= n
+    return pred
+
+
+def test_kill_9_of_the_sut_marks_the_run_degraded(tmp_path: Path) -> None:
+    proc = start_drill(write_scenario(tmp_path, LONG.replace("duration_s: 30", "duration_s: 4")),
+                       tmp_path / "r", "--quiet")
+    try:
+        run_dir = run_dir_of(tmp_path / "r")
+        wait_events(run_dir, in_load_with_requests(5), "load with 5 requests")
+        sut_pid, _ = child_pids(run_dir)["sut"]
+        os.kill(sut_pid, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    read = EventStore(run_dir / "events").read()
+    assert read.problems == []
+    assert [(e["code"], e["expected"]) for e in of(read.events, "sut.exited")] == [(-9, False)]
+    degraded = of(read.events, "run.degraded")
+    assert [e["component"] for e in degraded] == ["sut"]
+    assert degraded[0]["reason"].startswith("the SUT exited with code -9 during the load phase")
+    m = manifest(run_dir)
+    assert m["status"] == "degraded"
+    assert m["degraded"] == [{"component": "sut", "reason": degraded[0]["reason"]}]
+    assert [e["status"] for e in of(read.events, "run.ended")] == ["degraded"]
+    assert_no_process_left(run_dir)
+
+
+def test_kill_9_of_a_locust_worker_marks_the_run_degraded(tmp_path: Path) -> None:
+    proc = start_drill(write_scenario(tmp_path, LONG.replace("duration_s: 30", "duration_s: 5")),
+                       tmp_path / "r", "--quiet", "--workers", "2")
+    try:
+        run_dir = run_dir_of(tmp_path / "r")
+        wait_events(run_dir, in_load_with_requests(6), "load with 6 requests")
+        pids = child_pids(run_dir)
+        assert set(pids) == {"sut", "locust-master", "locust-worker-0", "locust-worker-1"}
+        os.kill(pids["locust-worker-0"][0], signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    read = EventStore(run_dir / "events").read()
+    assert [p.message for p in read.problems] in ([], ["truncated last line (its writer stopped mid-write); skipped"])
+    degraded = of(read.events, "run.degraded")
+    assert [e["component"] for e in degraded] == ["load/worker-0"]
+    assert manifest(run_dir)["status"] == "degraded"
+    # the surviving worker sent its whole share: the odd-numbered needs
+    corrs = {e.corr for e in of(read.events, "load.request.completed")}
+    assert {f"u{k:06d}" for k in range(1, 50, 2)} <= corrs
+    assert_no_process_left(run_dir)
+
+
+def test_kill_9_of_maildrill_leaves_no_process_and_the_watchdog_says_so(tmp_path: Path) -> None:
+    proc = start_drill(write_scenario(tmp_path, LONG), tmp_path / "r", "--quiet")
+    try:
+        run_dir = run_dir_of(tmp_path / "r")
+        wait_events(run_dir, in_load_with_requests(5), "load with 5 requests")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert_no_process_left(run_dir)
+    deadline = time.monotonic() + 20
+    while manifest(run_dir)["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling interval of a deadline-bounded wait (the watchdog finishing)
+    m = manifest(run_dir)
+    assert m["status"] == "interrupted"
+    assert str(m["status_reason"]).startswith(f"maildrill (pid {proc.pid}) ended without finishing the run")
+    read = EventStore(run_dir / "events").read()
+    assert len(of(read.events, "load.request.completed")) >= 5
+    assert [e["status"] for e in of(read.events, "run.ended")] == ["interrupted"]
+    assert all(p.message.startswith("truncated last line") for p in read.problems)
+
+
+def test_ctrl_c_stops_everything_within_5_s(tmp_path: Path) -> None:
+    proc = start_drill(write_scenario(tmp_path, LONG), tmp_path / "r", "--quiet")
+    try:
+        run_dir = run_dir_of(tmp_path / "r")
+        wait_events(run_dir, in_load_with_requests(5), "load with 5 requests")
+        sent = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert took < 5.0, f"maildrill took {took:.1f} s to stop after SIGINT"
+    assert proc.returncode == 3, stderr
+    assert_no_process_left(run_dir, timeout_s=0.5)
+    m = manifest(run_dir)
+    assert m["status"] == "interrupted"
+    read = EventStore(run_dir / "events").read()
+    assert read.problems == []
+    assert [e["status"] for e in of(read.events, "run.ended")] == ["interrupted"]
+    assert len(of(read.events, "load.request.completed")) >= 5
