@@ -1,0 +1,143 @@
+# ruff: noqa: E501  (the metric registry reads best one metric per line)
+"""What the analysis produces: the metric registry (the user-facing names) and the frozen result.
+
+`METRICS` is the contract shared by scenario thresholds (`harness.scenario` checks names and scopes
+against it), `summary.json`, the reports and `maildrill compare`. A metric's *scopes* say where a
+threshold may narrow it: ``"run"`` (always), ``"class"`` (``latency_p99_s[otp]``) and/or ``"mta"``
+(``duplicates[backup]``). All times are in scenario seconds (event seconds / ``time_scale``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Value = int | float | None
+Better = Literal["lower", "higher"] | None
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    unit: str  # "count", "ratio", "s", "ms", "1/s", "index"
+    scopes: frozenset[str]
+    better: Better
+    description: str  # one sentence, exact definition (shown in reports and the README)
+
+
+def _m(name: str, unit: str, scopes: str, better: Better, description: str) -> MetricInfo:
+    return MetricInfo(name, unit, frozenset(scopes.split(",")), better, description)
+
+
+_ALL = [
+    # volume
+    _m("requests_total", "count", "run,class", None, "load requests completed (HTTP or SMTP submissions), resends included"),
+    _m("messages_requested", "count", "run,class", None, "distinct correlation ids requested (one per user need)"),
+    _m("delivered", "count", "run,class,mta", "higher",
+       "distinct correlation ids accepted (mta.message.accepted) at least once by the end of the run"),
+    _m("undelivered", "count", "run,class", "lower", "requested correlation ids never accepted by the end of the run"),
+    _m("acknowledged_but_lost", "count", "run,class,mta", "lower",
+       "250s sent for messages a blackholing MTA discarded (mta.message.discarded)"),
+    # queue drain
+    _m("outstanding_peak", "count", "run,class", "lower", "maximum of requested - delivered over time"),
+    _m("drain_s", "s", "run,class", "lower",
+       "from the end of the last fault (or of the load, whichever is later) until outstanding reaches 0; "
+       "null when it never does"),
+    _m("queue_depth_peak", "count", "run", "lower", "maximum queue depth the SUT's own probe reported; null without a probe"),
+    # retry storm
+    _m("attempts_total", "count", "run,class,mta", "lower",
+       "delivery attempts (SMTP transactions that reached MAIL FROM) seen by any MTA"),
+    _m("retry_amplification", "ratio", "run,class", "lower", "attempts_total / messages_requested"),
+    _m("deferred_ratio", "ratio", "run,mta", "lower", "4xx replies / all replies sent by the MTAs"),
+    _m("attempts_per_s_peak", "1/s", "run", "lower", "highest attempts per second (1 s bins)"),
+    _m("attempts_per_s_peak_after_fault", "1/s", "run", "lower",
+       "highest attempts per second after the first fault window began (retry storms peak here)"),
+    _m("retry_interval_p50_s", "s", "run,class", None, "median time between consecutive attempts of the same message"),
+    _m("retry_interval_p95_s", "s", "run,class", None, "95th percentile of the same"),
+    _m("retry_interval_cv", "ratio", "run,class", "higher", "coefficient of variation (stdev/mean) of retry intervals"),
+    _m("retry_sync_index", "index", "run,class", "lower",
+       "0..1: how synchronised retries are (1 = every retry lands in lock-step, as fixed-interval retries do; "
+       "near 0 = spread out, as exponential backoff with full jitter is); null with fewer than 5 retries"),
+    _m("permanent_failures_retried", "count", "run,class,mta", "lower",
+       "messages attempted again after a 5xx for the same recipient"),
+    # duplicates
+    _m("duplicates", "count", "run,class,mta", "lower", "accepted deliveries beyond the first per message, across all MTAs"),
+    _m("duplicate_messages", "count", "run,class", "lower", "messages accepted more than once"),
+    _m("duplicates_after_lost_ack", "count", "run,class", "lower",
+       "duplicates following an acceptance whose 250 was lost (ack: lost)"),
+    _m("duplicates_failover", "count", "run,class", "lower", "duplicates accepted by a different MTA than the first acceptance"),
+    _m("duplicates_user_resend", "count", "run,class", "lower",
+       "duplicates that followed a user resend the SUT did not coalesce"),
+    # OTP expiry / delivery latency (request completed -> first acceptance)
+    _m("latency_p50_s", "s", "run,class", "lower", "median delivery latency: first request completed -> first acceptance"),
+    _m("latency_p95_s", "s", "run,class", "lower", "95th percentile delivery latency"),
+    _m("latency_p99_s", "s", "run,class", "lower", "99th percentile delivery latency"),
+    _m("latency_max_s", "s", "run,class", "lower", "slowest delivery"),
+    _m("otp_expired", "count", "run,class", "lower", "messages delivered after their class's ttl_s, or never"),
+    _m("otp_expired_ratio", "ratio", "run,class", "lower", "otp_expired / messages_requested"),
+    # the app side
+    _m("http_error_ratio", "ratio", "run,class", "lower", "load requests that failed (not ok) / all load requests"),
+    _m("request_latency_p50_ms", "ms", "run,class", "lower", "median load request latency"),
+    _m("request_latency_p99_ms", "ms", "run,class", "lower", "99th percentile load request latency"),
+    _m("http_error_ratio_in_faults", "ratio", "run", "lower", "http_error_ratio of requests completed inside fault windows"),
+    _m("request_latency_p99_ms_in_faults", "ms", "run", "lower", "request_latency_p99_ms inside fault windows"),
+]
+METRICS: Mapping[str, MetricInfo] = {m.name: m for m in _ALL}
+
+
+@dataclass(frozen=True)
+class FaultWindow:
+    """A timeline action in force: from its firing to its undoing (or the next action on the same target, or the end)."""
+
+    target: str  # "mta/primary", "proxy/primary"
+    what: str  # the action's label, e.g. "throttle 20/s at mail"
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class Series:
+    """A time series in 1 s bins (scenario time, from the start of the load phase): value i covers [t_s[i], t_s[i]+1)."""
+
+    t_s: tuple[float, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Offender:
+    """One message a rule flags, with what happened to it (for assertion messages and report tables)."""
+
+    corr: str
+    cls: str | None
+    rule: str  # the metric it counts towards, e.g. "duplicates", "permanent_failures_retried", "otp_expired"
+    detail: str  # one line: "accepted by primary at 3.20 s (ack lost), by backup at 8.41 s"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the reports show. `metrics` is run-wide; `by_class`/`by_mta` hold the scoped values
+    (only metrics whose scopes include "class"/"mta"). Values are int, float or None (not measurable)."""
+
+    metrics: Mapping[str, Value]
+    by_class: Mapping[str, Mapping[str, Value]]
+    by_mta: Mapping[str, Mapping[str, Value]]
+    windows: tuple[FaultWindow, ...]
+    load_window: tuple[float, float] | None  # load phase start/end, scenario seconds since load start (0, duration)
+    series: Mapping[str, Series]  # "requests", "delivered", "outstanding", "attempts", "deferred_ratio",
+    #                               "replies_2xx", "replies_4xx", "replies_5xx", "queue_depth" (when probed)
+    retry_intervals_s: tuple[float, ...]
+    latencies_s: Mapping[str, tuple[float, ...]]  # per class, sorted, delivered messages only
+    ttl_s: Mapping[str, float]  # per class
+    offenders: tuple[Offender, ...]
+    skipped: tuple[str, ...]  # "events/mta-primary.jsonl:17: not JSON (half-written line?)" — what was not analysed
+    time_scale: float = 1.0
+    notes: tuple[str, ...] = field(default=())  # things a reader should know (e.g. "no load events: nothing requested")
+
+    def value(self, name: str, scope: str | None = None) -> Value:
+        """The metric's value, run-wide or in one class's/MTA's scope."""
+        if scope is None:
+            return self.metrics.get(name)
+        if scope in self.by_class:
+            return self.by_class[scope].get(name)
+        return self.by_mta.get(scope, {}).get(name)
