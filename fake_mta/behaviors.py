@@ -194,7 +194,8 @@ class TokenBucket:
     tokens: float = field(default=-1.0)
     last: float | None = None
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float, *, charge_refused: bool = False) -> bool:
+        """Take a token if there is one. `charge_refused`: a refused take still costs one (down to -burst)."""
         if self.last is None:
             self.tokens, self.last = float(self.burst), now
         elif now > self.last:
@@ -203,6 +204,8 @@ class TokenBucket:
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return True
+        if charge_refused:
+            self.tokens = max(-float(self.burst), self.tokens - 1.0)
         return False
 
 
@@ -218,6 +221,7 @@ class Throttle(Behavior):
         self.rate_per_s = spec.rate_per_s
         self.burst = spec.burst
         self.scope = spec.scope
+        self.charge_refused = spec.count == "attempts"
         fallback = Reply(421, "4.4.5", ("Server busy, try again later.",))
         self._decision = Decision(self.label, Action.REPLY, self._reply(wording, "throttle", fallback))
         self.buckets: dict[object, TokenBucket] = {}
@@ -230,7 +234,7 @@ class Throttle(Behavior):
         bucket = self.buckets.get(key)
         if bucket is None:
             bucket = self.buckets[key] = TokenBucket(self.rate_per_s, self.burst)
-        return None if bucket.take(ctx.now) else self._decision
+        return None if bucket.take(ctx.now, charge_refused=self.charge_refused) else self._decision
 
     def forget_connection(self, conn: int) -> None:
         if self.scope == "connection":

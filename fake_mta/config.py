@@ -128,6 +128,10 @@ class ThrottleSpec(_BehaviorBase):
     rate_per_s: float = Field(default=10.0, gt=0)
     burst: int = Field(default=10, ge=1)
     scope: Literal["connection", "ip", "global"] = "global"
+    # "accepted": only commands let through use a token (a plain rate limit). "attempts": every attempt
+    # counts, refused ones too, down to a debt of `burst` tokens: a sender that keeps hammering stays
+    # over the limit (the self-sustaining retry storm of fixed-interval retries).
+    count: Literal["accepted", "attempts"] = "accepted"
 
 
 class RejectSpec(_BehaviorBase):

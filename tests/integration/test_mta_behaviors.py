@@ -363,3 +363,19 @@ def test_aiosmtpd_s_own_init_path_gives_the_same_dialogue(monkeypatch: pytest.Mo
     assert dialogue() == fast
     assert fast[2] == ["235 2.7.0 Authentication successful"]
     assert fast[6] == ["250 OK"]
+
+
+def test_throttle_counting_attempts_keeps_a_hammering_sender_over_the_limit():
+    """count: attempts — refused attempts cost a token too (down to a debt of `burst`), so a sender that
+    retries at the rate the bucket refills never gets through, while one that pauses does."""
+    clock = FakeClock()
+    spec = {"kind": "throttle", "rate_per_s": 1, "burst": 2, "count": "attempts"}
+    with one(clock=clock, behaviors=[spec]) as fleet:
+        got = []
+        for advance in (0, 0, 0, 0, 0, 1, 1, 1, 1, 4):  # 2 pass, 3 refused (debt -2), 1/s hammering, then a pause
+            clock.advance(advance)
+            with WireClient(fleet["m"].port) as c:
+                c.reply()
+                c.cmd("EHLO app.drill.test")
+                got.append(c.cmd("MAIL FROM:<a@app.drill.test>")[0][:3])
+    assert got == ["250", "250", "421", "421", "421", "421", "421", "421", "421", "250"]
