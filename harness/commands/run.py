@@ -12,6 +12,9 @@ HELP = "run a drill: fake MTAs, fault proxy, SUT, Locust load and the fault time
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", metavar="SCENARIO", help="the scenario YAML file")
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                        help="override one scenario value (YAML), e.g. --set load.shape.peak_rps=50 or "
+                             "--set 'sut.command=[python, -m, examples.mailer, --profile, hardened]'; repeatable")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="where run directories go (default reports/)")
     parser.add_argument("--sut-url",
                         help="drive a SUT already running at this URL (sut.command is not started)")
@@ -30,10 +33,10 @@ def main(args: argparse.Namespace) -> int:
 
     if args.workers < 0 or args.workers > 64:
         raise UsageError(f"--workers {args.workers}: must be 0 (one process) to 64")
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, args.overrides)
     options = RunOptions(seed=args.seed, out=args.out, sut_url=args.sut_url, toxiproxy_url=args.toxiproxy_url,
                          allow_remote=args.allow_remote, workers=args.workers, quiet=args.quiet,
-                         scenario_file=args.scenario)
+                         scenario_file=args.scenario, overrides=tuple(args.overrides))
     result = run_drill(scenario, options)
     out = sys.stdout if result.exit_code in (0, 1) else sys.stderr
     for line in result.summary:

@@ -42,6 +42,7 @@ class RunOptions:
     workers: int = 0  # 0: one Locust process; N: a master and N workers
     quiet: bool = False
     scenario_file: str | None = None
+    overrides: tuple[str, ...] = ()  # the --set PATH=VALUE the scenario was loaded with (for the reproduce line)
     stream: TextIO | None = None  # the status display (default stdout)
     cwd: Path | None = None  # where the SUT command runs (default: the current directory)
     reports: bool = True  # call harness.report.write_reports at the end when it is installed
@@ -66,6 +67,8 @@ def smtp_env(name: str, host: str, port: int, *, first: bool) -> dict[str, str]:
 
 def reproduce_command(scenario_file: str | None, seed: int, options: RunOptions) -> list[str]:
     cmd = ["maildrill", "run", scenario_file or "SCENARIO.yaml", "--seed", str(seed)]
+    for item in options.overrides:
+        cmd += ["--set", item]
     if options.workers:
         cmd += ["--workers", str(options.workers)]
     if options.sut_url:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +18,61 @@ _TAGS = set(BEHAVIOR_KINDS) | set(SHAPE_KINDS)
 _NO_VALUE = ("missing", "union_tag_not_found", "model_attributes_type", "model_type", "dict_type", "list_type")
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file. Raises ScenarioError listing every problem (with YAML line numbers)."""
+def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
+    """Read and validate a scenario file. Raises ScenarioError listing every problem (with YAML line numbers).
+    `overrides` are ``dotted.path=YAML value`` settings applied before validation (``maildrill run --set``)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ScenarioError(str(p), [Problem("(file)", f"cannot read the file ({why}); check the path")]) from None
-    return parse_scenario_text(text, source=str(p))
+    return parse_scenario_text(text, source=str(p), overrides=overrides)
 
 
-def parse_scenario_text(text: str, *, source: str = "scenario") -> Scenario:
+def apply_overrides(data: Any, overrides: Sequence[str], *, source: str = "--set") -> Any:
+    """``sut.command=["python", "-m", "app"]``, ``load.shape.peak_rps=50``, ``mtas[0].behaviors[0].rate_per_s=5``:
+    the value is YAML; a missing mapping key is created, a list index must exist."""
+    problems: list[Problem] = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(Problem(f"--set {item!r}", "expected PATH=VALUE, e.g. --set load.shape.peak_rps=50"))
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            problems.append(Problem(f"--set {key}", f"the value {raw!r} is not valid YAML ({exc})"))
+            continue
+        steps = [int(s) if s.isdigit() else s for s in re.findall(r"[^.\[\]]+", key)]
+        node = data
+        for i, step in enumerate(steps):
+            last = i == len(steps) - 1
+            if isinstance(step, int):
+                if not isinstance(node, list) or not -len(node) <= step < len(node):
+                    problems.append(Problem(f"--set {key}", f"{_dotted(steps[: i + 1])}: no such list item"))
+                    break
+            elif not isinstance(node, dict):
+                problems.append(Problem(f"--set {key}",
+                                        f"{_dotted(steps[:i])} is not a mapping; cannot set {step!r} in it"))
+                break
+            if last:
+                node[step] = value
+            elif isinstance(step, str) and step not in node:
+                node = node.setdefault(step, {})
+            else:
+                node = node[step]
+    if problems:
+        raise ScenarioError(source, problems)
+    return data
+
+
+def _dotted(steps: Sequence[str | int]) -> str:
+    return "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps).lstrip(".")
+
+
+def parse_scenario_text(text: str, *, source: str = "scenario", overrides: Sequence[str] = ()) -> Scenario:
     """Validate YAML (or JSON, which is YAML) text. Raises ScenarioError."""
     try:
         data = yaml.safe_load(text)
@@ -40,6 +84,10 @@ def parse_scenario_text(text: str, *, source: str = "scenario") -> Scenario:
         raise ScenarioError(source, [Problem(where, f"not valid YAML: {what}; fix the syntax there")]) from None
     except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as exc:
         raise ScenarioError(source, [Problem("(file)", f"not valid YAML: {exc}")]) from None
+    if overrides:
+        if not isinstance(data, dict):
+            raise ScenarioError(source, [Problem("(top level)", "must be a mapping to apply --set to")])
+        data = apply_overrides(data, overrides, source=f"{source} (--set)")
     return parse_scenario(data, source=source, lines=lines)
 
 

@@ -221,3 +221,48 @@ def test_unreadable_file(tmp_path: Path) -> None:
         load_scenario(tmp_path / "missing.yaml")
     assert "cannot read the file" in str(info.value)
     assert textwrap.dedent(str(info.value)).startswith(str(tmp_path / "missing.yaml"))
+
+
+def test_set_overrides_apply_yaml_values_before_validation(tmp_path) -> None:
+    from harness.scenario.loading import load_scenario
+
+    path = tmp_path / "s.yaml"
+    path.write_text(MINIMAL_FOR_SET)
+    s = load_scenario(path, ["load.shape.rps=7", "sut.command=[python, -m, examples.mailer, --profile, hardened]",
+                             "mtas[0].behaviors[0].rate_per_s=3", "description=from --set"])
+    assert s.load.shape.rps == 7
+    assert list(s.sut.command) == ["python", "-m", "examples.mailer", "--profile", "hardened"]
+    assert s.mtas[0].behaviors[0].rate_per_s == 3
+    assert s.description == "from --set"
+
+
+def test_bad_set_overrides_are_all_reported(tmp_path) -> None:
+    from harness.errors import ScenarioError
+    from harness.scenario.loading import load_scenario
+
+    path = tmp_path / "s.yaml"
+    path.write_text(MINIMAL_FOR_SET)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path, ["nonsense", "mtas[3].name=x", "duration_s.x=1", "load.shape.rps=-1"])
+    assert str(info.value).splitlines()[1:] == [
+        "  --set 'nonsense': expected PATH=VALUE, e.g. --set load.shape.peak_rps=50",
+        "  --set mtas[3].name: mtas[3]: no such list item",
+        "  --set duration_s.x: duration_s is not a mapping; cannot set 'x' in it",
+    ]
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path, ["load.shape.rps=-1"])
+    assert str(info.value).splitlines()[1] == "  load.shape.rps = -1: must be >= 0 (line 9)"
+
+
+MINIMAL_FOR_SET = """\
+version: 1
+name: set-test
+duration_s: 5
+mtas:
+  - name: primary
+    behaviors: [{kind: throttle, rate_per_s: 10, burst: 10}]
+sut: {command: [python, -m, examples.mailer]}
+load:
+  shape: {kind: constant, rps: 2}
+  classes: [{name: otp, request: {method: POST, path: /otp, json: {email: "{recipient}"}}}]
+"""
