@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -202,7 +203,8 @@ class Drill:
                     summary.append(f"report failed: {type(exc).__name__}: {exc}")
                     exit_code = EXIT_INFRA
         summary.append(f"run directory: {rd.path}")
-        summary.append(f"reproduce: {' '.join(reproduce_command(self.options.scenario_file, self.seed, self.options))}")
+        again = reproduce_command(self.options.scenario_file, self.seed, self.options)
+        summary.append(f"reproduce: {shlex.join(again)}")
         return RunResult(rd.path, status, reason, exit_code, summary)
 
     async def _run(self, rd: RunDir, store: EventStore) -> None:
