@@ -61,6 +61,7 @@ class EventKind(StrEnum):
     RUN_PHASE_CHANGED = "run.phase.changed"
     RUN_ACTION_FIRED = "run.action.fired"
     RUN_ACTION_UNDONE = "run.action.undone"
+    RUN_DRAIN_ENDED = "run.drain.ended"
     RUN_DEGRADED = "run.degraded"
     RUN_ENDED = "run.ended"
 

@@ -90,6 +90,7 @@ class Drill:
         self.seed = scenario.seed if options.seed is None else options.seed
         self.scenario = scenario.model_copy(update={"seed": self.seed})
         self.runtime = scaled(self.scenario)
+        self.probe: QueueDepthProbe | None = None
         self.display = StatusDisplay(options.stream or sys.stdout, quiet=options.quiet)
         self.clock = MonotonicClock()
         self.degraded: list[dict[str, str]] = []
@@ -241,6 +242,7 @@ class Drill:
                 probe = QueueDepthProbe(rt.sut.queue_depth, writer=sut_w, base_url=sut.base_url,
                                         log=rd.sut / "probe.log", cwd=opts.cwd or Path.cwd(), env=env)
                 tasks.append(asyncio.ensure_future(probe.run()))
+                self.probe = probe
             load = rt.load.model_copy(update={"users": rt.load.users or default_users(rt.load.shape)})
             plan = LoadPlan(load=load, duration_s=rt.duration_s, seed=self.seed,
                             sut_url=None if sut.absent else sut.base_url, smtp_host=None if sut.absent else sut.host,
@@ -322,11 +324,18 @@ class Drill:
             await asyncio.sleep(max(0.0, next_t - loop.time()))  # the display period
 
     async def _drain(self, tracker: Tracker, timeout_s: float) -> None:
-        """Until every requested message was delivered (or timeout_s, or the SUT died)."""
+        """Until every requested message was delivered, or the SUT's own queue probe read empty twice in a row
+        during the drain (what is not delivered by then never will be: bounced, given up), or timeout_s, or
+        the SUT died."""
         deadline = time.monotonic() + timeout_s
+        probe = self.probe
+        probed_before = probe.samples if probe is not None else 0
         while not self.sut_dead:
             snap = tracker.poll(self.clock.now())
             if snap.outstanding == 0 or time.monotonic() >= deadline:
+                return
+            if probe is not None and probe.samples - probed_before >= 2 and probe.zeros_in_a_row >= 2:
+                self.run_w.record("run.drain.ended", None, reason="sut_queue_empty", outstanding=snap.outstanding)
                 return
             await asyncio.sleep(0.1)  # poll interval of a deadline-bounded wait
 

@@ -54,6 +54,7 @@ class QueueDepthProbe:
         self.env = env
         self.samples = 0
         self.failures = 0
+        self.zeros_in_a_row = 0  # consecutive samples that read an empty queue
 
     async def sample(self) -> float | None:
         timeout = max(self.spec.interval_s, 1.0)
@@ -85,6 +86,7 @@ class QueueDepthProbe:
                                      else f"metric {self.spec.metric!r} not found")
                 self.writer.record("sut.queue_depth.sampled", None, depth=depth)
                 self.samples += 1
+                self.zeros_in_a_row = self.zeros_in_a_row + 1 if depth == 0 else 0
             except (OSError, TimeoutError, ValueError) as exc:
                 self.failures += 1
                 with contextlib.suppress(OSError), open(self.log, "a", encoding="utf-8") as f:
