@@ -213,6 +213,24 @@ class PostfixInstance:
         return [json.loads(line)["queue_id"] for line in proc.stdout.splitlines() if line.strip()]
 
 
+def run_in_foreground(inst: PostfixInstance) -> int:
+    """Start the instance, wait for SIGTERM/SIGINT (or the master's death), stop it. Exit 0 on a signal."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    pid = inst.start()
+    print(f"postfix: running pid={pid} listen={inst.listen_host}:{inst.listen_port} "
+          f"relay=[{inst.relay_host}]:{inst.relay_port} dir={inst.base_dir} log={inst.log_file} (until SIGTERM)",
+          flush=True)
+    try:
+        while True:
+            if signal.sigtimedwait({signal.SIGTERM, signal.SIGINT}, 1.0) is not None:
+                return 0
+            if inst.master_pid() != pid:  # checked once a second while waiting for the signal
+                print(f"postfix: the master (pid {pid}) exited on its own; see {inst.log_file}", file=sys.stderr)
+                return 1
+    finally:
+        inst.stop()
+
+
 def require_postfix() -> None:
     missing = [
         tool for tool in ("postfix", "postqueue") if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists()
@@ -239,7 +257,9 @@ def _default_port(text: str | None, what: str, fallback: int) -> int:
 def main(argv: Sequence[str]) -> int:
     env = os.environ
     p = argparse.ArgumentParser(prog="python -m examples.postfix", description=__doc__)
-    p.add_argument("action", choices=["start", "stop", "status", "configure"])
+    p.add_argument("action", choices=["start", "stop", "status", "configure", "run", "depth"],
+                   help="run = start, stay in the foreground until SIGTERM/SIGINT, then stop (a drill's sut.command); "
+                        "depth = print how many messages are queued (a drill's queue_depth probe)")
     p.add_argument(
         "--dir",
         type=Path,
@@ -264,9 +284,13 @@ def main(argv: Sequence[str]) -> int:
             maximal_backoff_s=args.max_backoff,
             queue_run_delay_s=args.queue_run_delay,
         )
-        if args.action in ("start", "configure"):
+        if args.action in ("start", "configure", "run"):
             inst.configure(fresh=args.fresh)
-        if args.action == "start":
+        if args.action == "run":
+            return run_in_foreground(inst)
+        if args.action == "depth":
+            print(len(inst.queue_ids()), flush=True)
+        elif args.action == "start":
             pid = inst.start()
             print(
                 f"postfix: running pid={pid} listen={inst.listen_host}:{inst.listen_port} "
