@@ -4,11 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test test-fast lint demo bench system-deps clean
+.PHONY: help install test test-fast lint demo demo-fleet bench system-deps clean
 
 help:
 	@echo "make test         ruff + the whole test suite (creates .venv, installs maildrill[dev])"
-	@echo "make demo         the fake MTA fleet demo (grows into the naive-vs-hardened drill)"
+	@echo "make demo         the throttle-storm drill against the naive and the hardened mailer, side by side (~2 min)"
+	@echo "make demo-fleet   the fake MTA fleet alone: every behaviour answering a real SMTP client"
 	@echo "make bench        fake MTA throughput vs aiosmtpd and smtp-sink (needs make system-deps)"
 	@echo "make system-deps  optional Debian packages for the optional tests/benchmarks (Postfix, socat)"
 
@@ -34,6 +35,9 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
 demo: $(STAMP)
+	$(PY) -m harness.demo
+
+demo-fleet: $(STAMP)
 	$(PY) -m harness.demo_fleet
 
 bench: $(STAMP)

@@ -1,4 +1,4 @@
-"""The standalone fleet demo (`make demo` until the full drill exists) sends real mail and prints what each replied."""
+"""The standalone fleet demo (`make demo-fleet`) sends real mail and prints what each MTA replied."""
 
 from __future__ import annotations
 
