@@ -15,6 +15,15 @@ from dataclasses import dataclass
 from harness.analysis.model import METRICS, Analysis, Value
 from harness.errors import EXIT_FAILED, EXIT_PASS
 
+# what a null value means, per metric (else: "not measured")
+NULL_MEANS = {
+    "drain_s": "never drained: messages were still outstanding when the run ended",
+    "retry_sync_index": "fewer than 5 retries: nothing to measure",
+    "otp_expired": "no class has a ttl_s", "otp_expired_ratio": "no class has a ttl_s",
+    "latency_p50_s": "no message was delivered", "latency_p95_s": "no message was delivered",
+    "latency_p99_s": "no message was delivered", "latency_max_s": "no message was delivered",
+    "queue_depth_peak": "the scenario has no sut.queue_depth probe",
+}
 _NAME = re.compile(r"^(?P<metric>[a-z0-9_]+)(?:\[(?P<scope>[^\]]+)\])?$")
 
 
@@ -92,7 +101,8 @@ def check(threshold: str, spec: Mapping[str, float | None], analysis: Analysis) 
     unit = info.unit
     if value is None:
         where = f" in {scope!r}" if scope else ""
-        return Check(threshold, metric, scope, hi, lo, None, False, f"not measured{where}: nothing to compare")
+        why = NULL_MEANS.get(metric, "not measured")
+        return Check(threshold, metric, scope, hi, lo, None, False, f"null{where}: {why}")
     shown = format_value(value, unit)
     if hi is not None and value > hi:
         return Check(threshold, metric, scope, hi, lo, value, False, f"{shown} > max {_limit(hi)}")

@@ -21,8 +21,9 @@ def test_each_threshold_becomes_one_check_in_scenario_order() -> None:
         Check("latency_p99_s[otp]", "latency_p99_s", "otp", 2, None, 3.25, False, "3.25 s > max 2"),
         Check("retry_sync_index", "retry_sync_index", None, 0.5, None, 0.91, False, "0.91 > max 0.5"),
         Check("duplicates[backup]", "duplicates", "backup", 0, None, 2, False, "2 > max 0"),
-        Check("drain_s", "drain_s", None, 60, None, None, False, "not measured: nothing to compare"),
-        Check("delivered", "delivered", None, 5, 1, None, False, "not measured: nothing to compare"),
+        Check("drain_s", "drain_s", None, 60, None, None, False,
+              "null: never drained: messages were still outstanding when the run ended"),
+        Check("delivered", "delivered", None, 5, 1, None, False, "null: not measured"),
     )
     assert not v.passed and v.exit_code == 1
     assert v.summary_lines()[:3] == ["FAIL: 5 of 6 thresholds failed", "  ok   duplicates: 0 <= max 0",

@@ -1,0 +1,51 @@
+"""Small exact statistics used by the metrics: nearest-rank percentiles, CV, and the retry synchronisation index."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+# A retry interval counts as "in step" with the most common one when it lies within this factor of it.
+SYNC_BAND = 1.10
+SYNC_MIN_RETRIES = 5
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile of already sorted values: the smallest value with at least p % of the values at
+    or below it (p50 of [1, 2, 3, 4] is 2; p99 of 100 values is the 99th). None for no values."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    rank = max(1, math.ceil(p / 100.0 * n - 1e-9))
+    return sorted_values[min(n, rank) - 1]
+
+
+def cv(values: Sequence[float]) -> float | None:
+    """Coefficient of variation (population stdev / mean); None for fewer than 2 values or a zero mean."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = math.fsum(values) / n
+    if mean <= 0:
+        return None
+    var = math.fsum((v - mean) ** 2 for v in values) / n
+    return math.sqrt(var) / mean
+
+
+def sync_index(intervals: Sequence[float]) -> float | None:
+    """The share of retry intervals that lie within ±10 % (a factor of 1.1 either way) of the most common
+    interval — found as the densest such band. Fixed-interval retries put (nearly) every retry in one band
+    (index ~1): the messages deferred together come back together, again and again. Exponential backoff
+    without jitter spreads them over a few bands (one per doubling); full jitter spreads them uniformly
+    (at most ~0.2 by construction). Scale-free (unchanged when every interval is multiplied by a constant,
+    i.e. by `time_scale`) and independent of the number of messages. None with fewer than 5 retries."""
+    if len(intervals) < SYNC_MIN_RETRIES:
+        return None
+    logs = sorted(math.log(max(v, 1e-3)) for v in intervals)
+    width = 2 * math.log(SYNC_BAND)
+    best = lo = 0
+    for hi, x in enumerate(logs):
+        while x - logs[lo] > width:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best / len(logs)

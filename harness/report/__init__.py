@@ -1,0 +1,40 @@
+"""Reports, rebuilt from a run directory alone: summary.json, report.html, report.md, junit.xml, figures/*.png,
+and the rehearsal history (the reports root's index.html)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.verdict import Verdict
+
+
+def write_reports(run_dir: str | Path, *, history: bool = True) -> Verdict:
+    """Analyse the run, write every report into it, rebuild the history index of its parent; the verdict."""
+    from harness.report.figures import render_all
+    from harness.report.history import write_index
+    from harness.report.html import html_report
+    from harness.report.junit import junit_xml
+    from harness.report.markdown import markdown
+    from harness.report.run import analyse_run
+    from harness.report.summary import summary
+
+    info, analysis, verdict = analyse_run(run_dir)
+    path = info.path
+    pngs = render_all(analysis, path / "figures")
+    _write(path / "summary.json", json.dumps(summary(info, analysis, verdict), indent=2) + "\n")
+    _write(path / "report.md", markdown(info, analysis, verdict))
+    (path / "junit.xml").write_bytes(junit_xml(info, verdict))
+    _write(path / "report.html", html_report(info, analysis, verdict, pngs))
+    if history and path.parent != path:
+        write_index(path.parent)
+    return verdict
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+__all__ = ["write_reports"]

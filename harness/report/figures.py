@@ -1,0 +1,195 @@
+"""The report's figures, drawn with matplotlib's object API (Figure + Agg canvas; never pyplot, which keeps
+global state). Every figure plots the analysis's 1 s series, never raw events, so a million-event run
+draws as fast as a small one. Fault windows are shaded and labelled on every time axis."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from harness.analysis import Analysis
+
+WINDOW_COLORS = ("#f4a261", "#e76f51", "#2a9d8f", "#8ab17d", "#b5838d", "#6d597a")
+BLUE, ORANGE, GREEN, RED, GREY = "#1d4e89", "#f4a261", "#2a9d8f", "#c0392b", "#7f8c8d"
+
+
+def _figure(height: float = 3.6) -> Figure:
+    fig = Figure(figsize=(10, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _shade_windows(ax: Axes, analysis: Analysis) -> None:
+    seen: dict[str, str] = {}
+    for w in analysis.windows:
+        label = f"{w.target} {w.what}"
+        color = seen.setdefault(label, WINDOW_COLORS[len(seen) % len(WINDOW_COLORS)])
+        ax.axvspan(w.start_s, max(w.end_s, w.start_s + 0.2), color=color, alpha=0.18, lw=0,
+                   label=f"fault: {label}" if label not in ax.get_legend_handles_labels()[1] else None)
+    if analysis.load_window:
+        ax.axvline(analysis.load_window[1], color=GREY, ls=":", lw=1, label="end of load")
+
+
+def _empty(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color=GREY, fontsize=12)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def requests_and_deliveries(analysis: Analysis) -> Figure:
+    fig = _figure()
+    ax = fig.add_subplot()
+    req, dlv, out = (analysis.series.get(k) for k in ("requests", "delivered", "outstanding"))
+    if req is None or not any(req.values):
+        _empty(ax, "no requests were recorded")
+        return fig
+    ax.step(req.t_s, req.values, where="post", color=BLUE, lw=1.2, label="requests/s")
+    if dlv is not None:
+        ax.step(dlv.t_s, dlv.values, where="post", color=GREEN, lw=1.2, label="first deliveries/s")
+    ax.set_xlabel("seconds since the load began (scenario time)")
+    ax.set_ylabel("per second")
+    if out is not None:
+        ax2 = ax.twinx()
+        ax2.fill_between(out.t_s, out.values, step="post", color=RED, alpha=0.15)
+        ax2.step(out.t_s, out.values, where="post", color=RED, lw=1.4, label="outstanding (not yet delivered)")
+        ax2.set_ylabel("outstanding messages", color=RED)
+        ax2.set_ylim(bottom=0)
+        h2, l2 = ax2.get_legend_handles_labels()
+    else:
+        h2, l2 = [], []
+    _shade_windows(ax, analysis)
+    h1, l1 = ax.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8, framealpha=0.9)
+    ax.set_ylim(bottom=0)
+    ax.set_title("Requests, deliveries and the queue that builds up", loc="left", fontsize=11)
+    return fig
+
+
+def attempts_and_replies(analysis: Analysis) -> Figure:
+    fig = _figure()
+    ax = fig.add_subplot()
+    att = analysis.series.get("attempts")
+    if att is None or not any(att.values):
+        _empty(ax, "no delivery attempts reached an MTA")
+        return fig
+    bottom = [0.0] * len(att.t_s)
+    for key, color, label in (("replies_2xx", GREEN, "accepted"), ("replies_4xx", ORANGE, "deferred (4xx)"),
+                              ("replies_5xx", RED, "rejected (5xx)")):
+        s = analysis.series.get(key)
+        if s is None or not any(s.values):
+            continue
+        ax.bar(s.t_s, s.values, width=1.0, align="edge", bottom=bottom, color=color, label=label, lw=0)
+        bottom = [b + v for b, v in zip(bottom, s.values, strict=True)]
+    ax.step(att.t_s, att.values, where="post", color=BLUE, lw=1, label="attempts/s")
+    _shade_windows(ax, analysis)
+    ax.set_xlabel("seconds since the load began (scenario time)")
+    ax.set_ylabel("delivery attempts per second")
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    peak = analysis.metrics.get("attempts_per_s_peak")
+    ax.set_title(f"Delivery attempts by outcome (peak {peak:g}/s)" if peak is not None else "Delivery attempts",
+                 loc="left", fontsize=11)
+    return fig
+
+
+def retry_intervals(analysis: Analysis) -> Figure:
+    fig = _figure(3.2)
+    ax = fig.add_subplot()
+    iv = analysis.retry_intervals_s
+    if not iv:
+        _empty(ax, "no retries: every message was delivered (or rejected) on its first attempt")
+        return fig
+    top = max(iv)
+    bins = min(80, max(10, len(iv) // 5))
+    ax.hist(iv, bins=bins, range=(0, top * 1.02 if top > 0 else 1), color=BLUE, alpha=0.85)
+    ax.set_xlabel("seconds between consecutive attempts of the same message (scenario time)")
+    ax.set_ylabel("retries")
+    sync = analysis.metrics.get("retry_sync_index")
+    sync_text = f"retry_sync_index {sync:.2f}" if isinstance(sync, float) else "retry_sync_index n/a"
+    ax.set_title(f"Retry intervals ({len(iv)} retries; {sync_text}: 1 = lock-step, 0 = spread out)",
+                 loc="left", fontsize=11)
+    return fig
+
+
+def latency_cdf(analysis: Analysis) -> Figure:
+    fig = _figure()
+    ax = fig.add_subplot()
+    drawn = False
+    colors = (BLUE, GREEN, ORANGE, RED, "#6d597a", GREY)
+    top = max((lat[-1] for lat in analysis.latencies_s.values() if lat), default=0.0)
+    ttls = [t for c, t in analysis.ttl_s.items() if analysis.latencies_s.get(c)]
+    right = max(top, min(ttls, default=top)) * 1.15 or 1.0  # the data and the nearest TTL; farther TTLs: an arrow
+    for i, (cls, lat) in enumerate(sorted(analysis.latencies_s.items())):
+        n_req = analysis.by_class.get(cls, {}).get("messages_requested") or len(lat)
+        if not lat:
+            continue
+        color = colors[i % len(colors)]
+        ys = [(k + 1) / n_req for k in range(len(lat))]  # of all requested: undelivered never reach 1
+        ax.step(lat, ys, where="post", color=color, lw=1.5, label=f"{cls} ({len(lat)}/{n_req} delivered)")
+        ttl = analysis.ttl_s.get(cls)
+        if ttl is not None and ttl <= right:
+            ax.axvline(ttl, color=color, ls="--", lw=1)
+            ax.text(ttl, 0.02, f" {cls} TTL {ttl:g} s", color=color, fontsize=8, rotation=90, va="bottom")
+        elif ttl is not None:
+            ax.annotate(f"{cls} TTL {ttl:g} s →", xy=(1, 0.06 + 0.07 * i), xycoords="axes fraction", ha="right",
+                        color=color, fontsize=8)
+        drawn = True
+    if not drawn:
+        _empty(ax, "no message was delivered")
+        return fig
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(0, right)
+    ax.set_xlabel("delivery latency: request completed -> first acceptance (s, scenario time)")
+    ax.set_ylabel("share of requested messages")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title("Delivery latency per class (dashed: the class's TTL)", loc="left", fontsize=11)
+    return fig
+
+
+def duplicates_per_mta(analysis: Analysis) -> Figure:
+    fig = _figure(2.8)
+    ax = fig.add_subplot()
+    names = sorted(analysis.by_mta)
+    dups = [analysis.by_mta[n].get("duplicates") or 0 for n in names]
+    delivered = [analysis.by_mta[n].get("delivered") or 0 for n in names]
+    if not names:
+        _empty(ax, "no MTA recorded anything")
+        return fig
+    y = list(range(len(names)))
+    ax.barh([v + 0.2 for v in y], delivered, height=0.4, color=GREEN, label="messages delivered")
+    ax.barh([v - 0.2 for v in y], dups, height=0.4, color=RED, label="duplicate deliveries")
+    ax.set_yticks(y, names)
+    for v, d in zip(y, dups, strict=True):
+        ax.text(d, v - 0.2, f" {d:g}", va="center", fontsize=9, color=RED)
+    ax.legend(loc="lower right", fontsize=8)
+    total = analysis.metrics.get("duplicates") or 0
+    ax.set_title(f"Deliveries and duplicates per MTA ({total:g} duplicates in all)", loc="left", fontsize=11)
+    return fig
+
+
+FIGURES: dict[str, tuple[str, Callable[[Analysis], Figure]]] = {
+    "requests_deliveries": ("Requests vs deliveries, and outstanding messages", requests_and_deliveries),
+    "attempts_replies": ("Delivery attempts per second by outcome", attempts_and_replies),
+    "retry_intervals": ("Retry-interval histogram", retry_intervals),
+    "latency_cdf": ("Delivery latency CDF per class, with TTLs", latency_cdf),
+    "duplicates": ("Deliveries and duplicates per MTA", duplicates_per_mta),
+}
+
+
+def render_all(analysis: Analysis, out_dir: Path) -> dict[str, bytes]:
+    """Write figures/<name>.png and return the PNG bytes by name (the HTML embeds them)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pngs: dict[str, bytes] = {}
+    for name, (_, draw) in FIGURES.items():
+        fig = draw(analysis)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        data = buf.getvalue()
+        (out_dir / f"{name}.png").write_bytes(data)
+        pngs[name] = data
+    return pngs
