@@ -182,7 +182,7 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
         m.attempts.sort(key=lambda a: (a.start, a.mta))
         m.resends.sort()
 
-    requested = {c: m for c, m in msgs.items() if m.first_req < math.inf}
+    requested = {c: msgs[c] for c in sorted(msgs) if msgs[c].first_req < math.inf}  # by id: order-free results
     load_end = float(scenario["duration_s"]) if "duration_s" in scenario else (
         (drain_started - t0) * inv if drain_started is not None else max((r[0] for r in requests), default=0.0))
     end = max(t_last, load_end)
@@ -196,13 +196,14 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
     all_attempts = sorted(attempts.values(), key=lambda a: (a.start, a.mta))
     offenders: list[Offender] = []
     metrics = _message_metrics(list(requested.items()), requests, all_attempts, ttl, drain_ref, offenders,
-                               discarded=sum(discarded_by_mta.values()))
+                               discarded=sum(discarded_by_mta.values()), has_ttl=bool(ttl))
     by_class: dict[str, dict[str, Value]] = {}
     for cls in classes:
         subset = [(c, m) for c, m in requested.items() if m.cls == cls]
         cls_attempts = _attempts_of(subset)
         by_class[cls] = _message_metrics(subset, [r for r in requests if r[1] == cls], cls_attempts, ttl,
-                                         drain_ref, None, discarded=sum(m.discarded for _, m in subset))
+                                         drain_ref, None, discarded=sum(m.discarded for _, m in subset),
+                                         has_ttl=cls in ttl)
 
     # run-wide only
     deferred = sum(1 for a in all_attempts if a.outcome == "4xx")
@@ -343,12 +344,13 @@ def _drain(msgs: Iterable[_Message], ref: float) -> tuple[int, float | None]:
     return peak, drained
 
 
+def _interval_sequences(msgs: Iterable[_Message]) -> list[list[float]]:
+    """Per message, the times between its consecutive delivery attempts."""
+    return [[b.start - a.start for a, b in itertools.pairwise(m.attempts)] for m in msgs if len(m.attempts) > 1]
+
+
 def _intervals(msgs: Iterable[_Message]) -> list[float]:
-    out = []
-    for m in msgs:
-        starts = [a.start for a in m.attempts]
-        out.extend(b - a for a, b in itertools.pairwise(starts))
-    return out
+    return [v for seq in _interval_sequences(msgs) for v in seq]
 
 
 def _detail_attempts(m: _Message) -> str:
@@ -359,13 +361,12 @@ def _detail_attempts(m: _Message) -> str:
 
 def _message_metrics(subset: list[tuple[str, _Message]], reqs: list[tuple[float, str | None, bool, float]],
                      attempts: list[_Attempt], ttl: Mapping[str, float], drain_ref: float,
-                     offenders: list[Offender] | None, *, discarded: int) -> dict[str, Value]:
+                     offenders: list[Offender] | None, *, discarded: int, has_ttl: bool) -> dict[str, Value]:
     n = len(subset)
     delivered = [m for _, m in subset if m.acceptances]
     dup = dup_lost = dup_failover = dup_resend = dup_msgs = 0
     retried_5xx = 0
     expired = 0
-    has_ttl = False
     counts: dict[str, int] = defaultdict(int)
     for corr, m in subset:
         acc = m.acceptances
@@ -395,7 +396,6 @@ def _message_metrics(subset: list[tuple[str, _Message]], reqs: list[tuple[float,
                                           f"again; {_detail_attempts(m)}"))
         limit = ttl.get(m.cls or "")
         if limit is not None:
-            has_ttl = True
             late = not m.acceptances or _latency(m) > limit
             if late:
                 expired += 1
@@ -408,7 +408,8 @@ def _message_metrics(subset: list[tuple[str, _Message]], reqs: list[tuple[float,
             counts["undelivered"] += 1
             offenders.append(Offender(corr, m.cls, "undelivered", _detail_attempts(m)))
     lat = sorted(_latency(m) for m in delivered)
-    intervals = sorted(_intervals(m for _, m in subset))
+    sequences = _interval_sequences(m for _, m in subset)
+    intervals = sorted(v for seq in sequences for v in seq)
     peak, drain = _drain((m for _, m in subset), drain_ref)
     req_lat = sorted(r[3] for r in reqs)
     return {
@@ -424,7 +425,7 @@ def _message_metrics(subset: list[tuple[str, _Message]], reqs: list[tuple[float,
         "retry_interval_p50_s": percentile(intervals, 50),
         "retry_interval_p95_s": percentile(intervals, 95),
         "retry_interval_cv": cv(intervals),
-        "retry_sync_index": sync_index(intervals),
+        "retry_sync_index": sync_index(sequences),
         "permanent_failures_retried": retried_5xx,
         "duplicates": dup,
         "duplicate_messages": dup_msgs,

@@ -57,8 +57,9 @@ _ALL = [
     _m("retry_interval_p95_s", "s", "run,class", None, "95th percentile of the same"),
     _m("retry_interval_cv", "ratio", "run,class", "higher", "coefficient of variation (stdev/mean) of retry intervals"),
     _m("retry_sync_index", "index", "run,class", "lower",
-       "0..1: how synchronised retries are (1 = every retry lands in lock-step, as fixed-interval retries do; "
-       "near 0 = spread out, as exponential backoff with full jitter is); null with fewer than 5 retries"),
+       "0..1: how synchronised retries are: per retry ordinal (1st, 2nd, ... retry), the share of retries within "
+       "±10 % of the most common interval (1 = lock-step, as fixed or unjittered backoff; under 0.2 = spread, as "
+       "full jitter); null with fewer than 5 retries"),
     _m("permanent_failures_retried", "count", "run,class,mta", "lower",
        "messages attempted again after a 5xx for the same recipient"),
     # duplicates

@@ -32,20 +32,32 @@ def cv(values: Sequence[float]) -> float | None:
     return math.sqrt(var) / mean
 
 
-def sync_index(intervals: Sequence[float]) -> float | None:
-    """The share of retry intervals that lie within ±10 % (a factor of 1.1 either way) of the most common
-    interval — found as the densest such band. Fixed-interval retries put (nearly) every retry in one band
-    (index ~1): the messages deferred together come back together, again and again. Exponential backoff
-    without jitter spreads them over a few bands (one per doubling); full jitter spreads them uniformly
-    (at most ~0.2 by construction). Scale-free (unchanged when every interval is multiplied by a constant,
-    i.e. by `time_scale`) and independent of the number of messages. None with fewer than 5 retries."""
-    if len(intervals) < SYNC_MIN_RETRIES:
+def sync_index(sequences: Sequence[Sequence[float]]) -> float | None:
+    """How synchronised retries are, 0..1: for each retry ordinal k (every message's 1st retry, 2nd retry, ...)
+    the share of k-th retry intervals within ±10 % (a factor of 1.1 either way) of the most common k-th
+    interval (the densest such band), averaged over all retries.
+
+    Messages deferred together by the same throttle come back together when their k-th retry waits the same
+    time: fixed intervals (~1) and exponential backoff *without* jitter (~1: it only stretches the lock-step)
+    both keep them in step; full jitter spreads each k-th retry uniformly (at most ~0.2 by construction).
+    Scale-free (unchanged when every interval is multiplied by a constant, i.e. by `time_scale`) and
+    independent of the number of messages. None with fewer than 5 retries."""
+    by_ordinal: dict[int, list[float]] = {}
+    for seq in sequences:
+        for k, v in enumerate(seq):
+            by_ordinal.setdefault(k, []).append(v)
+    total = sum(len(v) for v in by_ordinal.values())
+    if total < SYNC_MIN_RETRIES:
         return None
-    logs = sorted(math.log(max(v, 1e-3)) for v in intervals)
+    return sum(_densest_band(v) for v in by_ordinal.values()) / total
+
+
+def _densest_band(values: list[float]) -> int:
+    logs = sorted(math.log(max(v, 1e-3)) for v in values)
     width = 2 * math.log(SYNC_BAND)
     best = lo = 0
     for hi, x in enumerate(logs):
         while x - logs[lo] > width:
             lo += 1
         best = max(best, hi - lo + 1)
-    return best / len(logs)
+    return best

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from fake_mta.config import NAME_RE, BehaviorSpec, MTASpec
 
@@ -181,13 +181,21 @@ class ReadySpec(_Frozen):
         return self
 
 
+def _number_as_text(v: Any) -> Any:
+    """YAML reads `--workers, 4` or `WORKERS: 4` as a number; a command line and an environment hold text."""
+    return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+
+Arg = Annotated[str, BeforeValidator(_number_as_text)]
+
+
 class QueueDepthSpec(_Frozen):
     """A probe of the SUT's own queue: a Prometheus gauge at `http` (`metric` names it), or a `command` that
     prints a number."""
 
     http: str | None = None
     metric: str | None = None
-    command: list[str] | None = Field(default=None, min_length=1)
+    command: list[Arg] | None = Field(default=None, min_length=1)
     interval_s: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
@@ -200,10 +208,10 @@ class QueueDepthSpec(_Frozen):
 
 
 class SUTSpec(_Frozen):
-    command: list[str] | None = Field(default=None, min_length=1)
+    command: list[Arg] | None = Field(default=None, min_length=1)
     url: str | None = Field(default=None, pattern=r"^https?://")
     ready: ReadySpec = Field(default_factory=ReadySpec)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, Arg] = Field(default_factory=dict)
     stop_grace_s: float = Field(default=5.0, gt=0, le=300)
     queue_depth: QueueDepthSpec | None = None
 

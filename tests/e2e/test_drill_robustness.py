@@ -3,6 +3,7 @@ the run directory says what happened, and no process is left behind (checked by 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -68,7 +69,9 @@ def test_kill_9_of_the_sut_marks_the_run_degraded(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 1, stderr  # a degraded run cannot pass its verdict
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["verdict"]["summary"][0] == "FAIL: the run is degraded, so it cannot pass"
     read = EventStore(run_dir / "events").read()
     assert read.problems == []
     assert [(e["code"], e["expected"]) for e in of(read.events, "sut.exited")] == [(-9, False)]
@@ -95,7 +98,7 @@ def test_kill_9_of_a_locust_worker_marks_the_run_degraded(tmp_path: Path) -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 1, stderr  # degraded: the verdict cannot pass
     read = EventStore(run_dir / "events").read()
     assert [p.message for p in read.problems] in ([], ["truncated last line (its writer stopped mid-write); skipped"])
     degraded = of(read.events, "run.degraded")

@@ -1,0 +1,118 @@
+"""Hand-written event stories with exact expected metrics, and the retry synchronisation index's properties."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from harness.analysis import FaultWindow, Offender, analyze
+from harness.analysis.stats import percentile, sync_index
+from harness.events import Event
+
+
+def ev(t: float, source: str, kind: str, corr: str | None = None, **data: object) -> Event:
+    return Event(t, source, kind, corr, data)
+
+
+def request(t: float, corr: str, cls: str = "otp", resend: int = 0, ok: bool = True, ms: float = 3.0) -> Event:
+    return ev(t, "load/0", "load.request.completed", corr, **{"class": cls, "resend": resend, "ok": ok,
+                                                               "latency_ms": ms, "status": 202 if ok else 500})
+
+
+def attempt(t: float, mta: str, conn: int, corr: str, code: int, ack: str | None = None) -> list[Event]:
+    src = f"mta/{mta}"
+    out = [ev(t, src, "mta.reply.sent", corr, conn=conn, txn=1, verb="MAIL", code=250 if code != 421 else 421)]
+    if code == 421:
+        return out
+    out.append(ev(t + 0.01, src, "mta.reply.sent", corr, conn=conn, txn=1, verb="RCPT", code=code))
+    if code == 250:
+        out.append(ev(t + 0.02, src, "mta.message.accepted", corr, conn=conn, txn=1, ack=ack or "sent"))
+    return out
+
+
+STORY = [
+    ev(10.0, "run", "run.phase.changed", phase="load", load_t0_s=10.0),
+    request(10.5, "u1"), request(11.0, "u2"), request(11.5, "u3", cls="reset"), request(12.0, "u4", ok=False),
+    *attempt(10.6, "primary", 1, "u1", 421),
+    *attempt(12.6, "primary", 2, "u1", 250, ack="lost"),       # stored, but the 250 never arrived
+    *attempt(14.6, "backup", 1, "u1", 250),                    # -> a duplicate after a lost ack
+    *attempt(11.1, "primary", 3, "u2", 550),                   # bounced ...
+    *attempt(13.1, "primary", 4, "u2", 550),                   # ... and retried: the bug
+    *attempt(11.6, "primary", 5, "u3", 250),
+    ev(10.0 + 2, "run", "run.action.fired", action=0, target="mta/primary", what="set throttle", until_t_s=None),
+    ev(10.0 + 6, "run", "run.action.fired", action=1, target="mta/primary", what="set accept", until_t_s=None),
+    ev(20.0, "run", "run.phase.changed", phase="drain"),
+]
+SCENARIO = {"duration_s": 10, "time_scale": 1, "load": {"classes": [{"name": "otp", "ttl_s": 3}, {"name": "reset",
+                                                                                              "ttl_s": 60}]}}
+
+
+def test_a_small_story_gives_exact_metrics() -> None:
+    a = analyze(STORY, SCENARIO)
+    m = a.metrics
+    assert {k: m[k] for k in ("requests_total", "messages_requested", "delivered", "undelivered", "attempts_total",
+                              "permanent_failures_retried", "duplicates", "duplicate_messages",
+                              "duplicates_after_lost_ack", "duplicates_failover", "otp_expired")} == {
+        "requests_total": 4, "messages_requested": 4, "delivered": 2, "undelivered": 2, "attempts_total": 6,
+        "permanent_failures_retried": 1, "duplicates": 1, "duplicate_messages": 1, "duplicates_after_lost_ack": 1,
+        "duplicates_failover": 0, "otp_expired": 2}  # u2 (bounced) and u4 (app failed) never got their code
+    assert m["latency_max_s"] == pytest.approx(2.12)  # u1: requested at 0.5, stored at 2.62
+    assert m["deferred_ratio"] == pytest.approx(1 / 6)
+    assert m["http_error_ratio"] == 0.25
+    assert a.windows == (FaultWindow("mta/primary", "set throttle", 2.0, 6.0),)
+    assert m["drain_s"] is None  # u4 was never sent at all: still outstanding at the end
+    assert a.by_mta["backup"]["duplicates"] == 1 and a.by_mta["primary"]["permanent_failures_retried"] == 1
+    assert a.by_class["reset"]["latency_p50_s"] == pytest.approx(0.12)
+    rules = sorted((o.rule, o.corr) for o in a.offenders)
+    assert rules == [("duplicates", "u1"), ("otp_expired", "u2"), ("otp_expired", "u4"),
+                     ("permanent_failures_retried", "u2"), ("undelivered", "u2"), ("undelivered", "u4")]
+    dup = next(o for o in a.offenders if o.rule == "duplicates")
+    assert dup == Offender("u1", "otp", "duplicates",
+                           "accepted 2 times: by primary at 2.62 s (250 lost), by backup at 4.62 s")
+
+
+def test_drain_is_measured_from_the_end_of_the_last_fault() -> None:
+    story = [e for e in STORY if e.corr not in ("u4",)]
+    a = analyze(story, SCENARIO)
+    # the throttle ended at 6 s but the load ran until 10 s: everything was resolved by then
+    assert a.metrics["drain_s"] == 0.0
+    late = [*story, request(19.0, "u9"), *attempt(23.0, "primary", 9, "u9", 250)]
+    assert analyze(late, SCENARIO).metrics["drain_s"] == pytest.approx(3.02)
+
+
+def test_without_a_scenario_classes_come_from_the_events_and_expiry_is_not_measured() -> None:
+    a = analyze(STORY, None)
+    assert set(a.by_class) == {"otp", "reset"}
+    assert a.metrics["otp_expired"] is None and a.ttl_s == {}
+
+
+def test_time_scale_turns_event_seconds_into_scenario_seconds() -> None:
+    scaled = [Event(10 + (e.t_s - 10) * 0.1, e.source, e.kind, e.corr, e.data) for e in STORY]
+    a = analyze(scaled, {**SCENARIO, "time_scale": 0.1})
+    assert a.metrics["latency_max_s"] == pytest.approx(2.12)
+    assert a.windows[0].start_s == pytest.approx(2.0)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert [percentile([1, 2, 3, 4], p) for p in (0, 25, 50, 51, 99, 100)] == [1, 1, 2, 3, 4, 4]
+    assert percentile(list(range(1, 101)), 99) == 99
+    assert percentile([], 50) is None
+
+
+def test_sync_index_separates_lock_step_retries_from_full_jitter() -> None:
+    rnd = random.Random(7)
+
+    def messages(delay: object) -> list[list[float]]:
+        return [[delay(k) for k in range(rnd.randrange(1, 6))] for _ in range(200)]  # type: ignore[operator]
+
+    fixed = messages(lambda k: 2.0 + rnd.uniform(-0.02, 0.02))
+    no_jitter = messages(lambda k: min(30.0, 2.0 * 2 ** k) * rnd.uniform(0.99, 1.01))
+    full_jitter = messages(lambda k: rnd.uniform(0, min(30.0, 2.0 * 2 ** k)))
+    s_fixed, s_exp, s_full = sync_index(fixed), sync_index(no_jitter), sync_index(full_jitter)
+    assert s_fixed is not None and s_exp is not None and s_full is not None
+    assert s_fixed >= 0.95 and s_exp >= 0.95  # backoff without jitter only stretches the lock-step
+    assert s_full <= 0.25
+    assert sync_index([[x * 0.05 for x in seq] for seq in fixed]) == s_fixed  # time_scale does not change it
+    assert sync_index(fixed[:20]) >= 0.9  # nor does the number of messages
+    assert sync_index([[2.0, 2.0], [2.0, 2.0]]) is None  # fewer than 5 retries: not measured
