@@ -235,3 +235,24 @@ def test_a_bad_scenario_exits_2_and_an_unreachable_sut_exits_3(tmp_path: Path) -
     assert "the SUT was not ready after 2 s (GET http://127.0.0.1:" in str(m["status_reason"])
     assert_no_process_left(run_dir)
     assert os.path.exists(run_dir / "events" / "run.jsonl")
+def test_drill_through_the_fault_proxy(tmp_path: Path) -> None:
+
+    proc = start_drill(write_scenario(tmp_path, PROXY), tmp_path / "reports", "--quiet")
+    _, stderr = proc.communicate(timeout=120)
+    run_dir = run_dir_of(tmp_path / "reports")
+    assert proc.returncode == 0, stderr
+    events = EventStore(run_dir / "events").events()
+    assert sorted(e.corr for e in of(events, "load.request.completed")) == [f"u{k:06d}" for k in range(12)]
+    assert Counter(e.corr for e in of(events, "mta.message.accepted")) == Counter(f"u{k:06d}" for k in range(12))
+    assert [(e["target"], e["what"]) for e in of(events, "run.action.fired")] == [
+        ("proxy/primary", "toxic latency downstream"), ("proxy/primary", "disable")]
+    assert [(e["target"], e["what"]) for e in of(events, "run.action.undone")] == [
+        ("proxy/primary", "toxic latency downstream"), ("proxy/primary", "disable")]
+    kinds = [e.kind for e in events if e.source.startswith("proxy")]
+    assert kinds[:1] == ["proxy.created"]
+    assert {"proxy.toxic.added", "proxy.toxic.removed", "proxy.disabled", "proxy.enabled"} <= set(kinds)
+    sut_env_port = [e for e in events if e.kind == "mta.connection.opened"]
+    assert sut_env_port, "the SUT reached the MTA (through the proxy)"
+    assert manifest(run_dir)["status"] == "completed"
+
+
