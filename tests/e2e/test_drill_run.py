@@ -235,8 +235,9 @@ def test_a_bad_scenario_exits_2_and_an_unreachable_sut_exits_3(tmp_path: Path) -
     assert "the SUT was not ready after 2 s (GET http://127.0.0.1:" in str(m["status_reason"])
     assert_no_process_left(run_dir)
     assert os.path.exists(run_dir / "events" / "run.jsonl")
-def test_drill_through_the_fault_proxy(tmp_path: Path) -> None:
 
+
+def test_drill_through_the_fault_proxy(tmp_path: Path) -> None:
     proc = start_drill(write_scenario(tmp_path, PROXY), tmp_path / "reports", "--quiet")
     _, stderr = proc.communicate(timeout=120)
     run_dir = run_dir_of(tmp_path / "reports")

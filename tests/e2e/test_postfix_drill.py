@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,18 @@ pytestmark = [
 ]
 
 
-def test_postfix_retries_a_greylisted_message_within_its_backoff_and_delivers_each_once(tmp_path: Path) -> None:
-    code, run_dir, summary = drill(tmp_path, SCENARIOS / "postfix-greylist.yaml")
+@pytest.fixture
+def traversable_dir() -> Iterator[Path]:
+    """Postfix's daemons run as user postfix: its instance directory must be reachable by that user, and
+    pytest's tmp_path lives under a 0700 directory."""
+    path = Path(tempfile.mkdtemp(prefix="maildrill-postfix-drill-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_postfix_retries_a_greylisted_message_within_its_backoff_and_delivers_each_once(traversable_dir: Path) -> None:
+    code, run_dir, summary = drill(traversable_dir, SCENARIOS / "postfix-greylist.yaml")
     m = summary["metrics"]
     requested = [f"u{k:06d}" for k in range(20)]  # 2 submissions/s for 10 s
     assert (m["messages_requested"], m["delivered"], m["undelivered"]) == (20, 20, 0)
