@@ -7,12 +7,14 @@ this module adds the hand-over of the origin to subprocesses through ``MAILDRILL
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 
 from fake_mta.clock import Clock, FakeClock, MonotonicClock
 
 ORIGIN_ENV = "MAILDRILL_T0"
 
-__all__ = ["ORIGIN_ENV", "Clock", "FakeClock", "MonotonicClock", "clock_from_env", "origin_env"]
+__all__ = ["ORIGIN_ENV", "Clock", "FakeClock", "MonotonicClock", "clock_from_env", "origin_env", "wait_until"]
 
 
 def clock_from_env(environ: dict[str, str] | None = None) -> MonotonicClock:
@@ -25,3 +27,18 @@ def clock_from_env(environ: dict[str, str] | None = None) -> MonotonicClock:
 def origin_env(clock: MonotonicClock) -> dict[str, str]:
     """Environment entries that give a subprocess this clock."""
     return {ORIGIN_ENV: repr(clock.origin)}
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float, *, what: str = "condition",
+               interval_s: float = 0.02) -> object:
+    """Poll `condition` until it returns something truthy (returned) or `timeout_s` passes (WaitTimeout)."""
+    from harness.errors import WaitTimeout
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = condition()
+        if got:
+            return got
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)  # the polling interval of a deadline-bounded wait

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,6 +213,19 @@ class PostfixInstance:
         return [json.loads(line)["queue_id"] for line in proc.stdout.splitlines() if line.strip()]
 
 
+SOCKET_PATH_ROOM = 60  # Postfix's unix sockets live at DIR/spool/private/<service>; sun_path holds 107 bytes
+
+
+def default_dir(env: Mapping[str, str]) -> Path:
+    """$MAILDRILL_RUN_DIR/postfix, unless that path leaves too little room for Postfix's socket paths."""
+    base = Path(env.get("MAILDRILL_RUN_DIR", "reports/postfix-sut")).resolve() / "postfix"
+    if len(str(base)) <= SOCKET_PATH_ROOM:
+        return base
+    import hashlib
+
+    return Path("/tmp") / f"maildrill-postfix-{hashlib.sha1(str(base).encode()).hexdigest()[:10]}"
+
+
 def run_in_foreground(inst: PostfixInstance) -> int:
     """Start the instance, wait for SIGTERM/SIGINT (or the master's death), stop it. Exit 0 on a signal."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
@@ -263,8 +276,9 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument(
         "--dir",
         type=Path,
-        default=Path(env.get("MAILDRILL_RUN_DIR", "reports/postfix-sut")) / "postfix",
-        help="instance directory (default $MAILDRILL_RUN_DIR/postfix)",
+        default=default_dir(env),
+        help="instance directory (default $MAILDRILL_RUN_DIR/postfix, or /tmp/maildrill-postfix-<hash> when that "
+        "path is too long for Postfix's unix sockets)",
     )
     p.add_argument("--port", help="submission port on 127.0.0.1 (default $MAILDRILL_SUT_PORT, else 2526)")
     p.add_argument("--relay-host", default=env.get("MAILDRILL_SMTP_HOST", "127.0.0.1"))
