@@ -56,10 +56,16 @@ class _Pipe:
         self.src: asyncio.Transport | None = None
         self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
         self.task: asyncio.Task[None] | None = None
-        self.wake = asyncio.Event()
+        self._wake: asyncio.Event | None = None  # made on first use: most connections never need a pump
         self.sent = 0  # bytes through (limit_data)
         self.eof = False
         self.reset_armed = False
+
+    @property
+    def wake(self) -> asyncio.Event:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        return self._wake
 
     def toxics(self) -> list[Toxic]:
         proxy = self.link.proxy
@@ -77,6 +83,8 @@ class _Pipe:
         self.kick()
 
     def kick(self) -> None:
+        if self.task is None and not self.queue and not self.eof and not self.link.proxy.toxics:
+            return  # nothing to do: the fast path carries on
         self.wake.set()
         if self.task is None and not self.link.closed:
             self.task = asyncio.get_running_loop().create_task(self._pump())
@@ -159,6 +167,7 @@ class _Link:
         self.closed = False
         self.dice: dict[str, bool] = {}
         self.timers: list[asyncio.TimerHandle] = []
+        self.connecting: asyncio.Task[None] | None = None
 
     def affected(self, toxic: Toxic) -> bool:
         """Toxicity is drawn once per connection and toxic (seeded)."""
@@ -201,11 +210,15 @@ class _Link:
         self.closed = True
         for h in self.timers:
             h.cancel()
+        if self.connecting is not None and not self.connecting.done():
+            self.connecting.cancel()
+            self.proxy.owner.cancelled.add(self.connecting)
         for t in (self.client, self.server):
             if t is not None and not t.is_closing():
                 t.close()
         for p in (self.up, self.down):
-            p.wake.set()
+            if p._wake is not None:
+                p._wake.set()
         self.proxy.links.discard(self)
 
 
@@ -215,16 +228,21 @@ class _ClientSide(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         link = self.link
+        link.proxy.owner.transports += 1
         link.client = transport  # type: ignore[assignment]
         link.up.src = link.down.dst = transport  # type: ignore[assignment]
         proxy = link.proxy
+        if not proxy.enabled:  # accepted just as the proxy was disabled: it is gone
+            transport.abort()
+            link.closed = True
+            return
         proxy.links.add(link)
         proxy.accepted += 1
         transport.pause_reading()  # type: ignore[attr-defined]
         for t in proxy.toxics.values():
             if t.type == "timeout" and t.attributes["timeout"] > 0 and link.affected(t):
                 link.later(t.attributes["timeout"] / 1000.0, link.close)
-        asyncio.get_running_loop().create_task(self._connect())
+        link.connecting = asyncio.get_running_loop().create_task(self._connect())
 
     async def _connect(self) -> None:
         link = self.link
@@ -234,6 +252,8 @@ class _ClientSide(asyncio.Protocol):
         except OSError:
             link.close()  # Toxiproxy closes the client when the upstream cannot be reached
             return
+        finally:
+            link.connecting = None
         if link.closed:
             transport.close()
             return
@@ -247,6 +267,7 @@ class _ClientSide(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.link.proxy.owner.transports -= 1
         self.link.close()
 
     def pause_writing(self) -> None:
@@ -264,6 +285,7 @@ class _ServerSide(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         link = self.link
+        link.proxy.owner.transports += 1
         link.server = transport  # type: ignore[assignment]
         link.up.dst = link.down.src = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(HIGH_WATER)  # type: ignore[attr-defined]
@@ -279,6 +301,7 @@ class _ServerSide(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.link.proxy.owner.transports -= 1
         if self.link.down.task is None or exc is not None:
             self.link.close()
         else:
@@ -304,7 +327,8 @@ class _Proxy:
         self.enabled = False
         self.toxics: dict[str, Toxic] = {}
         self.links: set[_Link] = set()
-        self.server: asyncio.Server | None = None
+        self.sock: socket.socket | None = None
+        self.accepting: set[asyncio.Task[Any]] = set()
         self.rng = owner.rng
         self.accepted = 0
 
@@ -323,24 +347,56 @@ class _Proxy:
             raise APIError(f"bad request body: listen {self.listen!r} is not a loopback address; the embedded proxy "
                            f"binds 127.0.0.0/8 or ::1 only (start it with --allow-remote to bind others)", 400)
         try:
-            self.server = await asyncio.get_running_loop().create_server(
-                lambda: _ClientSide(self), self.listen_host, self.listen_port, reuse_address=True)
+            family = socket.getaddrinfo(self.listen_host, self.listen_port, type=socket.SOCK_STREAM)[0][0]
+            sock = socket.create_server((self.listen_host, self.listen_port), family=family, backlog=1024)
         except OSError as exc:
             raise APIError(f"listen tcp {self.listen}: bind: {exc.strerror or exc} (proxy {self.name!r}: choose "
                            f"another listen address, or port 0 for any free port)", 500) from None
-        self.listen_port = self.server.sockets[0].getsockname()[1]
+        sock.setblocking(False)
+        self.listen_port = sock.getsockname()[1]
+        self.sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept_ready)
         self.enabled = True
+
+    def _accept_ready(self) -> None:
+        """Accept what is waiting. Our own accept loop rather than asyncio.Server: closing a Server while it
+        accepts trips an assertion in CPython 3.11's Server._attach and leaks the half-made transport."""
+        loop = asyncio.get_running_loop()
+        for _ in range(128):
+            if self.sock is None:
+                return
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. out of file descriptors: try again on the next readiness
+                return
+            conn.setblocking(False)
+            make = getattr(loop, "_make_socket_transport", None)
+            if make is not None:  # asyncio's own loop: make the transport at once, as its Server does
+                try:
+                    make(conn, _ClientSide(self), extra={"peername": conn.getpeername()})
+                except OSError:
+                    conn.close()
+                continue
+            task = loop.create_task(loop.connect_accepted_socket(lambda: _ClientSide(self), conn))
+            self.accepting.add(task)
+            task.add_done_callback(self._accepted)
+
+    def _accepted(self, task: asyncio.Task[Any]) -> None:
+        self.accepting.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a client that left before its transport was made needs nothing more
 
     async def stop(self) -> None:
         """Close the listener (clients now get connection refused) and every open connection."""
         self.enabled = False
-        server, self.server = self.server, None
-        if server is not None:
-            server.close()
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
         for link in list(self.links):
             link.close()
-        if server is not None:
-            await server.wait_closed()
 
 
 class EmbeddedToxiproxy:
@@ -355,6 +411,8 @@ class EmbeddedToxiproxy:
         self.rng = random.Random(seed)
         self.proxies: dict[str, _Proxy] = {}
         self.http = HTTPServer(self.handle, host, port)
+        self.cancelled: set[asyncio.Task[None]] = set()  # upstream connects cut short, awaited at shutdown
+        self.transports = 0  # proxied transports not yet fully closed (connection_lost not called)
 
     @property
     def port(self) -> int:
@@ -371,8 +429,17 @@ class EmbeddedToxiproxy:
     async def __aexit__(self, *exc: object) -> None:
         for p in list(self.proxies.values()):
             await p.stop()
+        accepting = [t for p in self.proxies.values() for t in p.accepting]
+        await asyncio.gather(*accepting, return_exceptions=True)
+        for p in list(self.proxies.values()):
+            await p.stop()  # what was mid-accept
         self.proxies.clear()
         await self.http.stop()
+        pending, self.cancelled = self.cancelled, set()
+        await asyncio.gather(*pending, return_exceptions=True)
+        deadline = time.monotonic() + 5.0
+        while self.transports > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)  # closing transports finish on the next loop iterations
 
     def open_connections(self, proxy: str | None = None) -> int:
         return sum(len(p.links) for n, p in self.proxies.items() if proxy is None or n == proxy)
