@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +84,9 @@ class ReadResult:
     files: list[str] = field(default_factory=list)
 
 
+_REJECTED = object()  # a file whose header says it is not ours to read
+
+
 class _Tail:
     """Incremental reader of one JSONL file: keeps its offset and any unfinished last line."""
 
@@ -115,39 +118,62 @@ class _Tail:
         else:
             truncated_last = False
         out: list[Event] = []
-        name = self.path.name
         for i, raw in enumerate(lines):
             self.lineno += 1
-            is_last_partial = truncated_last and i == len(lines) - 1
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                why = ("truncated last line (its writer stopped mid-write); skipped" if is_last_partial
-                       else "not JSON; skipped")
-                problems.append(ReadProblem(name, self.lineno, why))
-                continue
-            if not self.header_checked:
-                self.header_checked = True
-                if isinstance(rec, dict) and rec.get("schema") == SCHEMA:
-                    if rec.get("version") != SCHEMA_VERSION:
-                        problems.append(ReadProblem(
-                            name, self.lineno,
-                            f"event schema version {rec.get('version')!r}, this maildrill reads version "
-                            f"{SCHEMA_VERSION}; whole file skipped"))
-                        self.rejected = True
-                        return out
-                    continue
-                problems.append(ReadProblem(name, self.lineno, "no maildrill.events header line; read anyway"))
-            if not isinstance(rec, dict):
-                problems.append(ReadProblem(name, self.lineno, "not an event object; skipped"))
-                continue
-            try:
-                out.append(Event.from_dict(rec))
-            except (KeyError, TypeError, ValueError) as exc:
-                problems.append(ReadProblem(name, self.lineno, f"not an event ({exc}); skipped"))
+            got = self._parse(raw, truncated_last and i == len(lines) - 1, problems)
+            if got is _REJECTED:
+                return out
+            if got is not None:
+                out.append(got)  # type: ignore[arg-type]
         return out
+
+    def stream(self, problems: list[ReadProblem]) -> Iterator[Event]:
+        """Every event of the (finished) file, one line at a time: no list of them is ever held."""
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115 (closed below; a generator cannot use `with` across yields)
+        except FileNotFoundError:
+            return
+        with f:
+            for raw in f:
+                self.lineno += 1
+                partial = not raw.endswith(b"\n")
+                got = self._parse(raw, partial, problems)
+                if got is _REJECTED:
+                    return
+                if got is not None:
+                    yield got  # type: ignore[misc]
+
+    def _parse(self, raw: bytes, is_last_partial: bool, problems: list[ReadProblem]) -> Event | object | None:
+        name = self.path.name
+        if not raw.strip():
+            return None
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            why = ("truncated last line (its writer stopped mid-write); skipped" if is_last_partial
+                   else "not JSON; skipped")
+            problems.append(ReadProblem(name, self.lineno, why))
+            return None
+        if not self.header_checked:
+            self.header_checked = True
+            if isinstance(rec, dict) and rec.get("schema") == SCHEMA:
+                if rec.get("version") != SCHEMA_VERSION:
+                    problems.append(ReadProblem(
+                        name, self.lineno,
+                        f"event schema version {rec.get('version')!r}, this maildrill reads version "
+                        f"{SCHEMA_VERSION}; whole file skipped"))
+                    self.rejected = True
+                    return _REJECTED
+                return None
+            problems.append(ReadProblem(name, self.lineno, "no maildrill.events header line; read anyway"))
+        if not isinstance(rec, dict):
+            problems.append(ReadProblem(name, self.lineno, "not an event object; skipped"))
+            return None
+        try:
+            return Event.from_dict(rec)
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(ReadProblem(name, self.lineno, f"not an event ({exc}); skipped"))
+            return None
 
 
 def _sort_key(e: Event) -> tuple[float, str]:
@@ -179,6 +205,13 @@ class EventStore:
 
     def events(self) -> list[Event]:
         return self.read().events
+
+    def stream(self, problems: list[ReadProblem], files: Iterable[Path] | None = None) -> Iterator[Event]:
+        """Every readable event, file after file, *not* in time order, holding none of them: for analyses
+        that do not care about order (harness.analysis) over runs too big to load. Problems are appended
+        to `problems` as they are met."""
+        for path in sorted(files) if files is not None else self.files():
+            yield from _Tail(path).stream(problems)
 
     def follow(self) -> Follower:
         return Follower(self)

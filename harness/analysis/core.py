@@ -80,10 +80,16 @@ class _Message:
 
 
 def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, *,
-            skipped: Sequence[str] = ()) -> Analysis:
-    evs = events if isinstance(events, list) else list(events)
+            skipped: Sequence[str] = (), run_events: Sequence[Event] | None = None) -> Analysis:
+    """`run_events`: the run's own events (source "run": phases, timeline), when `events` is a one-pass stream
+    (EventStore.stream) — the time origin comes from them, and `events` is then read exactly once."""
     scenario = scenario or {}
-    scale, t0, drain_started, notes = _origin(evs, scenario)
+    if run_events is None:
+        evs: Iterable[Event] = events if isinstance(events, list) else list(events)
+        scale, t0, drain_started, notes = _origin(evs, scenario)  # type: ignore[arg-type]
+    else:
+        evs = events
+        scale, t0, drain_started, notes = _origin(list(run_events), scenario)
     inv = 1.0 / scale
 
     msgs: dict[str, _Message] = {}

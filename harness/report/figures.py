@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.analysis import Analysis
+from harness.analysis import Analysis, Series
 
 WINDOW_COLORS = ("#f4a261", "#e76f51", "#2a9d8f", "#8ab17d", "#b5838d", "#6d597a")
 BLUE, ORANGE, GREEN, RED, GREY = "#1d4e89", "#f4a261", "#2a9d8f", "#c0392b", "#7f8c8d"
@@ -22,6 +22,22 @@ def _figure(height: float = 3.6) -> Figure:
     fig = Figure(figsize=(10, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+MAX_POINTS = 720  # a figure shows at most this many time buckets; longer runs are averaged into wider ones
+
+
+def _coarse(series: Series | None, *, level: bool = False) -> Series | None:
+    """The series in at most MAX_POINTS buckets: rates averaged, levels (outstanding, depth) at their maximum."""
+    if series is None or len(series.t_s) <= MAX_POINTS:
+        return series
+    k = -(-len(series.t_s) // MAX_POINTS)
+    vals = series.values
+    out = []
+    for i in range(0, len(vals), k):
+        chunk = vals[i:i + k]
+        out.append(max(chunk) if level else sum(chunk) / len(chunk))
+    return Series(series.t_s[::k], tuple(out))
 
 
 def _shade_windows(ax: Axes, analysis: Analysis) -> None:
@@ -44,7 +60,8 @@ def _empty(ax: Axes, text: str) -> None:
 def requests_and_deliveries(analysis: Analysis) -> Figure:
     fig = _figure()
     ax = fig.add_subplot()
-    req, dlv, out = (analysis.series.get(k) for k in ("requests", "delivered", "outstanding"))
+    req, dlv = _coarse(analysis.series.get("requests")), _coarse(analysis.series.get("delivered"))
+    out = _coarse(analysis.series.get("outstanding"), level=True)
     if req is None or not any(req.values):
         _empty(ax, "no requests were recorded")
         return fig
@@ -73,18 +90,19 @@ def requests_and_deliveries(analysis: Analysis) -> Figure:
 def attempts_and_replies(analysis: Analysis) -> Figure:
     fig = _figure()
     ax = fig.add_subplot()
-    att = analysis.series.get("attempts")
+    att = _coarse(analysis.series.get("attempts"))
     if att is None or not any(att.values):
         _empty(ax, "no delivery attempts reached an MTA")
         return fig
     bottom = [0.0] * len(att.t_s)
     for key, color, label in (("replies_2xx", GREEN, "accepted"), ("replies_4xx", ORANGE, "deferred (4xx)"),
                               ("replies_5xx", RED, "rejected (5xx)")):
-        s = analysis.series.get(key)
+        s = _coarse(analysis.series.get(key))
         if s is None or not any(s.values):
             continue
-        ax.bar(s.t_s, s.values, width=1.0, align="edge", bottom=bottom, color=color, label=label, lw=0)
-        bottom = [b + v for b, v in zip(bottom, s.values, strict=True)]
+        top = [b + v for b, v in zip(bottom, s.values, strict=True)]  # stacked, one polygon per outcome
+        ax.fill_between(s.t_s, bottom, top, step="post", color=color, label=label, lw=0, alpha=0.9)
+        bottom = top
     ax.step(att.t_s, att.values, where="post", color=BLUE, lw=1, label="attempts/s")
     _shade_windows(ax, analysis)
     ax.set_xlabel("seconds since the load began (scenario time)")
@@ -128,8 +146,11 @@ def latency_cdf(analysis: Analysis) -> Figure:
         if not lat:
             continue
         color = colors[i % len(colors)]
-        ys = [(k + 1) / n_req for k in range(len(lat))]  # of all requested: undelivered never reach 1
-        ax.step(lat, ys, where="post", color=color, lw=1.5, label=f"{cls} ({len(lat)}/{n_req} delivered)")
+        step = max(1, len(lat) // 2000)  # at most ~2,000 points per curve; the last one always drawn
+        idx = list(range(0, len(lat), step)) + ([len(lat) - 1] if (len(lat) - 1) % step else [])
+        xs = [lat[k] for k in idx]
+        ys = [(k + 1) / n_req for k in idx]  # of all requested: undelivered never reach 1
+        ax.step(xs, ys, where="post", color=color, lw=1.5, label=f"{cls} ({len(lat)}/{n_req} delivered)")
         ttl = analysis.ttl_s.get(cls)
         if ttl is not None and ttl <= right:
             ax.axvline(ttl, color=color, ls="--", lw=1)

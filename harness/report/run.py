@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from harness.analysis import Analysis, analyze
 from harness.errors import UsageError
-from harness.store import EventStore
+from harness.store import EventStore, ReadProblem
 from harness.verdict import Verdict, evaluate
 
 
@@ -67,9 +68,14 @@ def read_run(run_dir: str | Path) -> RunInfo:
 def analyse_run(run_dir: str | Path) -> tuple[RunInfo, Analysis, Verdict]:
     """Everything the reports need, from the run directory alone. Unreadable event lines are skipped and listed."""
     info = read_run(run_dir)
-    read = EventStore(info.path / "events").read()
-    skipped = [f"events/{Path(p.file).name}:{p.line}: {p.message}" for p in read.problems]
-    analysis = analyze(read.events, info.scenario, skipped=skipped)
+    store = EventStore(info.path / "events")
+    # the run's own events give the time origin; everything else is streamed once, never held in memory
+    run_files = [p for p in store.files() if p.name.startswith("run")]
+    run_events = [e for e in store.read(run_files).events if e.source == "run"]
+    problems: list[ReadProblem] = []
+    analysis = analyze(store.stream(problems), info.scenario, run_events=run_events)
+    skipped = tuple(f"events/{Path(p.file).name}:{p.line}: {p.message}" for p in problems)
+    analysis = dataclasses.replace(analysis, skipped=skipped)
     thresholds = info.scenario.get("thresholds") or {}
     status = info.status if info.status in ("completed", "degraded", "failed", "interrupted") else "failed"
     verdict = evaluate(analysis, thresholds, run_status=status)
