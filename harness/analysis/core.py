@@ -188,6 +188,11 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
         m.attempts.sort(key=lambda a: (a.start, a.mta))
         m.resends.sort()
 
+    if not requests:  # MTA events only (a unit test of a sender): every message an MTA saw was "requested"
+        for m in msgs.values():
+            starts = [a.start for a in m.attempts] + [acc[0] for acc in m.acceptances]
+            if starts:
+                m.first_req = min(starts)
     requested = {c: msgs[c] for c in sorted(msgs) if msgs[c].first_req < math.inf}  # by id: order-free results
     load_end = float(scenario["duration_s"]) if "duration_s" in scenario else (
         (drain_started - t0) * inv if drain_started is not None else max((r[0] for r in requests), default=0.0))

@@ -127,11 +127,12 @@ class Drill:
     def _start_watchdog(self, run_dir: Path) -> None:
         r, w = os.pipe()
         try:
-            self._watchdog = subprocess.Popen(
-                [sys.executable, "-m", "harness.run.watchdog", str(run_dir), str(os.getpid())],
-                stdin=r, stdout=subprocess.DEVNULL, stderr=open(run_dir / "watchdog.log", "ab"),  # noqa: SIM115
-                start_new_session=True, env={**os.environ, **origin_env(self.clock)},
-                cwd=str(Path(__file__).resolve().parents[2]))
+            with open(run_dir / "watchdog.log", "ab") as log:  # the child keeps its own copy of the descriptor
+                self._watchdog = subprocess.Popen(
+                    [sys.executable, "-m", "harness.run.watchdog", str(run_dir), str(os.getpid())],
+                    stdin=r, stdout=subprocess.DEVNULL, stderr=log,
+                    start_new_session=True, env={**os.environ, **origin_env(self.clock)},
+                    cwd=str(Path(__file__).resolve().parents[2]))
         finally:
             os.close(r)
         self._watchdog_w = w

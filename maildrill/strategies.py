@@ -1,0 +1,11 @@
+"""Hypothesis strategies for fault schedules and the sender state machine (see harness.strategies)."""
+
+from harness.strategies import (
+    SenderStateMachine,
+    behaviors,
+    schedule_yaml,
+    timelines,
+    toxics,
+)
+
+__all__ = ["SenderStateMachine", "behaviors", "schedule_yaml", "timelines", "toxics"]
