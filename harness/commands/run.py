@@ -19,6 +19,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sut-url",
                         help="drive a SUT already running at this URL (sut.command is not started)")
     parser.add_argument("--toxiproxy-url", help="use this Toxiproxy server instead of the embedded proxy")
+    parser.add_argument("--compose", action="store_true",
+                        help="use a real Toxiproxy container (the image compose/docker-compose.yml names), started "
+                             "through the docker SDK and removed afterwards")
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow non-loopback SUT, MTA and Toxiproxy addresses (only systems you own)")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
@@ -34,6 +37,18 @@ def main(args: argparse.Namespace) -> int:
     if args.workers < 0 or args.workers > 64:
         raise UsageError(f"--workers {args.workers}: must be 0 (one process) to 64")
     scenario = load_scenario(args.scenario, args.overrides)
+    if args.compose:
+        import contextlib
+        import os
+
+        from harness.run.compose import compose_toxiproxy
+
+        if args.toxiproxy_url:
+            raise UsageError("give --compose or --toxiproxy-url, not both")
+        with contextlib.ExitStack() as stack:
+            args.toxiproxy_url = stack.enter_context(compose_toxiproxy(f"{scenario.name}-{os.getpid()}"))
+            args.compose = False
+            return main(args)
     options = RunOptions(seed=args.seed, out=args.out, sut_url=args.sut_url, toxiproxy_url=args.toxiproxy_url,
                          allow_remote=args.allow_remote, workers=args.workers, quiet=args.quiet,
                          scenario_file=args.scenario, overrides=tuple(args.overrides))
