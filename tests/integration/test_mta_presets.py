@@ -74,7 +74,8 @@ def test_presets_default_behaviours_come_from_the_persona():
     with FleetThread(FleetSpec(mtas=[MTASpec(name=p, preset=p) for p, *_ in CASES]), control=False) as fleet:
         got = {name: fleet[name].describe()["behaviors"] for name in fleet.fleet.mtas}
     def throttle(rate: float, burst: int, scope: str) -> list[dict[str, object]]:
-        return [{"kind": "throttle", "probability": 1.0, "rate_per_s": rate, "burst": burst, "scope": scope}]
+        return [{"kind": "throttle", "probability": 1.0, "rate_per_s": rate, "burst": burst, "scope": scope,
+                 "count": "accepted"}]
 
     def greylist(delay: float, window: float) -> list[dict[str, object]]:
         return [{"kind": "greylist", "probability": 1.0, "min_delay_s": delay, "retry_window_s": window,
