@@ -10,7 +10,7 @@ help:
 	@echo "make test         ruff + the whole test suite (creates .venv, installs maildrill[dev])"
 	@echo "make demo         the throttle-storm drill against the naive and the hardened mailer, side by side (~2 min)"
 	@echo "make demo-fleet   the fake MTA fleet alone: every behaviour answering a real SMTP client"
-	@echo "make bench        fake MTA throughput vs aiosmtpd and smtp-sink (needs make system-deps)"
+	@echo "make bench        every benchmark: MTA throughput, proxy overhead, analysis scale, scale-out (make system-deps)"
 	@echo "make system-deps  optional Debian packages for the optional tests/benchmarks (Postfix, socat)"
 
 $(PY):
@@ -42,6 +42,9 @@ demo-fleet: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/mta_throughput.py
+	$(PY) benchmarks/proxy_overhead.py
+	$(PY) benchmarks/analysis_scale.py
+	$(PY) benchmarks/scale_out.py
 
 # Optional outside components. Tests that need them skip with the reason when they are absent.
 system-deps:
