@@ -40,7 +40,7 @@ _ALL = [
     _m("acknowledged_but_lost", "count", "run,class,mta", "lower",
        "250s sent for messages a blackholing MTA discarded (mta.message.discarded)"),
     # queue drain
-    _m("outstanding_peak", "count", "run,class", "lower", "maximum of requested - delivered over time"),
+    _m("outstanding_peak", "count", "run,class", "lower", "maximum over time of outstanding(t): messages requested by t and neither delivered nor permanently rejected (5xx) by t"),
     _m("drain_s", "s", "run,class", "lower",
        "from the end of the last fault (or of the load, whichever is later) until outstanding reaches 0; "
        "null when it never does"),
@@ -49,10 +49,10 @@ _ALL = [
     _m("attempts_total", "count", "run,class,mta", "lower",
        "delivery attempts (SMTP transactions that reached MAIL FROM) seen by any MTA"),
     _m("retry_amplification", "ratio", "run,class", "lower", "attempts_total / messages_requested"),
-    _m("deferred_ratio", "ratio", "run,mta", "lower", "4xx replies / all replies sent by the MTAs"),
+    _m("deferred_ratio", "ratio", "run,mta", "lower", "delivery attempts that ended with a 4xx reply / all delivery attempts (seed 000's deferred-queue alert)"),
     _m("attempts_per_s_peak", "1/s", "run", "lower", "highest attempts per second (1 s bins)"),
     _m("attempts_per_s_peak_after_fault", "1/s", "run", "lower",
-       "highest attempts per second after the first fault window began (retry storms peak here)"),
+       "highest attempts per second after the first fault window began (with no timeline: after the first 4xx); retry storms peak here"),
     _m("retry_interval_p50_s", "s", "run,class", None, "median time between consecutive attempts of the same message"),
     _m("retry_interval_p95_s", "s", "run,class", None, "95th percentile of the same"),
     _m("retry_interval_cv", "ratio", "run,class", "higher", "coefficient of variation (stdev/mean) of retry intervals"),
