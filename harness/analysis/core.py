@@ -16,6 +16,7 @@ Definitions (also in the README, "Metrics"): times are scenario seconds since th
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections import defaultdict
@@ -230,7 +231,12 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
     metrics["attempts_per_s_peak_after_fault"] = (
         max(att_series.values[max(0, int(storm_start)):], default=0) if storm_start is not None else None)
     metrics["queue_depth_peak"] = max((dv for _, dv in depth), default=None)
+    firsts = [m.acceptances[0][0] for m in requested.values() if m.acceptances]
+    lasts = [acc[0] for m in requested.values() for acc in m.acceptances]
+    metrics["first_delivery_s"] = min(firsts, default=None)
+    metrics["last_delivery_s"] = max(lasts, default=None)
     in_fault = [r for r in requests if any(w.start_s <= r[0] <= w.end_s for w in windows)]
+    windows = [_with_app_side(w, requests) for w in windows]  # the app side inside each fault window
     metrics["http_error_ratio_in_faults"] = _error_ratio(in_fault) if windows else None
     metrics["request_latency_p99_ms_in_faults"] = percentile(sorted(r[3] for r in in_fault), 99) if windows else None
 
@@ -302,6 +308,12 @@ def _windows(fired: list[tuple[float, int, str, str]], undone: dict[int, float],
                 break
         out.append(FaultWindow(target, what, t, max(t, stop)))
     return out
+
+
+def _with_app_side(w: FaultWindow, requests: list[tuple[float, str | None, bool, float]]) -> FaultWindow:
+    inside = [r for r in requests if w.start_s <= r[0] <= w.end_s]
+    return dataclasses.replace(w, requests=len(inside), http_error_ratio=_error_ratio(inside),
+                               request_latency_p99_ms=percentile(sorted(r[3] for r in inside), 99))
 
 
 def _attempts_of(subset: list[tuple[str, _Message]]) -> list[_Attempt]:
@@ -476,7 +488,10 @@ def _mta_metrics(names: list[str], attempts: list[_Attempt], requested: Mapping[
             dups += sum(1 for acc in m.acceptances[1:] if acc[1] == name)
             if m.first_5xx is not None and m.first_5xx[1] == name and _retried_after_5xx(m):
                 retried += 1
+        times = [acc[0] for m in requested.values() for acc in m.acceptances if acc[1] == name]
         out[name] = {
+            "first_delivery_s": min(times, default=None),
+            "last_delivery_s": max(times, default=None),
             "delivered": delivered,
             "acknowledged_but_lost": discarded.get(name, 0),
             "attempts_total": len(mine),

@@ -83,6 +83,9 @@ _ALL = [
     _m("request_latency_p99_ms", "ms", "run,class", "lower", "99th percentile load request latency"),
     _m("http_error_ratio_in_faults", "ratio", "run", "lower", "http_error_ratio of requests completed inside fault windows"),
     _m("request_latency_p99_ms_in_faults", "ms", "run", "lower", "request_latency_p99_ms inside fault windows"),
+    # failover accounting
+    _m("first_delivery_s", "s", "run,mta", None, "when the first message was accepted (per MTA: when traffic reached it)"),
+    _m("last_delivery_s", "s", "run,mta", None, "when the last message was accepted (per MTA: when traffic left it)"),
 ]
 METRICS: Mapping[str, MetricInfo] = {m.name: m for m in _ALL}
 
@@ -92,9 +95,12 @@ class FaultWindow:
     """A timeline action in force: from its firing to its undoing (or the next action on the same target, or the end)."""
 
     target: str  # "mta/primary", "proxy/primary"
-    what: str  # the action's label, e.g. "throttle 20/s at mail"
+    what: str  # the action's label, e.g. "set throttle"
     start_s: float
     end_s: float
+    requests: int = 0  # load requests completed inside the window (the app side during this fault)
+    http_error_ratio: float | None = None
+    request_latency_p99_ms: float | None = None
 
 
 @dataclass(frozen=True)

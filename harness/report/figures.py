@@ -74,6 +74,10 @@ def requests_and_deliveries(analysis: Analysis) -> Figure:
         ax2 = ax.twinx()
         ax2.fill_between(out.t_s, out.values, step="post", color=RED, alpha=0.15)
         ax2.step(out.t_s, out.values, where="post", color=RED, lw=1.4, label="outstanding (not yet delivered)")
+        depth = _coarse(analysis.series.get("queue_depth"), level=True)
+        if depth is not None:
+            ax2.step(depth.t_s, depth.values, where="post", color="#6d597a", lw=1.2, ls="--",
+                     label="SUT queue depth (its own probe)")
         ax2.set_ylabel("outstanding messages", color=RED)
         ax2.set_ylim(bottom=0)
         h2, l2 = ax2.get_legend_handles_labels()
@@ -107,7 +111,16 @@ def attempts_and_replies(analysis: Analysis) -> Figure:
     _shade_windows(ax, analysis)
     ax.set_xlabel("seconds since the load began (scenario time)")
     ax.set_ylabel("delivery attempts per second")
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    handles, labels = ax.get_legend_handles_labels()
+    ratio = _coarse(analysis.series.get("deferred_ratio"))
+    if ratio is not None and any(ratio.values):
+        ax3 = ax.twinx()
+        ax3.step(ratio.t_s, ratio.values, where="post", color="#7f4f24", lw=1, ls=":", label="deferred ratio")
+        ax3.set_ylim(0, 1.05)
+        ax3.set_ylabel("deferred ratio (4xx / attempts)", color="#7f4f24")
+        h3, l3 = ax3.get_legend_handles_labels()
+        handles, labels = handles + h3, labels + l3
+    ax.legend(handles, labels, loc="upper right", fontsize=8, framealpha=0.9)
     peak = analysis.metrics.get("attempts_per_s_peak")
     ax.set_title(f"Delivery attempts by outcome (peak {peak:g}/s)" if peak is not None else "Delivery attempts",
                  loc="left", fontsize=11)

@@ -79,10 +79,12 @@ def html_report(info: RunInfo, analysis: Analysis, verdict: Verdict, pngs: dict[
                      f"read and were left out of every number below:<ul>{shown}{more}</ul></div>")
     if analysis.windows:
         parts.append("<h2>Fault windows</h2><table><tr><th>target</th><th>fault</th><th>from (s)</th>"
-                     "<th>to (s)</th></tr>")
+                     "<th>to (s)</th><th>requests</th><th>HTTP errors</th><th>request p99</th></tr>")
         for w in analysis.windows:
             parts.append(f"<tr><td>{escape(w.target)}</td><td>{escape(w.what)}</td><td class=num>{w.start_s:.1f}</td>"
-                         f"<td class=num>{w.end_s:.1f}</td></tr>")
+                         f"<td class=num>{w.end_s:.1f}</td><td class=num>{w.requests}</td>"
+                         f"<td class=num>{_v(w.http_error_ratio)}</td>"
+                         f"<td class=num>{_v(w.request_latency_p99_ms, 'ms')}</td></tr>")
         parts.append("</table>")
     parts.append("<h2>Figures</h2>")
     for name, (caption, _) in FIGURES.items():

@@ -60,7 +60,13 @@ def test_a_small_story_gives_exact_metrics() -> None:
     assert m["latency_max_s"] == pytest.approx(2.12)  # u1: requested at 0.5, stored at 2.62
     assert m["deferred_ratio"] == pytest.approx(1 / 6)
     assert m["http_error_ratio"] == 0.25
-    assert a.windows == (FaultWindow("mta/primary", "set throttle", 2.0, 6.0),)
+    # u4 (the failed request) completed at 2.0 s, inside the throttle window
+    assert a.windows == (FaultWindow("mta/primary", "set throttle", 2.0, 6.0, requests=1, http_error_ratio=1.0,
+                                     request_latency_p99_ms=3.0),)
+    assert (m["http_error_ratio_in_faults"], m["first_delivery_s"], m["last_delivery_s"]) == pytest.approx(
+        (1.0, 1.62, 4.62))
+    assert (a.by_mta["backup"]["first_delivery_s"], a.by_mta["backup"]["last_delivery_s"]) == pytest.approx(
+        (4.62, 4.62))  # traffic reached the backup only with the duplicate
     assert m["drain_s"] is None  # u4 was never sent at all: still outstanding at the end
     assert a.by_mta["backup"]["duplicates"] == 1 and a.by_mta["primary"]["permanent_failures_retried"] == 1
     assert a.by_class["reset"]["latency_p50_s"] == pytest.approx(0.12)
