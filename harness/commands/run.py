@@ -19,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sut-url",
                         help="drive a SUT already running at this URL (sut.command is not started)")
     parser.add_argument("--toxiproxy-url", help="use this Toxiproxy server instead of the embedded proxy")
+    parser.add_argument("--toxiproxy-server", action="store_true",
+                        help="start the real toxiproxy-server found on PATH for this drill (stopped afterwards)")
     parser.add_argument("--compose", action="store_true",
                         help="use a real Toxiproxy container (the image compose/docker-compose.yml names), started "
                              "through the docker SDK and removed afterwards")
@@ -37,17 +39,22 @@ def main(args: argparse.Namespace) -> int:
     if args.workers < 0 or args.workers > 64:
         raise UsageError(f"--workers {args.workers}: must be 0 (one process) to 64")
     scenario = load_scenario(args.scenario, args.overrides)
-    if args.compose:
+    if args.compose or args.toxiproxy_server:
         import contextlib
         import os
 
-        from harness.run.compose import compose_toxiproxy
-
-        if args.toxiproxy_url:
-            raise UsageError("give --compose or --toxiproxy-url, not both")
+        if sum(map(bool, (args.compose, args.toxiproxy_server, args.toxiproxy_url))) > 1:
+            raise UsageError("give one of --toxiproxy-url, --toxiproxy-server and --compose")
         with contextlib.ExitStack() as stack:
-            args.toxiproxy_url = stack.enter_context(compose_toxiproxy(f"{scenario.name}-{os.getpid()}"))
-            args.compose = False
+            if args.compose:
+                from harness.run.compose import compose_toxiproxy
+
+                args.toxiproxy_url = stack.enter_context(compose_toxiproxy(f"{scenario.name}-{os.getpid()}"))
+            else:
+                from harness.faults.real import toxiproxy_server
+
+                args.toxiproxy_url = stack.enter_context(toxiproxy_server())
+            args.compose = args.toxiproxy_server = False
             return main(args)
     options = RunOptions(seed=args.seed, out=args.out, sut_url=args.sut_url, toxiproxy_url=args.toxiproxy_url,
                          allow_remote=args.allow_remote, workers=args.workers, quiet=args.quiet,

@@ -163,3 +163,17 @@ def test_maildrill_proxy_bad_config_and_taken_port(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=60, check=False)
     assert got.returncode == 3
     assert f"127.0.0.1:{port} is already in use" in got.stderr
+
+
+def test_run_with_toxiproxy_server_says_when_there_is_none_on_path(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "PATH": str(tmp_path)}  # nothing on PATH: certainly no toxiproxy-server
+    got = subprocess.run([sys.executable, "-m", "harness", "run", "scenarios/slow-network.yaml", "--toxiproxy-server"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert got.returncode == 2
+    assert "--toxiproxy-server: no toxiproxy-server on PATH" in got.stderr
+    got = subprocess.run([sys.executable, "-m", "harness", "run", "scenarios/slow-network.yaml", "--compose",
+                          "--toxiproxy-url", "http://127.0.0.1:1"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert got.returncode == 2 and "give one of --toxiproxy-url, --toxiproxy-server and --compose" in got.stderr

@@ -1,0 +1,48 @@
+"""A real Toxiproxy started from `toxiproxy-server` on PATH, for one drill (`maildrill run --toxiproxy-server`)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+from harness.errors import InfrastructureError, UsageError
+from harness.faults.adapter import find_toxiproxy
+
+
+@contextlib.contextmanager
+def toxiproxy_server(timeout_s: float = 20.0) -> Iterator[str]:
+    """Start `toxiproxy-server` on 127.0.0.1 and a free port; yield its URL; stop it (by PID) afterwards."""
+    binary = find_toxiproxy()
+    if binary is None:
+        raise UsageError("--toxiproxy-server: no toxiproxy-server on PATH; install Toxiproxy "
+                         "(https://github.com/Shopify/toxiproxy/releases) or drop the flag to use the embedded proxy")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([binary, "-host", "127.0.0.1", "-port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace")[-300:] if proc.stderr else ""
+                raise InfrastructureError(f"toxiproxy-server exited with code {proc.returncode}: {err.strip()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if time.monotonic() > deadline:
+                raise InfrastructureError(f"toxiproxy-server did not listen on 127.0.0.1:{port} in {timeout_s:g} s")
+            time.sleep(0.05)  # polling a deadline-bounded readiness check
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
