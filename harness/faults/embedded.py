@@ -328,6 +328,7 @@ class _Proxy:
         self.toxics: dict[str, Toxic] = {}
         self.links: set[_Link] = set()
         self.sock: socket.socket | None = None
+        self.server: asyncio.AbstractServer | None = None
         self.accepting: set[asyncio.Task[Any]] = set()
         self.rng = owner.rng
         self.accepted = 0
@@ -354,8 +355,12 @@ class _Proxy:
                            f"another listen address, or port 0 for any free port)", 500) from None
         sock.setblocking(False)
         self.listen_port = sock.getsockname()[1]
-        self.sock = sock
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept_ready)
+        loop = asyncio.get_running_loop()
+        if hasattr(loop, "_make_socket_transport"):  # asyncio's loop: our own accept loop (see _accept_ready)
+            self.sock = sock
+            loop.add_reader(sock.fileno(), self._accept_ready)
+        else:  # uvloop: its Server accepts in C and closes cleanly mid-accept
+            self.server = await loop.create_server(lambda: _ClientSide(self), sock=sock, backlog=1024)
         self.enabled = True
 
     def _accept_ready(self) -> None:
@@ -395,6 +400,9 @@ class _Proxy:
         if sock is not None:
             asyncio.get_running_loop().remove_reader(sock.fileno())
             sock.close()
+        server, self.server = self.server, None
+        if server is not None:
+            server.close()
         for link in list(self.links):
             link.close()
 
@@ -604,8 +612,13 @@ class EmbeddedToxiproxyThread:
     """The embedded proxy on its own event loop in a daemon thread, for synchronous code and tests."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, seed: int | None = None, *,
-                 allow_remote: bool = False) -> None:
-        self.loop = asyncio.new_event_loop()
+                 allow_remote: bool = False, uvloop: bool = False) -> None:
+        if uvloop:
+            import uvloop as _uvloop
+
+            self.loop: asyncio.AbstractEventLoop = _uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         self.server = EmbeddedToxiproxy(host, port, seed, allow_remote=allow_remote)
         self._thread = threading.Thread(target=self.loop.run_forever, name="maildrill-proxy", daemon=True)
 

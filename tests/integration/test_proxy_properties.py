@@ -134,9 +134,18 @@ TestProxyAPI.settings = settings(max_examples=30, stateful_step_count=12, deadli
                                  suppress_health_check=[HealthCheck.too_slow])
 
 
-def test_no_connection_leaks_under_disable_enable_churn() -> None:
+@pytest.fixture(params=["asyncio", "uvloop"])
+def churn_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedToxiproxyThread]:
+    if request.param == "uvloop":
+        pytest.importorskip("uvloop", reason="uvloop is not installed (pip install 'maildrill[fast]')")
+    with EmbeddedToxiproxyThread(seed=0, uvloop=request.param == "uvloop") as server:
+        yield server
+
+
+def test_no_connection_leaks_under_disable_enable_churn(churn_server: EmbeddedToxiproxyThread) -> None:
     """1,000 connections while the proxy is disabled and enabled every 50 ms: afterwards none is left open."""
-    r = requests.post(SERVER.url + "/proxies", json={"name": "churn", "listen": "127.0.0.1:0",
+    server = churn_server
+    r = requests.post(server.url + "/proxies", json={"name": "churn", "listen": "127.0.0.1:0",
                                                       "upstream": f"127.0.0.1:{ECHO.port}"}, timeout=5)
     port = int(r.json()["listen"].rsplit(":", 1)[1])
     done = threading.Event()
@@ -146,9 +155,9 @@ def test_no_connection_leaks_under_disable_enable_churn() -> None:
         enabled = True
         while not done.is_set():
             enabled = not enabled
-            requests.patch(f"{SERVER.url}/proxies/churn", json={"enabled": enabled}, timeout=5)
+            requests.patch(f"{server.url}/proxies/churn", json={"enabled": enabled}, timeout=5)
             done.wait(0.05)  # the churn period
-        requests.patch(f"{SERVER.url}/proxies/churn", json={"enabled": True}, timeout=5)
+        requests.patch(f"{server.url}/proxies/churn", json={"enabled": True}, timeout=5)
 
     def client(n: int) -> None:
         for i in range(n):
@@ -174,6 +183,6 @@ def test_no_connection_leaks_under_disable_enable_churn() -> None:
     t.join(10)
     assert len(outcomes) == 1000
     assert outcomes.count("ok") > 0 and time.monotonic() - started < 120, collections.Counter(outcomes)
-    wait_until(lambda: SERVER.open_connections("churn") == 0, 10, what="every proxied connection to be closed")
+    wait_until(lambda: server.open_connections("churn") == 0, 10, what="every proxied connection to be closed")
     assert roundtrip(port, b"still works")[0] == b"still works"
-    requests.delete(f"{SERVER.url}/proxies/churn", timeout=5)
+    requests.delete(f"{server.url}/proxies/churn", timeout=5)
