@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import requests
 
 from harness.clock import wait_until
 from harness.faults import EmbeddedToxiproxyThread
+from harness.faults.real import toxiproxy_server
 
 
 class Echo:
@@ -67,22 +67,12 @@ def _real_toxiproxy() -> Iterator[str]:
     if url:
         yield url
         return
-    binary = shutil.which("toxiproxy-server")
-    if binary is None:
+    if shutil.which("toxiproxy-server") is None:
         pytest.skip("no real Toxiproxy: set TOXIPROXY_URL or put toxiproxy-server on PATH to run the conformance "
                     "suite against it too")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "-host", "127.0.0.1", "-port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(url), 10, what="toxiproxy-server to answer")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with toxiproxy_server() as started:
+        wait_until(lambda: _answers(started), 10, what="toxiproxy-server to answer")
+        yield started
 
 
 def _answers(url: str) -> bool:
