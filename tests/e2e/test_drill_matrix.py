@@ -158,11 +158,11 @@ def test_priority_lanes_keep_otps_within_their_ttl_while_newsletters_back_up(tmp
 
 
 def test_fixed_interval_retries_synchronise_and_jittered_backoff_does_not(tmp_path: Path) -> None:
-    """The demo's drill at double speed: the naive mailer storms, the hardened one drains."""
+    """The demo's drill as `make demo` runs it: the naive mailer storms, the hardened one drains. (At double
+    speed the hardened run's drain_s came within a few seconds of its 30 s threshold: too close to call.)"""
     scenario = SCENARIOS / "throttle-421-storm.yaml"
-    code, _, naive = drill(tmp_path / "naive", scenario, "time_scale=0.5")
-    code_h, _, hardened = drill(tmp_path / "hardened", scenario, "time_scale=0.5",
-                                mailer("--profile", "hardened"))
+    code, _, naive = drill(tmp_path / "naive", scenario)
+    code_h, _, hardened = drill(tmp_path / "hardened", scenario, mailer("--profile", "hardened"))
     n, h = naive["metrics"], hardened["metrics"]
     assert n["retry_sync_index"] >= 0.8 and h["retry_sync_index"] <= 0.4
     assert n["retry_amplification"] > 3 * h["retry_amplification"]
