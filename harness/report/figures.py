@@ -18,7 +18,7 @@ WINDOW_COLORS = ("#f4a261", "#e76f51", "#2a9d8f", "#8ab17d", "#b5838d", "#6d597a
 BLUE, ORANGE, GREEN, RED, GREY = "#1d4e89", "#f4a261", "#2a9d8f", "#c0392b", "#7f8c8d"
 
 
-def _figure(height: float = 3.6) -> Figure:
+def _figure(height: float = 4.0) -> Figure:
     fig = Figure(figsize=(10, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -38,6 +38,21 @@ def _coarse(series: Series | None, *, level: bool = False) -> Series | None:
         chunk = vals[i:i + k]
         out.append(max(chunk) if level else sum(chunk) / len(chunk))
     return Series(series.t_s[::k], tuple(out))
+
+
+def _ratio_series(analysis: Analysis, points: int = 150) -> Series | None:
+    """Deferred ratio over buckets wide enough to mean something (sum of 4xx / sum of attempts per bucket):
+    a per-second ratio of one or two attempts only flips between 0 and 1."""
+    d4, att = analysis.series.get("replies_4xx"), analysis.series.get("attempts")
+    if d4 is None or att is None or not att.t_s:
+        return None
+    k = max(1, -(-len(att.t_s) // points))
+    ts, vals = [], []
+    for i in range(0, len(att.t_s), k):
+        n = sum(att.values[i:i + k])
+        ts.append(att.t_s[i])
+        vals.append(sum(d4.values[i:i + k]) / n if n else 0.0)
+    return Series(tuple(ts), tuple(vals))
 
 
 def _shade_windows(ax: Axes, analysis: Analysis) -> None:
@@ -85,7 +100,7 @@ def requests_and_deliveries(analysis: Analysis) -> Figure:
         h2, l2 = [], []
     _shade_windows(ax, analysis)
     h1, l1 = ax.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8, framealpha=0.9)
+    fig.legend(h1 + h2, l1 + l2, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     ax.set_ylim(bottom=0)
     ax.set_title("Requests, deliveries and the queue that builds up", loc="left", fontsize=11)
     return fig
@@ -112,7 +127,7 @@ def attempts_and_replies(analysis: Analysis) -> Figure:
     ax.set_xlabel("seconds since the load began (scenario time)")
     ax.set_ylabel("delivery attempts per second")
     handles, labels = ax.get_legend_handles_labels()
-    ratio = _coarse(analysis.series.get("deferred_ratio"))
+    ratio = _ratio_series(analysis)
     if ratio is not None and any(ratio.values):
         ax3 = ax.twinx()
         ax3.step(ratio.t_s, ratio.values, where="post", color="#7f4f24", lw=1, ls=":", label="deferred ratio")
@@ -120,7 +135,7 @@ def attempts_and_replies(analysis: Analysis) -> Figure:
         ax3.set_ylabel("deferred ratio (4xx / attempts)", color="#7f4f24")
         h3, l3 = ax3.get_legend_handles_labels()
         handles, labels = handles + h3, labels + l3
-    ax.legend(handles, labels, loc="upper right", fontsize=8, framealpha=0.9)
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     peak = analysis.metrics.get("attempts_per_s_peak")
     ax.set_title(f"Delivery attempts by outcome (peak {peak:g}/s)" if peak is not None else "Delivery attempts",
                  loc="left", fontsize=11)
