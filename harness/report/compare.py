@@ -28,7 +28,7 @@ def _rows(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str, str, str
              "")]
     names = list(ROWS)
     for cls in sorted(set(a.get("by_class", {})) | set(b.get("by_class", {}))):
-        names += [f"latency_p99_s[{cls}]", f"otp_expired[{cls}]"]
+        names += [f"delivered[{cls}]", f"latency_p99_s[{cls}]", f"otp_expired[{cls}]"]  # p99 is of the delivered
     for name in names:
         metric, _, scope = name.partition("[")
         scope = scope.rstrip("]")
