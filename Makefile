@@ -11,7 +11,7 @@ help:
 	@echo "make demo         the throttle-storm drill against the naive and the hardened mailer, side by side (~2 min)"
 	@echo "make demo-fleet   the fake MTA fleet alone: every behaviour answering a real SMTP client"
 	@echo "make bench        every benchmark: MTA throughput, proxy overhead, analysis scale, scale-out (make system-deps)"
-	@echo "make system-deps  optional Debian packages for the optional tests/benchmarks (Postfix, socat)"
+	@echo "make system-deps  optional Debian packages for the optional tests/benchmarks (Postfix, socat, Redis, Chromium)"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "maildrill needs Python 3.11+, found " + sys.version.split()[0]'
@@ -49,9 +49,9 @@ bench: $(STAMP)
 # Optional outside components. Tests that need them skip with the reason when they are absent.
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix socat redis-server \
-		|| echo "system-deps: apt-get failed; Postfix/socat tests will skip"; \
-	else echo "system-deps: needs root and apt-get; install postfix and socat yourself"; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix socat redis-server chromium \
+		|| echo "system-deps: apt-get failed; tests that need them will skip"; \
+	else echo "system-deps: needs root and apt-get; install postfix, socat, redis-server and chromium yourself"; fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info

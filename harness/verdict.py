@@ -17,13 +17,15 @@ from harness.errors import EXIT_FAILED, EXIT_PASS
 
 # what a null value means, per metric (else: "not measured")
 NULL_MEANS = {
-    "drain_s": "never drained: messages were still outstanding when the run ended",
+    "drain_s": "messages were still outstanding when the run ended",
     "retry_sync_index": "fewer than 5 retries: nothing to measure",
     "otp_expired": "no class has a ttl_s", "otp_expired_ratio": "no class has a ttl_s",
-    "latency_p50_s": "no message was delivered", "latency_p95_s": "no message was delivered",
-    "latency_p99_s": "no message was delivered", "latency_max_s": "no message was delivered",
+    **{f"latency_{p}_s": "at that percentile messages were never delivered (or none were requested)"
+       for p in ("p50", "p95", "p99", "max")},
     "queue_depth_peak": "the scenario has no sut.queue_depth probe",
 }
+# how a null value reads in tables, where null has one meaning a person needs to see (else: "null")
+NULL_SHOWN = {"drain_s": "never", **{f"latency_{p}_s": "never" for p in ("p50", "p95", "p99", "max")}}
 _NAME = re.compile(r"^(?P<metric>[a-z0-9_]+)(?:\[(?P<scope>[^\]]+)\])?$")
 
 
@@ -70,9 +72,9 @@ class Verdict:
         return [head] + [f"  {'ok  ' if c.passed else 'FAIL'} {c.threshold}: {c.reason}" for c in self.checks]
 
 
-def format_value(value: Value, unit: str = "") -> str:
+def format_value(value: Value, unit: str = "", metric: str = "") -> str:
     if value is None:
-        return "null"
+        return NULL_SHOWN.get(metric, "null")
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, int):
@@ -102,7 +104,7 @@ def check(threshold: str, spec: Mapping[str, float | None], analysis: Analysis) 
     if value is None:
         where = f" in {scope!r}" if scope else ""
         why = NULL_MEANS.get(metric, "not measured")
-        return Check(threshold, metric, scope, hi, lo, None, False, f"null{where}: {why}")
+        return Check(threshold, metric, scope, hi, lo, None, False, f"{NULL_SHOWN.get(metric, 'null')}{where}: {why}")
     shown = format_value(value, unit)
     if hi is not None and value > hi:
         return Check(threshold, metric, scope, hi, lo, value, False, f"{shown} > max {_limit(hi)}")

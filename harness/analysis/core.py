@@ -324,6 +324,11 @@ def _attempts_of(subset: list[tuple[str, _Message]]) -> list[_Attempt]:
     return sorted(seen.values(), key=lambda a: (a.start, a.mta))
 
 
+def _finite(x: float | None) -> float | None:
+    """inf (the percentile falls on a message never delivered) is reported as null: "never"."""
+    return None if x is None or math.isinf(x) else x
+
+
 def _latency(m: _Message) -> float:
     return max(0.0, m.acceptances[0][0] - m.first_req)
 
@@ -430,7 +435,10 @@ def _message_metrics(subset: list[tuple[str, _Message]], reqs: list[tuple[float,
         if not m.acceptances and offenders is not None and counts["undelivered"] < MAX_OFFENDERS_PER_RULE:
             counts["undelivered"] += 1
             offenders.append(Offender(corr, m.cls, "undelivered", _detail_attempts(m)))
-    lat = sorted(_latency(m) for m in delivered)
+    # Delivery latency is over every message the SUT owed a delivery: one never accepted (and not bounced
+    # with a 5xx) is infinitely late. A p99 over the few that got through would hide the tail it exists to show.
+    lat = sorted(_latency(m) if m.acceptances else math.inf
+                 for _, m in subset if m.acceptances or m.first_5xx is None)
     sequences = _interval_sequences(m for _, m in subset)
     intervals = sorted(v for seq in sequences for v in seq)
     peak, drain = _drain((m for _, m in subset), drain_ref)
@@ -455,10 +463,10 @@ def _message_metrics(subset: list[tuple[str, _Message]], reqs: list[tuple[float,
         "duplicates_after_lost_ack": dup_lost,
         "duplicates_failover": dup_failover,
         "duplicates_user_resend": dup_resend,
-        "latency_p50_s": percentile(lat, 50),
-        "latency_p95_s": percentile(lat, 95),
-        "latency_p99_s": percentile(lat, 99),
-        "latency_max_s": lat[-1] if lat else None,
+        "latency_p50_s": _finite(percentile(lat, 50)),
+        "latency_p95_s": _finite(percentile(lat, 95)),
+        "latency_p99_s": _finite(percentile(lat, 99)),
+        "latency_max_s": _finite(lat[-1]) if lat else None,
         "otp_expired": expired if has_ttl else None,
         "otp_expired_ratio": (expired / n if n else None) if has_ttl else None,
         "http_error_ratio": _error_ratio(reqs),

@@ -71,10 +71,10 @@ _ALL = [
     _m("duplicates_user_resend", "count", "run,class", "lower",
        "duplicates that followed a user resend the SUT did not coalesce"),
     # OTP expiry / delivery latency (request completed -> first acceptance)
-    _m("latency_p50_s", "s", "run,class", "lower", "median delivery latency: first request completed -> first acceptance"),
-    _m("latency_p95_s", "s", "run,class", "lower", "95th percentile delivery latency"),
-    _m("latency_p99_s", "s", "run,class", "lower", "99th percentile delivery latency"),
-    _m("latency_max_s", "s", "run,class", "lower", "slowest delivery"),
+    _m("latency_p50_s", "s", "run,class", "lower", "median delivery latency (first request completed -> first acceptance) over every message owed a delivery: one never accepted and not bounced with a 5xx counts as never, and a percentile that lands on it is null (shown as never)"),
+    _m("latency_p95_s", "s", "run,class", "lower", "95th percentile delivery latency, as latency_p50_s"),
+    _m("latency_p99_s", "s", "run,class", "lower", "99th percentile delivery latency, as latency_p50_s"),
+    _m("latency_max_s", "s", "run,class", "lower", "slowest delivery; never (null) while any message owed one was not delivered"),
     _m("otp_expired", "count", "run,class", "lower", "messages delivered after their class's ttl_s, or never"),
     _m("otp_expired_ratio", "ratio", "run,class", "lower", "otp_expired / messages_requested"),
     # the app side

@@ -109,7 +109,8 @@ def _nearest_rank(values: list[float], p: float) -> float | None:
     if not values:
         return None
     v = sorted(values)
-    return v[max(1, math.ceil(p / 100 * len(v) - 1e-9)) - 1]
+    x = v[max(1, math.ceil(p / 100 * len(v) - 1e-9)) - 1]
+    return None if math.isinf(x) else x
 
 
 def expected(model: Model, cls: str | None = None) -> dict[str, object]:
@@ -133,7 +134,9 @@ def expected(model: Model, cls: str | None = None) -> dict[str, object]:
         first = next((i for i, a in enumerate(m.attempts) if a.outcome == "5xx"), None)
         if first is not None and first + 1 < len(m.attempts):
             retried_5xx += 1
-    latencies = [max(0.0, acc[m.corr][0].t_s + ACCEPTED_AFTER_S - m.requests[0]) for m in delivered]
+    # every message owed a delivery (accepted, or never bounced): never accepted = infinitely late
+    latencies = [max(0.0, acc[m.corr][0].t_s + ACCEPTED_AFTER_S - m.requests[0]) if acc[m.corr] else math.inf
+                 for m in msgs if acc[m.corr] or not any(a.outcome == "5xx" for a in m.attempts)]
     intervals = [b.t_s - a.t_s for m in msgs for a, b in zip(m.attempts, m.attempts[1:], strict=False)]
     attempts = sum(len(m.attempts) for m in msgs)
     expired = None
@@ -150,7 +153,7 @@ def expected(model: Model, cls: str | None = None) -> dict[str, object]:
         "duplicates": dup, "duplicate_messages": sum(1 for m in msgs if len(acc[m.corr]) > 1),
         "duplicates_after_lost_ack": lost, "duplicates_failover": failover, "duplicates_user_resend": resend,
         "latency_p50_s": _nearest_rank(latencies, 50), "latency_p99_s": _nearest_rank(latencies, 99),
-        "latency_max_s": max(latencies) if latencies else None,
+        "latency_max_s": _nearest_rank(latencies, 100),
         "retry_interval_p50_s": _nearest_rank(intervals, 50),
         "otp_expired": expired,
         "http_error_ratio": (sum(len(m.requests) for m in msgs if not m.ok) / sum(len(m.requests) for m in msgs))

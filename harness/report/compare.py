@@ -28,14 +28,15 @@ def _rows(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str, str, str
              "")]
     names = list(ROWS)
     for cls in sorted(set(a.get("by_class", {})) | set(b.get("by_class", {}))):
-        names += [f"delivered[{cls}]", f"latency_p99_s[{cls}]", f"otp_expired[{cls}]"]  # p99 is of the delivered
+        names += [f"delivered[{cls}]", f"latency_p99_s[{cls}]", f"otp_expired[{cls}]"]
     for name in names:
         metric, _, scope = name.partition("[")
         scope = scope.rstrip("]")
         va = (a["by_class"].get(scope, {}) if scope else a["metrics"]).get(metric)
         vb = (b["by_class"].get(scope, {}) if scope else b["metrics"]).get(metric)
         info = METRICS[metric]
-        rows.append((name, format_value(va, info.unit), format_value(vb, info.unit), _judge(va, vb, info.better)))
+        rows.append((name, format_value(va, info.unit, metric), format_value(vb, info.unit, metric),
+                     _judge(va, vb, info.better)))
     return rows
 
 

@@ -184,8 +184,8 @@ def latency_cdf(analysis: Analysis) -> Figure:
             ax.axvline(ttl, color=color, ls="--", lw=1)
             ax.text(ttl, 0.02, f" {cls} TTL {ttl:g} s", color=color, fontsize=8, rotation=90, va="bottom")
         elif ttl is not None:
-            ax.annotate(f"{cls} TTL {ttl:g} s →", xy=(1, 0.06 + 0.07 * i), xycoords="axes fraction", ha="right",
-                        color=color, fontsize=8)
+            ax.annotate(f"{cls} TTL {ttl:g} s →", xy=(0.995, 0.95 - 0.07 * i), xycoords="axes fraction",
+                        ha="right", va="top", color=color, fontsize=8)  # clear of the curves, which end left of it
         drawn = True
     if not drawn:
         _empty(ax, "no message was delivered")
@@ -194,7 +194,8 @@ def latency_cdf(analysis: Analysis) -> Figure:
     ax.set_xlim(0, right)
     ax.set_xlabel("delivery latency: request completed -> first acceptance (s, scenario time)")
     ax.set_ylabel("share of requested messages")
-    ax.legend(loc="lower right", fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     ax.set_title("Delivery latency per class (dashed: the class's TTL)", loc="left", fontsize=11)
     return fig

@@ -66,8 +66,8 @@ def write_index(root: str | Path) -> Path:
             cells = []
             for m in TREND:
                 vals = [i["metrics"].get(m) for i in items]
-                cells.append(f"<td>{escape(format_value(vals[-1], METRICS[m].unit))} {_spark(vals, METRICS[m].better)}"
-                             "</td>")
+                shown = escape(format_value(vals[-1], METRICS[m].unit, m))
+                cells.append(f"<td>{shown} {_spark(vals, METRICS[m].better)}</td>")
             passed = sum(1 for i in items if i["verdict"]["passed"])
             parts.append(f"<tr><td>{escape(name)}</td><td class=num>{len(items)}</td><td class=num>{passed}</td>"
                          + "".join(cells) + "</tr>")
@@ -86,7 +86,7 @@ def write_index(root: str | Path) -> Path:
             f"<td class=num>{m.get('delivered')}/{m.get('messages_requested')}</td>"
             f"<td class=num>{escape(format_value(m.get('retry_amplification')))}</td>"
             f"<td class=num>{escape(format_value(m.get('retry_sync_index')))}</td>"
-            f"<td class=num>{escape(format_value(m.get('drain_s'), 's'))}</td>"
+            f"<td class=num>{escape(format_value(m.get('drain_s'), 's', 'drain_s'))}</td>"
             f"<td class=num>{escape(format_value(m.get('otp_expired')))}</td>"
             f"<td class=num>{escape(format_value(m.get('duplicates')))}</td></tr>")
     parts.append("</table></main></body></html>\n")

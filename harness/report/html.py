@@ -27,7 +27,7 @@ th{background:#eef1f4;font-weight:600}td.num{text-align:right;font-variant-numer
 .ok{color:#1e7f4f;font-weight:600}.bad{color:#b3261e;font-weight:700}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(165px,1fr));gap:8px}
 .card{background:#fff;border:1px solid #d8dde3;border-radius:8px;padding:8px 10px}
-.card b{display:block;font-size:20px}.card span{font-size:12px;color:#56606b}
+.card b{display:block;font-size:20px}.card span{font-size:12px;color:#56606b;overflow-wrap:anywhere}
 figure{margin:10px 0 18px;background:#fff;border:1px solid #d8dde3;border-radius:8px;padding:6px}
 figure img{width:100%;height:auto;display:block}figcaption{font-size:13px;color:#56606b;padding:2px 6px}
 code{background:#eef1f4;padding:1px 4px;border-radius:4px;font-size:13px}
@@ -35,8 +35,8 @@ code{background:#eef1f4;padding:1px 4px;border-radius:4px;font-size:13px}
 """
 
 
-def _v(value: object, unit: str = "") -> str:
-    return escape(format_value(value, unit))  # type: ignore[arg-type]
+def _v(value: object, unit: str = "", metric: str = "") -> str:
+    return escape(format_value(value, unit, metric))  # type: ignore[arg-type]
 
 
 def html_report(info: RunInfo, analysis: Analysis, verdict: Verdict, pngs: dict[str, bytes]) -> str:
@@ -63,7 +63,7 @@ def html_report(info: RunInfo, analysis: Analysis, verdict: Verdict, pngs: dict[
     for name in HEADLINE:
         if name in analysis.metrics:
             parts.append(f"<div class=card title='{escape(METRICS[name].description)}'>"
-                         f"<b>{_v(analysis.metrics[name], METRICS[name].unit)}</b><span>{name}</span></div>")
+                         f"<b>{_v(analysis.metrics[name], METRICS[name].unit, name)}</b><span>{name}</span></div>")
     parts.append("</div>")
     if verdict.checks:
         parts.append("<h2>Thresholds</h2><table><tr><th>threshold</th><th>measured</th><th>result</th></tr>")
@@ -106,7 +106,8 @@ def html_report(info: RunInfo, analysis: Analysis, verdict: Verdict, pngs: dict[
     parts.append("<h2>All metrics</h2><table><tr><th>metric</th><th>value</th><th>definition</th></tr>")
     for name, meta in METRICS.items():
         if name in analysis.metrics:
-            parts.append(f"<tr><td><code>{name}</code></td><td class=num>{_v(analysis.metrics[name], meta.unit)}</td>"
+            parts.append(f"<tr><td><code>{name}</code></td>"
+                         f"<td class=num>{_v(analysis.metrics[name], meta.unit, name)}</td>"
                          f"<td>{escape(meta.description)}</td></tr>")
     parts.append("</table>")
     for note in analysis.notes:
@@ -125,6 +126,6 @@ def _scoped_table(title: str, scoped: dict[str, dict[str, object]] | object) -> 
             + "".join(f"<th>{escape(str(k))}</th>" for k in scoped) + "</tr>"]
     for n in names:
         rows.append(f"<tr><td><code>{n}</code></td>" + "".join(
-            f"<td class=num>{_v(m.get(n), METRICS[n].unit)}</td>" for m in scoped.values()) + "</tr>")
+            f"<td class=num>{_v(m.get(n), METRICS[n].unit, n)}</td>" for m in scoped.values()) + "</tr>")
     rows.append("</table>")
     return "".join(rows)

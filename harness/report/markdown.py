@@ -22,12 +22,13 @@ def markdown(info: RunInfo, analysis: Analysis, verdict: Verdict) -> str:
     out += ["| metric | value |", "|---|---|"]
     for name in HEADLINE:
         if name in analysis.metrics:
-            out.append(f"| `{name}` | {format_value(analysis.metrics[name], METRICS[name].unit)} |")
+            out.append(f"| `{name}` | {format_value(analysis.metrics[name], METRICS[name].unit, name)} |")
     if analysis.by_class:
         out += ["", "| class | requested | delivered | p99 latency | expired |", "|---|---|---|---|---|"]
         for cls, m in analysis.by_class.items():
             out.append(f"| {cls} | {m.get('messages_requested')} | {m.get('delivered')} | "
-                       f"{format_value(m.get('latency_p99_s'), 's')} | {format_value(m.get('otp_expired'))} |")
+                       f"{format_value(m.get('latency_p99_s'), 's', 'latency_p99_s')} | "
+                       f"{format_value(m.get('otp_expired'))} |")
     if analysis.skipped:
         out += ["", f"⚠️ {len(analysis.skipped)} event line(s) could not be read and were skipped, first: "
                     f"`{analysis.skipped[0]}`"]

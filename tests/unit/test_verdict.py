@@ -22,7 +22,7 @@ def test_each_threshold_becomes_one_check_in_scenario_order() -> None:
         Check("retry_sync_index", "retry_sync_index", None, 0.5, None, 0.91, False, "0.91 > max 0.5"),
         Check("duplicates[backup]", "duplicates", "backup", 0, None, 2, False, "2 > max 0"),
         Check("drain_s", "drain_s", None, 60, None, None, False,
-              "null: never drained: messages were still outstanding when the run ended"),
+              "never: messages were still outstanding when the run ended"),
         Check("delivered", "delivered", None, 5, 1, None, False, "null: not measured"),
     )
     assert not v.passed and v.exit_code == 1
