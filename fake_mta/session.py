@@ -68,6 +68,7 @@ class MTAProtocol(SMTP):
         self.verb = "CONNECT"
         self.decider = "default"
         self.corr: str | None = None
+        self.held_s = 0.0  # a tarpit delay kept back until the message is stored (see _end_of_data)
         self.rcpt: str | None = None  # the recipient of the current RCPT command
         self.sender: str | None = None  # the address of the current MAIL command, accepted or not
         self.errors = 0
@@ -139,8 +140,10 @@ class MTAProtocol(SMTP):
         return {"rcpt": rcpt, "domain": rcpt.rpartition("@")[2], "ip": self.ip, "verb": self.verb,
                 "sender": (self.envelope.mail_from if self.envelope else None) or ""}
 
-    async def decide(self, verb: Verb) -> Decision | None:
-        """Ask the behaviours watching `verb`; sleeps any tarpit delay; notes who decided."""
+    async def decide(self, verb: Verb, *, hold: bool = False) -> Decision | None:
+        """Ask the behaviours watching `verb`; sleeps any tarpit delay (with `hold`, keeps it for `held()` to
+        sleep later); notes who decided."""
+        self.held_s = 0.0
         watchers = self.mta.watchers[verb]
         if not watchers:
             return None
@@ -148,11 +151,19 @@ class MTAProtocol(SMTP):
         ctx = Context(verb, self.mta.clock.now(), self.ip, self.conn, env.mail_from if env else None, self.rcpt,
                       env.rcpt_tos if env else ())
         decision, delay = evaluate(watchers, ctx, self.mta.rng)
-        if delay > 0:
+        if hold:
+            self.held_s = delay
+        elif delay > 0:
             await asyncio.sleep(delay)  # the tarpit itself, not a wait for a condition
         if decision is not None:
             self.decider = decision.behavior
         return decision
+
+    async def held(self) -> None:
+        """The tarpit delay `decide(..., hold=True)` kept back."""
+        delay, self.held_s = self.held_s, 0.0
+        if delay > 0:
+            await asyncio.sleep(delay)  # the tarpit itself, not a wait for a condition
 
     async def act(self, decision: Decision | None) -> bool:
         """Carry out a decision that is not a plain reply. True when the dialogue is over (hang/drop)."""
@@ -394,13 +405,18 @@ class MTAProtocol(SMTP):
         env = self.envelope
         self.verb, self.decider = "DOT", "default"
         self.corr = self.mta.rcpt_corr(env.rcpt_tos[0])
-        decision = await self.decide(Verb.DOT)
+        # A tarpit here slows the reply, not the storing: a real MTA commits the message on the final dot and
+        # only then sends its 250, so a client that gives up (or dies) while it waits leaves a stored message
+        # behind and sends it again — RFC 1047's duplicate.
+        decision = await self.decide(Verb.DOT, hold=True)
         if decision is not None and decision.action in (Action.HANG, Action.DROP):
+            await self.held()
             await self.act(decision)
             return
         status = self._refusal(decision)
         action = decision.action if decision is not None else Action.REPLY
         if action is Action.REPLY and status is not None and status[0] != "2":
+            await self.held()
             await self.push(status)
             self._set_post_data_state()  # refused after the data: nothing stored
             return
@@ -408,6 +424,7 @@ class MTAProtocol(SMTP):
         kind = "discarded" if action is Action.BLACKHOLE else "accepted"
         ack = "lost" if action is Action.LOSE_ACK else "sent"
         self.mta.message_stored(self, env.mail_from or "", list(env.rcpt_tos), len(content), message_id, kind, ack)
+        await self.held()
         if action is Action.LOSE_ACK:
             self._set_post_data_state()
             self.close("server", f"{self.decider}: message stored, connection closed before the 250")

@@ -326,6 +326,28 @@ def test_tarpit_delays_the_banner():
         assert c.sock.fileno() == -1
 
 
+def test_tarpit_at_the_dot_stores_first_and_a_client_that_gives_up_leaves_the_message_behind():
+    """RFC 1047: the message is committed on the final dot; a slow 250 that the client never reads is a
+    duplicate in the making."""
+    with one(behaviors=[{"kind": "tarpit", "delay_s": 1.0, "at": "dot"}]) as fleet:
+        with WireClient(fleet["m"].port) as c:
+            c.reply()
+            c.cmd("EHLO x")
+            c.cmd("MAIL FROM:<a@x.test>")
+            c.cmd("RCPT TO:<u1@users.drill.test>")
+            c.cmd("DATA")
+            c.sock.sendall(MSG + b".\r\n")
+            fleet.wait_for(lambda evs: any(e["kind"] == "mta.message.accepted" for e in evs), 10,
+                           what="the message stored before its 250")
+        evs = wait_closed(fleet, 1)  # the client hung up inside the tarpit
+    assert [e["kind"] for e in evs] == [
+        "mta.connection.opened", "mta.reply.sent", "mta.reply.sent", "mta.reply.sent", "mta.reply.sent",
+        "mta.reply.sent", "mta.message.accepted", "mta.connection.closed"]
+    assert [e.get("verb") for e in evs if e["kind"] == "mta.reply.sent"] == ["CONNECT", "EHLO", "MAIL", "RCPT",
+                                                                              "DATA"]
+    assert (evs[6]["corr"], evs[6]["ack"], evs[-1]["by"]) == ("u1", "sent", "client")
+
+
 def test_behaviour_changes_apply_to_open_connections():
     with one() as fleet, WireClient(fleet["m"].port) as c:
         c.reply()
