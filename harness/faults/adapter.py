@@ -139,11 +139,17 @@ class ToxiproxyAdapter:
     def toxics(self, proxy: str) -> list[dict[str, Any]]:
         return list(self._json("get", f"/proxies/{proxy}/toxics", f"list the toxics of proxy {proxy!r}") or [])
 
+    @staticmethod
+    def _whole(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Toxiproxy's attributes are Go integers and it refuses JSON 400.0: send whole floats as ints (a
+        fraction goes as it is, for the server to refuse with its reason)."""
+        return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in (attributes or {}).items()}
+
     def add_toxic(self, proxy: str, *, type: str, attributes: Mapping[str, Any] | None = None,
                   stream: str = "downstream", toxicity: float = 1.0, name: str | None = None) -> str:
         name = name or f"{type}_{stream}"
         body = {"name": name, "type": type, "stream": stream, "toxicity": toxicity,
-                "attributes": dict(attributes or {})}
+                "attributes": self._whole(attributes)}
         got = self._json("post", f"/proxies/{proxy}/toxics", f"add toxic {name!r} to proxy {proxy!r}", json=body)
         self._record("proxy.toxic.added", proxy=proxy, toxic=name, type=type, stream=stream, toxicity=toxicity,
                      attributes=json.dumps((got or body).get("attributes", body["attributes"]), sort_keys=True))
@@ -153,10 +159,11 @@ class ToxiproxyAdapter:
                      toxicity: float | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {}
         if attributes is not None:
-            body["attributes"] = dict(attributes)
+            body["attributes"] = self._whole(attributes)
         if toxicity is not None:
             body["toxicity"] = toxicity
-        got = self._json("patch", f"/proxies/{proxy}/toxics/{toxic}", f"update toxic {toxic!r} of proxy {proxy!r}",
+        # POST: every Toxiproxy 2.x takes it; PATCH only 2.6 and later
+        got = self._json("post", f"/proxies/{proxy}/toxics/{toxic}", f"update toxic {toxic!r} of proxy {proxy!r}",
                          json=body) or {}
         self._record("proxy.toxic.updated", proxy=proxy, toxic=toxic, type=got.get("type"), stream=got.get("stream"),
                      toxicity=got.get("toxicity"), attributes=json.dumps(got.get("attributes", {}), sort_keys=True))

@@ -119,7 +119,10 @@ def _attributes(kind: str, attrs: Any) -> dict[str, int]:
     for k, v in attrs.items():
         if k not in known:
             raise ToxicError(f"bad request body: {kind} has no attribute {k!r}; its attributes: {', '.join(known)}")
-        if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v) or v < 0:
+        if isinstance(v, float) and v == int(v) and v >= 0:  # JSON 400.0: Go's int64 refuses it, so do we
+            raise ToxicError(f"bad request body: {kind}.{k} is an integer; write {int(v)}, not {v!r} (Toxiproxy "
+                             "refuses a decimal point here too)")
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ToxicError(f"bad request body: {kind}.{k} must be a whole number >= 0, got {v!r}")
         out[k] = int(v)
     return out

@@ -237,15 +237,16 @@ class ProxySpec(_Frozen):
 
 class ToxicSpec(_Frozen):
     type: Literal["latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data"]
-    attributes: dict[str, float] = Field(default_factory=dict)
+    attributes: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)  # Toxiproxy's are integers
     stream: Literal["upstream", "downstream"] = "downstream"
     toxicity: float = Field(default=1.0, ge=0, le=1)
     name: str | None = None
 
 
 class ActionSpec(_Frozen):
-    """One timeline entry: at `at_s` (from the start of the load phase) change an MTA or a proxy;
-    with `for_s`, undo it that long after."""
+    """One timeline entry: at `at_s` (from the start of the load phase) change an MTA or a proxy, or crash the
+    SUT (`sut: crash`: kill -9 of the process group maildrill started); with `for_s`, undo it that long after
+    (for a crash: start the SUT again, same command, environment and port)."""
 
     at_s: float = Field(ge=0)
     for_s: float | None = Field(default=None, gt=0)
@@ -254,11 +255,16 @@ class ActionSpec(_Frozen):
     proxy: str | None = None
     toxic: ToxicSpec | None = None
     enabled: bool | None = None
+    sut: Literal["crash"] | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> ActionSpec:
-        if (self.mta is None) == (self.proxy is None):
-            raise ValueError("name exactly one target: `mta: NAME` or `proxy: NAME`")
+        if sum(x is not None for x in (self.mta, self.proxy, self.sut)) != 1:
+            raise ValueError("name exactly one target: `mta: NAME`, `proxy: NAME` or `sut: crash`")
+        if self.sut is not None:
+            if self.set is not None or self.toxic is not None or self.enabled is not None:
+                raise ValueError("a SUT action is `sut: crash` alone (with `for_s` to start it again)")
+            return self
         if self.mta is not None:
             if self.set is None or self.toxic is not None or self.enabled is not None:
                 raise ValueError("an MTA action needs `set: [behaviours]` (and no `toxic`/`enabled`)")
@@ -268,6 +274,8 @@ class ActionSpec(_Frozen):
 
     @property
     def target(self) -> str:
+        if self.sut is not None:
+            return "sut"
         return f"mta/{self.mta}" if self.mta is not None else f"proxy/{self.proxy}"
 
 

@@ -49,7 +49,9 @@ def scaled(scenario: Scenario) -> Scenario:
     for action in out.get("timeline", []):
         toxic = action.get("toxic")
         if toxic:
-            toxic["attributes"] = {a: (v * k if a in _TOXIC_MS else v) for a, v in toxic.get("attributes", {}).items()}
+            # Toxiproxy's attributes are whole milliseconds (microseconds for slicer delay)
+            toxic["attributes"] = {a: (round(v * k) if a in _TOXIC_MS else v)
+                                   for a, v in toxic.get("attributes", {}).items()}
     out["time_scale"] = 1.0
     if sut is not None:
         out["sut"] = sut
@@ -63,6 +65,8 @@ def action_label(action: ActionSpec) -> str:
     if action.mta is not None:
         kinds = ",".join(b.kind + (f"({b.mode})" if b.kind == "go_dark" else "") for b in action.set or [])
         return f"set {kinds or '[]'}"
+    if action.sut is not None:
+        return "crash (kill -9)"
     if action.toxic is not None:
         return f"toxic {action.toxic.type} {action.toxic.stream}"
     return "enable" if action.enabled else "disable"

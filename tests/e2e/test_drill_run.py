@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.events import Event
+from harness.faults.real import find_toxiproxy
 from harness.run.children import alive
 from harness.store import EventStore
 
@@ -237,8 +238,14 @@ def test_a_bad_scenario_exits_2_and_an_unreachable_sut_exits_3(tmp_path: Path) -
     assert os.path.exists(run_dir / "events" / "run.jsonl")
 
 
-def test_drill_through_the_fault_proxy(tmp_path: Path) -> None:
-    proc = start_drill(write_scenario(tmp_path, PROXY), tmp_path / "reports", "--quiet")
+@pytest.mark.parametrize("proxy", ["embedded", "real"])
+def test_drill_through_the_fault_proxy(tmp_path: Path, proxy: str) -> None:
+    extra = []
+    if proxy == "real":
+        if find_toxiproxy() is None:
+            pytest.skip("no toxiproxy-server on PATH: the drill through a real Toxiproxy is not run")
+        extra = ["--toxiproxy-server"]
+    proc = start_drill(write_scenario(tmp_path, PROXY), tmp_path / "reports", "--quiet", *extra)
     _, stderr = proc.communicate(timeout=120)
     run_dir = run_dir_of(tmp_path / "reports")
     assert proc.returncode == 0, stderr
