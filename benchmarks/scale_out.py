@@ -2,7 +2,7 @@
 `--workers 2` (a master and two workers), and accepted msgs/s of a 1-process vs 2-process fake MTA fleet
 (`maildrill mta --processes 2`, driven by Postfix's `smtp-source`).
 
-    .venv/bin/python benchmarks/scale_out.py [--rps 8000] [--seconds 5] [--messages 4000]
+    .venv/bin/python benchmarks/scale_out.py [--rps 16000] [--seconds 5] [--messages 4000]
 
 The HTTP target is a minimal keep-alive responder (it sends no mail), so Locust is the bottleneck being
 measured. Prints both figures and both ratios. Needs `smtp-source` for the fleet half (make system-deps).
@@ -90,7 +90,8 @@ def http_rate(tmp: Path, rps: int, seconds: int, workers: int) -> tuple[float, i
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rps", type=int, default=8000, help="offered load, above what one Locust process sends")
+    ap.add_argument("--rps", type=int, default=16000,
+                    help="offered load, above what two Locust workers send here (default 16000)")
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--messages", type=int, default=4000, help="messages per fleet run")
     ap.add_argument("--serve-http", action="store_true", help=argparse.SUPPRESS)

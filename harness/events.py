@@ -55,6 +55,7 @@ class EventKind(StrEnum):
     SUT_STARTED = "sut.started"
     SUT_READY = "sut.ready"
     SUT_EXITED = "sut.exited"
+    SUT_CRASHED = "sut.crashed"
     SUT_QUEUE_DEPTH_SAMPLED = "sut.queue_depth.sampled"
     # the run itself (source "run")
     RUN_STARTED = "run.started"

@@ -65,6 +65,7 @@ class MessageQueue(Protocol):
     def recover_orphans(self, *, now: float) -> int: ...
     def next_due(self) -> float | None: ...
     def finish(self, msg_id: int, state: State, *, vendor: str | None, reply: str, counted: bool = True) -> None: ...
+    def in_doubt(self, msg_id: int, vendor: str) -> None: ...
     def defer(
         self,
         msg_id: int,
@@ -231,6 +232,12 @@ class SqliteQueue:
                 "lease_owner = NULL, unknown_vendor = NULL WHERE id = ?",
                 (state.value, vendor, reply, int(counted), msg_id),
             )
+
+    def in_doubt(self, msg_id: int, vendor: str) -> None:
+        """Write-ahead before an attempt: until it settles, whether `vendor` accepted the message is unknown.
+        A crash mid-attempt leaves the mark for whoever reclaims the message (settling clears or keeps it)."""
+        with self._lock:
+            self._db.execute("UPDATE messages SET unknown_vendor = ? WHERE id = ?", (vendor, msg_id))
 
     def defer(
         self,

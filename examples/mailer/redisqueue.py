@@ -186,6 +186,10 @@ class RedisQueue:
             due_at=None,
         )
 
+    def in_doubt(self, msg_id: int, vendor: str) -> None:
+        """Write-ahead before an attempt (see SqliteQueue.in_doubt)."""
+        self.client.hset(self._key("msg", msg_id), "unknown_vendor", vendor)
+
     def defer(
         self,
         msg_id: int,

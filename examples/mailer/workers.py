@@ -136,6 +136,10 @@ class Dispatcher:
                         unknown_vendor=message.unknown_vendor,
                     )
                     return
+        if s.idempotency and s.control_url:
+            # Until this attempt settles the message is in doubt at this vendor: if the process dies mid-attempt
+            # (its 250 perhaps already sent), whoever reclaims the message asks the vendor before sending again.
+            self.queue.in_doubt(message.id, vendor.name)
         result = attempt(vendor, message, timeout_s=s.smtp_timeout_s)
         self.count(f"attempts_{result.outcome.value}")
         self._log(message, vendor.name, result.outcome.value, result.code, result.text)

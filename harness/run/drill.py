@@ -258,7 +258,7 @@ class Drill:
             await locust.wait_ready(store)
             timeline = Timeline(list(rt.timeline), writer=self.run_w, clock=self.clock,
                                 mtas={name: fleet[name] for name in fleet.mtas}, proxy=proxy,
-                                on_degraded=self._degrade)
+                                on_degraded=self._degrade, sut=sut)
             stack.push_async_callback(timeline.stop)
             t0 = self.clock.now() + 0.25  # users are spawned and polling: a moment for the go file to reach them
             locust.go(t0)

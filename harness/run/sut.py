@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -84,6 +85,11 @@ class SUT:
             return
         cmd = resolve_command(self.spec.command)
         full_env = {**os.environ, **self.spec.env, **env, "MAILDRILL_SUT_PORT": str(self.port)}
+        self._launch = (cmd, full_env, on_death)
+        await self._spawn(restart=False)
+
+    async def _spawn(self, *, restart: bool) -> None:
+        cmd, full_env, on_death = self._launch
         try:
             self.child = await self.children.spawn("sut", cmd, env=full_env, cwd=self.cwd,
                                                    stdout=self.log_dir / "stdout.log",
@@ -91,11 +97,35 @@ class SUT:
         except OSError as exc:
             raise SUTFailed(f"could not start the SUT {cmd[0]!r} ({exc.strerror or exc}); check sut.command "
                             "(the program must exist; `python` means maildrill's own interpreter)") from None
-        self.writer.record("sut.started", None, pid=self.child.pid, command=" ".join(cmd), port=self.port)
+        self.writer.record("sut.started", None, pid=self.child.pid, command=" ".join(cmd), port=self.port,
+                           restart=restart)
         started = time.monotonic()
         await self._wait_ready(self.child)
         self.writer.record("sut.ready", None, after_s=round(time.monotonic() - started, 3))
         self.died = asyncio.ensure_future(self._watch(self.child, on_death))
+
+    async def crash(self) -> None:
+        """kill -9 of the SUT's process group (a `sut: crash` timeline action): the crash is the drill, so it
+        does not degrade the run. Only a SUT maildrill started can be crashed."""
+        child = self.child
+        if self.external or child is None:
+            raise SUTFailed("the SUT was not started by maildrill (sut.url / --sut-url): it cannot be crashed")
+        if child.returncode is not None:
+            raise SUTFailed(f"the SUT had already exited (code {child.returncode})")
+        child.stopping = True  # its watcher must not report an unexpected death
+        if self.died is not None:
+            self.died.cancel()
+        child.signal_group(signal.SIGKILL)
+        code = await child.wait()
+        child.signal_group(signal.SIGKILL)  # stragglers of its group (a worker it had forked)
+        child.close_logs()
+        self.writer.record("sut.crashed", None, pid=child.pid, code=code)
+
+    async def restart(self) -> None:
+        """Start the SUT again after a crash: same command, environment and port; waits until it is ready."""
+        if self.child is not None and self.child.returncode is None:
+            return  # it is running
+        await self._spawn(restart=True)
 
     async def _watch(self, child: Child, on_death: Callable[[int], None]) -> int:
         code = await child.wait()

@@ -22,6 +22,12 @@ class MTAControl(Protocol):
     def set_behaviors(self, behaviors: list[Any], *, by: str = ...) -> None: ...
 
 
+class SUTControl(Protocol):
+    async def crash(self) -> None: ...
+
+    async def restart(self) -> None: ...
+
+
 class ProxyControl(Protocol):
     def add_toxic(self, proxy: str, *, type: str, attributes: dict[str, Any], stream: str = ...,
                   toxicity: float = ..., name: str | None = ...) -> str: ...
@@ -42,6 +48,8 @@ class Fired:
 
 def _is_clear(action: ActionSpec) -> bool:
     """An action that ends faults rather than starting one (plain accept, or re-enabling a proxy)."""
+    if action.sut is not None:
+        return False
     if action.mta is not None:
         return all(b.kind == "accept" and b.probability == 1.0 for b in action.set or [])
     return action.enabled is True
@@ -53,12 +61,13 @@ class Timeline:
 
     def __init__(self, actions: list[ActionSpec], *, writer: EventWriter, clock: Clock,
                  mtas: dict[str, MTAControl], proxy: ProxyControl | None,
-                 on_degraded: Callable[[str, str], None]) -> None:
+                 on_degraded: Callable[[str, str], None], sut: SUTControl | None = None) -> None:
         self.actions = actions
         self.writer = writer
         self.clock = clock
         self.mtas = mtas
         self.proxy = proxy
+        self.sut = sut
         self.on_degraded = on_degraded
         self.active: dict[int, str] = {}
         self.fired: list[Fired] = []
@@ -112,6 +121,12 @@ class Timeline:
                            until_t_s=None)
 
     async def _apply(self, action: ActionSpec) -> Undo:
+        if action.sut is not None:
+            sut = self.sut
+            if sut is None:
+                raise RuntimeError("there is no SUT to crash")
+            await sut.crash()
+            return sut.restart
         if action.mta is not None:
             mta = self.mtas[action.mta]
             before = list(mta.behaviors)

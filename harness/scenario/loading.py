@@ -203,6 +203,12 @@ def _cross_problems(data: dict[str, Any]) -> list[Problem]:
             out.append(Problem(f"timeline[{i}].proxy", f"no such proxy; defined: {proxy_names}"
                                + ("" if proxy_names else " (add a `proxies:` entry with upstream: <mta>)"),
                                proxy, True))
+        if a.get("sut") is not None:
+            sut = data.get("sut")
+            if not isinstance(sut, dict) or sut.get("command") is None:
+                out.append(Problem(f"timeline[{i}].sut", "maildrill can only crash a SUT it starts: give "
+                                   "`sut.command` (a SUT at `sut.url` is someone else's process)", a.get("sut"),
+                                   True))
         at = _number(a.get("at_s"))
         if at is not None and horizon is not None and at > horizon:
             out.append(Problem(f"timeline[{i}].at_s", f"after the end of the drill ({horizon:g} s = duration_s + "
