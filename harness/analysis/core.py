@@ -63,6 +63,7 @@ class _Message:
         "discarded",
         "first_5xx",
         "first_5xx_key",
+        "first_ok",
         "first_req",
         "requests",
         "resends",
@@ -71,6 +72,7 @@ class _Message:
     def __init__(self) -> None:
         self.cls: str | None = None
         self.first_req = math.inf
+        self.first_ok = math.inf  # the first request the SUT acknowledged (2xx / 250)
         self.requests = 0
         self.resends: list[float] = []
         self.acceptances: list[tuple[float, str, str]] = []  # (t, mta, ack)
@@ -148,6 +150,8 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
                 m.cls = cls
             if t < m.first_req:
                 m.first_req = t
+            if d.get("ok") and t < m.first_ok:
+                m.first_ok = t
             if d.get("resend"):
                 m.resends.append(t)
         elif kind == "mta.message.accepted" or kind == "mta.message.discarded":
@@ -193,7 +197,7 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
         for m in msgs.values():
             starts = [a.start for a in m.attempts] + [acc[0] for acc in m.acceptances]
             if starts:
-                m.first_req = min(starts)
+                m.first_req = m.first_ok = min(starts)
     requested = {c: msgs[c] for c in sorted(msgs) if msgs[c].first_req < math.inf}  # by id: order-free results
     load_end = float(scenario["duration_s"]) if "duration_s" in scenario else (
         (drain_started - t0) * inv if drain_started is not None else max((r[0] for r in requests), default=0.0))
@@ -344,11 +348,24 @@ def _error_ratio(reqs: Sequence[tuple[float, str | None, bool, float]]) -> float
     return sum(1 for r in reqs if not r[2]) / len(reqs) if reqs else None
 
 
+def _owed_from(m: _Message) -> float:
+    """When the SUT took the message on: its first acknowledged request; a message whose requests all failed
+    but that was delivered anyway (queued before a crash cut the reply) from its first request; inf (never)
+    for one the SUT refused and never sent — the user saw the error (http_error_ratio, undelivered), but it
+    was never in the SUT's queue, so it is not outstanding and does not keep a drain from ending."""
+    if m.first_ok < math.inf:
+        return m.first_ok
+    return m.first_req if m.acceptances else math.inf
+
+
 def _drain(msgs: Iterable[_Message], ref: float) -> tuple[int, float | None]:
-    """(outstanding peak, drain seconds after `ref`) from the +1 at each first request, -1 at each resolution."""
+    """(outstanding peak, drain seconds after `ref`) from +1 when the SUT took a message on, -1 at its resolution."""
     steps = []
     for m in msgs:
-        steps.append((m.first_req, 1))
+        start = _owed_from(m)
+        if start == math.inf:
+            continue
+        steps.append((start, 1))
         r = _resolved(m)
         if r < math.inf:
             steps.append((r, -1))
@@ -522,10 +539,13 @@ def _count(times: Iterable[float], bins: int) -> Series:
 
 
 def _outstanding_series(msgs: Iterable[_Message], bins: int) -> Series:
-    """Value i: messages requested before the end of second i and not resolved by then."""
+    """Value i: messages the SUT had taken on before the end of second i and not resolved by then."""
     delta = [0] * bins
     for m in msgs:
-        i = max(0, int(m.first_req))
+        start = _owed_from(m)
+        if start == math.inf:
+            continue
+        i = max(0, int(start))
         if i < bins:
             delta[i] += 1
         r = _resolved(m)

@@ -40,7 +40,7 @@ _ALL = [
     _m("acknowledged_but_lost", "count", "run,class,mta", "lower",
        "250s sent for messages a blackholing MTA discarded (mta.message.discarded)"),
     # queue drain
-    _m("outstanding_peak", "count", "run,class", "lower", "maximum over time of outstanding(t): messages requested by t and neither delivered nor permanently rejected (5xx) by t"),
+    _m("outstanding_peak", "count", "run,class", "lower", "maximum over time of outstanding(t): messages the SUT had acknowledged by t (a 2xx, or delivered anyway) and neither delivered nor permanently rejected (5xx) by t"),
     _m("drain_s", "s", "run,class", "lower",
        "from the end of the last fault (or of the load, whichever is later) until outstanding reaches 0; "
        "null when it never does"),

@@ -68,7 +68,9 @@ def test_a_small_story_gives_exact_metrics() -> None:
         (1.0, 1.62, 4.62))
     assert (a.by_mta["backup"]["first_delivery_s"], a.by_mta["backup"]["last_delivery_s"]) == pytest.approx(
         (4.62, 4.62))  # traffic reached the backup only with the duplicate
-    assert m["drain_s"] is None  # u4 was never sent at all: still outstanding at the end
+    # u4's request failed and it was never sent: not in the SUT's queue, so not outstanding; the rest were
+    # resolved by the end of the load (10 s, after the throttle window)
+    assert (m["drain_s"], m["outstanding_peak"]) == (0.0, 2)
     assert a.by_mta["backup"]["duplicates"] == 1 and a.by_mta["primary"]["permanent_failures_retried"] == 1
     assert a.by_class["reset"]["latency_p50_s"] == pytest.approx(0.12)
     rules = sorted((o.rule, o.corr) for o in a.offenders)
@@ -125,3 +127,14 @@ def test_sync_index_separates_lock_step_retries_from_full_jitter() -> None:
     assert sync_index([[x * 0.05 for x in seq] for seq in fixed]) == s_fixed  # time_scale does not change it
     assert sync_index(fixed[:20]) >= 0.9  # nor does the number of messages
     assert sync_index([[2.0, 2.0], [2.0, 2.0]]) is None  # fewer than 5 retries: not measured
+
+
+def test_a_message_the_sut_refused_is_not_outstanding_but_one_it_queued_before_failing_is() -> None:
+    base = [e for e in STORY if e.corr != "u4"]
+    # u5: the app answered 500 and never sent it (the SUT was down) -> not in its queue, the drain still ends
+    refused = [*base, request(19.0, "u5", ok=False)]
+    a = analyze(refused, SCENARIO)
+    assert (a.metrics["drain_s"], a.metrics["undelivered"], a.metrics["latency_max_s"]) == (0.0, 2, None)
+    # u6: the reply was cut (a crash), yet it had been queued and goes out at 23 s: outstanding until then
+    queued = [*base, request(19.0, "u6", ok=False), *attempt(23.0, "primary", 9, "u6", 250)]
+    assert analyze(queued, SCENARIO).metrics["drain_s"] == pytest.approx(3.02)
