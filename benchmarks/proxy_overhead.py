@@ -56,7 +56,9 @@ def main() -> int:
         api, p = free_port(), free_port()
         cfg = tmp / "toxiproxy.json"
         cfg.write_text(json.dumps([{"name": "mta", "listen": f"127.0.0.1:{p}", "upstream": f"127.0.0.1:{mta_port}"}]))
-        relays.append(Server("toxiproxy", [real, "-host", "127.0.0.1", "-port", str(api), "-config", str(cfg)], p))
+        # at its quietest (its default logs every connection at debug level), so it is measured at its best
+        relays.append(Server("toxiproxy", ["env", "LOG_LEVEL=warn", real, "-host", "127.0.0.1", "-port", str(api),
+                                           "-config", str(cfg)], p))
     print(f"smtp-source, {args.messages} messages of 1 KiB per run, CPUs: {os.cpu_count()}, load before: "
           f"{os.getloadavg()[0]:.2f}; upstream: the fake MTA (accept, recording nothing)"
           + ("" if real else "; no toxiproxy-server on PATH: real Toxiproxy not measured"))
