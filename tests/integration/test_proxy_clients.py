@@ -4,6 +4,7 @@ to a fake MTA, our adapter (events on the run clock), and `maildrill proxy` as a
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import smtplib
 import socket
@@ -177,3 +178,45 @@ def test_run_with_toxiproxy_server_says_when_there_is_none_on_path(tmp_path: Pat
                           "--toxiproxy-url", "http://127.0.0.1:1"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, check=False)
     assert got.returncode == 2 and "give one of --toxiproxy-url, --toxiproxy-server and --compose" in got.stderr
+
+
+@pytest.mark.skipif(shutil.which("toxiproxy-cli") is None,
+                    reason="no toxiproxy-cli on PATH: Toxiproxy's own CLI against `maildrill proxy` is not run")
+def test_the_stock_toxiproxy_cli_drives_maildrill_proxy(fleet: FleetThread) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "proxy", "--port", "0"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().rsplit(" ", 1)[1].strip()
+        assert proc.stdout.readline() == "ready (Ctrl-C to stop)\n"
+
+        def cli(*args: str) -> tuple[int, str]:
+            got = subprocess.run(["toxiproxy-cli", "-h", url, *args], capture_output=True, text=True, timeout=30,
+                                 check=False)
+            return got.returncode, (got.stdout + got.stderr).strip()
+
+        upstream = f"127.0.0.1:{fleet.fleet['vendor'].port}"
+        assert cli("create", "-l", "127.0.0.1:0", "-u", upstream, "relay") == (0, "Created new proxy relay")
+        listen = ToxiproxyAdapter(url).proxy("relay").listen
+        assert cli("list") == (0, f"relay\t{listen}\t{upstream}\tenabled\t0")
+        assert cli("toxic", "add", "-t", "latency", "-a", "latency=300", "relay") == (
+            0, "Added downstream latency toxic 'latency_downstream' on proxy 'relay'")
+        assert cli("toxic", "update", "-n", "latency_downstream", "-a", "latency=200", "relay") == (
+            0, "Updated toxic 'latency_downstream' on proxy 'relay'")
+        assert cli("inspect", "relay")[1].splitlines()[-1].split() == [
+            "latency_downstream", "type=latency", "stream=downstream", "toxicity=1.00", "attributes=[", "jitter=0",
+            "latency=200", "]"]
+        host, port = listen.rsplit(":", 1)
+        with smtplib.SMTP(host, int(port), timeout=5) as smtp:
+            assert smtp.sendmail("app@app.drill.test", ["u7@users.drill.test"], MSG) == {}
+        assert cli("toggle", "relay") == (0, "Proxy relay is now disabled")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((host, int(port)), timeout=5)
+        code, out = cli("toxic", "add", "-t", "bogus", "relay")
+        assert code == 1 and "HTTP 400: invalid toxic type: 'bogus'" in out
+        assert cli("delete", "relay") == (0, "Deleted proxy relay")
+        assert cli("list")[0] == 0 and not ToxiproxyAdapter(url).proxies()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert accepted(fleet) == ["u7"]
