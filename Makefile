@@ -49,8 +49,11 @@ bench: $(STAMP)
 # Optional outside components. Tests that need them skip with the reason when they are absent.
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix socat redis-server chromium \
-		|| echo "system-deps: apt-get failed; tests that need them will skip"; \
+		apt-get update -qq; \
+		for pkg in postfix socat redis-server chromium; do \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null \
+			|| echo "system-deps: could not install $$pkg; the tests that need it will skip, saying so"; \
+		done; \
 	else echo "system-deps: needs root and apt-get; install postfix, socat, redis-server and chromium yourself"; fi
 
 clean:
