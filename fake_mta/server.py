@@ -288,6 +288,14 @@ class FakeMTA:
         if ack == "lost":
             self.counts["acks_lost"] += len(rcpts)
 
+    def ack_unread(self, proto: MTAProtocol, rcpts: list[str]) -> None:
+        """The client was gone before the 250 for a stored message could be sent (it hung up or died while a
+        tarpit held the reply): to the sender that is a lost 250, and a retry is a duplicate (RFC 1047)."""
+        for rcpt in rcpts:
+            self.recorder.record("mta.message.ack_lost", self.rcpt_corr(rcpt), conn=proto.conn, txn=proto.txn,
+                                 rcpt=rcpt, reason="the client was gone before the 250 was sent")
+        self.counts["acks_lost"] += len(rcpts)
+
     def lookup_message(self, message_id: str) -> dict[str, Any] | None:
         """The delivery status of a Message-ID this MTA accepted (angle brackets optional), or None."""
         return self.messages.get(message_id.strip().strip("<>"))

@@ -424,7 +424,12 @@ class MTAProtocol(SMTP):
         kind = "discarded" if action is Action.BLACKHOLE else "accepted"
         ack = "lost" if action is Action.LOSE_ACK else "sent"
         self.mta.message_stored(self, env.mail_from or "", list(env.rcpt_tos), len(content), message_id, kind, ack)
-        await self.held()
+        try:
+            await self.held()
+        except asyncio.CancelledError:  # the connection ended inside the tarpit: the 250 will never be sent
+            if kind == "accepted" and ack == "sent":
+                self.mta.ack_unread(self, list(env.rcpt_tos))
+            raise
         if action is Action.LOSE_ACK:
             self._set_post_data_state()
             self.close("server", f"{self.decider}: message stored, connection closed before the 250")

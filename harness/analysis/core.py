@@ -98,6 +98,8 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
     msgs: dict[str, _Message] = {}
     attempts: dict[tuple[str, Any, Any], _Attempt] = {}
     requests: list[tuple[float, str | None, bool, float]] = []  # (t, class, ok, latency_ms)
+    accepted_at: dict[tuple[str, Any, Any, str], tuple[_Message, int]] = {}  # (mta, conn, txn, corr) -> acceptance
+    ack_lost: set[tuple[str, Any, Any, str | None]] = set()
     depth: list[tuple[float, float]] = []
     fired: list[tuple[float, int, str, str]] = []
     undone: dict[int, float] = {}
@@ -169,10 +171,15 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
                     m = msgs[e.corr] = _Message()
                 if kind == "mta.message.accepted":
                     m.acceptances.append((t, mta, str(d.get("ack", "sent"))))
+                    if d.get("ack", "sent") != "lost":
+                        accepted_at[(mta, d.get("conn"), d.get("txn"), e.corr)] = (m, len(m.acceptances) - 1)
                 else:
                     m.discarded += 1
             if kind == "mta.message.discarded":
                 discarded_by_mta[mta] += 1
+        elif kind == "mta.message.ack_lost":  # stored, but the client was gone before its 250 (RFC 1047)
+            mta = e.source[4:] if e.source.startswith("mta/") else e.source
+            ack_lost.add((mta, d.get("conn"), d.get("txn"), e.corr))
         elif kind == "sut.queue_depth.sampled":
             depth.append((t, float(d.get("depth") or 0.0)))
         elif kind == "run.action.fired":
@@ -182,6 +189,12 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
         elif kind == "mta.connection.opened" or kind == "mta.listener.opened":
             mtas_seen.add(e.source[4:] if e.source.startswith("mta/") else e.source)
 
+    for key in ack_lost:  # files are read in any order: the acceptance may come after its ack_lost
+        hit = accepted_at.get(key)
+        if hit is not None:
+            m, i = hit
+            t_acc, mta_acc, _ = m.acceptances[i]
+            m.acceptances[i] = (t_acc, mta_acc, "lost")
     for a in attempts.values():
         mtas_seen.add(a.mta)
         for c in a.corrs:

@@ -66,7 +66,7 @@ _ALL = [
     _m("duplicates", "count", "run,class,mta", "lower", "accepted deliveries beyond the first per message, across all MTAs"),
     _m("duplicate_messages", "count", "run,class", "lower", "messages accepted more than once"),
     _m("duplicates_after_lost_ack", "count", "run,class", "lower",
-       "duplicates following an acceptance whose 250 was lost (ack: lost)"),
+       "duplicates following an acceptance whose 250 was lost (ack: lost, or the client gone before the 250: mta.message.ack_lost)"),
     _m("duplicates_failover", "count", "run,class", "lower", "duplicates accepted by a different MTA than the first acceptance"),
     _m("duplicates_user_resend", "count", "run,class", "lower",
        "duplicates that followed a user resend the SUT did not coalesce"),

@@ -138,3 +138,14 @@ def test_a_message_the_sut_refused_is_not_outstanding_but_one_it_queued_before_f
     # u6: the reply was cut (a crash), yet it had been queued and goes out at 23 s: outstanding until then
     queued = [*base, request(19.0, "u6", ok=False), *attempt(23.0, "primary", 9, "u6", 250)]
     assert analyze(queued, SCENARIO).metrics["drain_s"] == pytest.approx(3.02)
+
+
+def test_a_250_the_client_never_got_makes_the_retry_a_duplicate_after_a_lost_ack() -> None:
+    gone = ev(10.7, "mta/primary", "mta.message.ack_lost", "u7", conn=7, txn=1, rcpt="u7@users.drill.test",
+              reason="the client was gone before the 250 was sent")
+    story = [request(10.1, "u7"), *attempt(10.6, "primary", 7, "u7", 250), *attempt(13.0, "primary", 8, "u7", 250)]
+    for events in ([*story, gone], [gone, *reversed(story)]):  # however the files are read
+        a = analyze(events, SCENARIO)
+        assert (a.metrics["duplicates"], a.metrics["duplicates_after_lost_ack"]) == (1, 1)
+        assert [o.detail for o in a.offenders if o.rule == "duplicates"] == [
+            "accepted 2 times: by primary at 10.62 s (250 lost), by primary at 13.02 s"]  # no load phase: t0 = 0
