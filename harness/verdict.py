@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from harness.analysis.model import METRICS, Analysis, Value
 from harness.errors import EXIT_FAILED, EXIT_PASS
 
+_LATENCIES = tuple(f"latency_{p}_s" for p in ("p50", "p95", "p99", "max"))
 # what a null value means, per metric (else: "not measured")
 NULL_MEANS = {
     "drain_s": "messages were still outstanding when the run ended",
     "retry_sync_index": "fewer than 5 retries: nothing to measure",
     "otp_expired": "no class has a ttl_s", "otp_expired_ratio": "no class has a ttl_s",
-    **{f"latency_{p}_s": "at that percentile messages were never delivered (or none were requested)"
-       for p in ("p50", "p95", "p99", "max")},
+    **dict.fromkeys(_LATENCIES, "at that percentile messages were never delivered (or none were requested)"),
     "queue_depth_peak": "the scenario has no sut.queue_depth probe",
 }
 # how a null value reads in tables, where null has one meaning a person needs to see (else: "null")
-NULL_SHOWN = {"drain_s": "never", **{f"latency_{p}_s": "never" for p in ("p50", "p95", "p99", "max")}}
+NULL_SHOWN = {"drain_s": "never", **dict.fromkeys(_LATENCIES, "never")}
 _NAME = re.compile(r"^(?P<metric>[a-z0-9_]+)(?:\[(?P<scope>[^\]]+)\])?$")
 
 
@@ -104,7 +104,7 @@ def check(threshold: str, spec: Mapping[str, float | None], analysis: Analysis) 
     if value is None:
         where = f" in {scope!r}" if scope else ""
         why = NULL_MEANS.get(metric, "not measured")
-        return Check(threshold, metric, scope, hi, lo, None, False, f"{NULL_SHOWN.get(metric, 'null')}{where}: {why}")
+        return Check(threshold, metric, scope, hi, lo, None, False, f"{format_value(None, unit, metric)}{where}: {why}")
     shown = format_value(value, unit)
     if hi is not None and value > hi:
         return Check(threshold, metric, scope, hi, lo, value, False, f"{shown} > max {_limit(hi)}")

@@ -117,7 +117,7 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
             txn = d.get("txn") or 0
             if txn < 1:
                 continue
-            mta = e.source[4:] if e.source.startswith("mta/") else e.source
+            mta = _mta_of(e.source)
             key = (mta, d.get("conn"), txn)
             a = attempts.get(key)
             if a is None:
@@ -157,7 +157,7 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
             if d.get("resend"):
                 m.resends.append(t)
         elif kind == "mta.message.accepted" or kind == "mta.message.discarded":
-            mta = e.source[4:] if e.source.startswith("mta/") else e.source
+            mta = _mta_of(e.source)
             mtas_seen.add(mta)
             key = (mta, d.get("conn"), d.get("txn"))
             a = attempts.get(key)
@@ -178,7 +178,7 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
             if kind == "mta.message.discarded":
                 discarded_by_mta[mta] += 1
         elif kind == "mta.message.ack_lost":  # stored, but the client was gone before its 250 (RFC 1047)
-            mta = e.source[4:] if e.source.startswith("mta/") else e.source
+            mta = _mta_of(e.source)
             ack_lost.add((mta, d.get("conn"), d.get("txn"), e.corr))
         elif kind == "sut.queue_depth.sampled":
             depth.append((t, float(d.get("depth") or 0.0)))
@@ -187,7 +187,7 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
         elif kind == "run.action.undone":
             undone[int(d.get("action", -1))] = t
         elif kind == "mta.connection.opened" or kind == "mta.listener.opened":
-            mtas_seen.add(e.source[4:] if e.source.startswith("mta/") else e.source)
+            mtas_seen.add(_mta_of(e.source))
 
     for key in ack_lost:  # files are read in any order: the acceptance may come after its ack_lost
         hit = accepted_at.get(key)
@@ -339,6 +339,11 @@ def _attempts_of(subset: list[tuple[str, _Message]]) -> list[_Attempt]:
         for a in m.attempts:
             seen[id(a)] = a
     return sorted(seen.values(), key=lambda a: (a.start, a.mta))
+
+
+def _mta_of(source: str) -> str:
+    """The MTA's name from an event source (`mta/<name>`)."""
+    return source[4:] if source.startswith("mta/") else source
 
 
 def _finite(x: float | None) -> float | None:
