@@ -119,7 +119,7 @@ def _attributes(kind: str, attrs: Any) -> dict[str, int]:
     for k, v in attrs.items():
         if k not in known:
             raise ToxicError(f"bad request body: {kind} has no attribute {k!r}; its attributes: {', '.join(known)}")
-        if isinstance(v, float) and v == int(v) and v >= 0:  # JSON 400.0: Go's int64 refuses it, so do we
+        if isinstance(v, float) and v.is_integer() and v >= 0:  # JSON 400.0: Go's int64 refuses it, so do we
             raise ToxicError(f"bad request body: {kind}.{k} is an integer; write {int(v)}, not {v!r} (Toxiproxy "
                              "refuses a decimal point here too)")
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
