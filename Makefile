@@ -35,10 +35,10 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
 demo: $(STAMP)
-	$(PY) -m harness.demo
+	$(PY) -m maildrill.harness.demo
 
 demo-fleet: $(STAMP)
-	$(PY) -m harness.demo_fleet
+	$(PY) -m maildrill.harness.demo_fleet
 
 bench: $(STAMP)
 	$(PY) benchmarks/mta_throughput.py

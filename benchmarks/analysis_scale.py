@@ -27,8 +27,8 @@ EVENTS_PER_MESSAGE = 9.3  # a little under what random_model produces per messag
 
 
 def build(run_dir: Path, events_wanted: int) -> int:
-    from harness.analysis.synthetic import events, random_model
-    from harness.store import EventWriter
+    from maildrill.harness.analysis.synthetic import events, random_model
+    from maildrill.harness.store import EventWriter
 
     model = random_model(max(1, int(events_wanted / EVENTS_PER_MESSAGE)), seed=1, duration_s=3600.0)
     (run_dir / "events").mkdir(parents=True)
@@ -53,7 +53,7 @@ def build(run_dir: Path, events_wanted: int) -> int:
 
 
 def measure(run_dir: Path) -> None:
-    from harness.report import write_reports
+    from maildrill.harness.report import write_reports
 
     t = time.perf_counter()
     verdict = write_reports(run_dir, history=False)

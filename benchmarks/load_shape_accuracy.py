@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.load.shapes import expected_count  # noqa: E402
-from harness.run.drill import RunOptions, run_drill  # noqa: E402
-from harness.scenario import parse_scenario_text  # noqa: E402
-from harness.store import EventStore  # noqa: E402
+from maildrill.harness.load.shapes import expected_count  # noqa: E402
+from maildrill.harness.run.drill import RunOptions, run_drill  # noqa: E402
+from maildrill.harness.scenario import parse_scenario_text  # noqa: E402
+from maildrill.harness.store import EventStore  # noqa: E402
 
 SCENARIO = """\
 version: 1

@@ -147,12 +147,12 @@ def main() -> int:
     servers.append(Server("aiosmtpd-bare", [py, __file__, "--serve", "bare", "--port", str(p)], p))
     p = free_port()
     d = tmp / "fake1"
-    servers.append(Server("fake-mta", [py, "-m", "harness.cli", "mta", "--port", str(p), "--events", str(d)], p, d))
+    servers.append(Server("fake-mta", [py, "-m", "maildrill", "mta", "--port", str(p), "--events", str(d)], p, d))
     if args.processes > 1:
         p = free_port()
         d = tmp / "fakeN"
         name = f"fake-mta x{args.processes}"
-        servers.append(Server(name, [py, "-m", "harness.cli", "mta", "--port", str(p), "--events", str(d),
+        servers.append(Server(name, [py, "-m", "maildrill", "mta", "--port", str(p), "--events", str(d),
                                      "--processes", str(args.processes)], p, d))
     print(f"smtp-source, {args.messages} messages of 1 KiB per run, CPUs: {os.cpu_count()}, load before: "
           f"{os.getloadavg()[0]:.2f}")

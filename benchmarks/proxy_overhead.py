@@ -41,12 +41,12 @@ def main() -> int:
     py = sys.executable
     tmp = Path(tempfile.mkdtemp(prefix="maildrill-proxy-bench-"))
     mta_port = free_port()
-    mta = Server("fake-mta", [py, "-m", "harness.cli", "mta", "--port", str(mta_port)], mta_port)
+    mta = Server("fake-mta", [py, "-m", "maildrill", "mta", "--port", str(mta_port)], mta_port)
     relays = []
     p = free_port()
     config = tmp / "proxies.json"
     config.write_text(json.dumps([{"name": "mta", "listen": f"127.0.0.1:{p}", "upstream": f"127.0.0.1:{mta_port}"}]))
-    relays.append(Server("embedded proxy", [py, "-m", "harness.cli", "proxy", "--port", "0", "--config", str(config)],
+    relays.append(Server("embedded proxy", [py, "-m", "maildrill", "proxy", "--port", "0", "--config", str(config)],
                          p))
     p = free_port()
     relays.append(Server("socat", ["socat", f"TCP-LISTEN:{p},bind=127.0.0.1,fork,reuseaddr,backlog=512",

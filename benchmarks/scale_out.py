@@ -72,12 +72,12 @@ def http_rate(tmp: Path, rps: int, seconds: int, workers: int) -> tuple[float, i
     path = tmp / f"scale-w{workers}.yaml"
     path.write_text(json.dumps(scenario))
     out = tmp / f"runs-w{workers}"
-    cmd = [sys.executable, "-m", "harness", "run", str(path), "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "maildrill", "run", str(path), "--out", str(out), "--quiet"]
     if workers:
         cmd += ["--workers", str(workers)]
     subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     run = next(d for d in out.iterdir() if d.is_dir())
-    from harness.store import EventStore
+    from maildrill.harness.store import EventStore
 
     done = [e for e in EventStore(run / "events").events() if e.kind == "load.request.completed"]
     ok = [e for e in done if e.get("ok")]
@@ -110,7 +110,7 @@ def main() -> int:
         if shutil.which("smtp-source"):
             for procs in (1, 2):
                 port = free_port()
-                cmd = [sys.executable, "-m", "harness.cli", "mta", "--port", str(port)]
+                cmd = [sys.executable, "-m", "maildrill", "mta", "--port", str(port)]
                 if procs > 1:
                     cmd += ["--processes", str(procs), "--events", str(tmp / "fleet-events")]
                 with Server(f"fleet x{procs}", cmd, port):

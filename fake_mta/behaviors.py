@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from fake_mta.config import (
+from maildrill.fake_mta.config import (
     AcceptSpec,
     BehaviorSpec,
     GoDarkMode,
@@ -28,7 +28,7 @@ from fake_mta.config import (
     ThrottleSpec,
     Verb,
 )
-from fake_mta.reply import GREYLIST_HARAKA, GREYLIST_POSTGREY, Reply
+from maildrill.fake_mta.reply import GREYLIST_HARAKA, GREYLIST_POSTGREY, Reply
 
 ALL_VERBS = frozenset(Verb)
 
@@ -64,7 +64,7 @@ class Context:
 
 
 class Wording(Protocol):
-    """A persona's reply texts and the verbs it uses (fake_mta.presets.Persona)."""
+    """A persona's reply texts and the verbs it uses (maildrill.fake_mta.presets.Persona)."""
 
     def reply_for(self, key: str) -> Reply | None: ...
 

@@ -209,7 +209,7 @@ class MTASpec(_Frozen):
     @field_validator("preset")
     @classmethod
     def _preset(cls, v: str | None) -> str | None:
-        from fake_mta.presets import PRESETS  # presets import this module
+        from maildrill.fake_mta.presets import PRESETS  # presets import this module
 
         if v is not None and v not in PRESETS:
             raise ValueError(f"unknown preset; choose one of {sorted(PRESETS)}")

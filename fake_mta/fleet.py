@@ -10,13 +10,12 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from maildrill.fake_mta.clock import Clock, MonotonicClock
+from maildrill.fake_mta.config import FleetSpec, problems_of
+from maildrill.fake_mta.httpserver import HTTPServer, Request, Response
+from maildrill.fake_mta.recording import MemoryRecorder, Recorder
+from maildrill.fake_mta.server import FakeMTA, is_loopback
 from pydantic import ValidationError
-
-from fake_mta.clock import Clock, MonotonicClock
-from fake_mta.config import FleetSpec, problems_of
-from fake_mta.httpserver import HTTPServer, Request, Response
-from fake_mta.recording import MemoryRecorder, Recorder
-from fake_mta.server import FakeMTA, is_loopback
 
 
 class Fleet:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fake_mta.config import BehaviorSpec, Verb, parse_behaviors
-from fake_mta.reply import GREYLIST_HARAKA, GREYLIST_POSTGREY, Reply
+from maildrill.fake_mta.config import BehaviorSpec, Verb, parse_behaviors
+from maildrill.fake_mta.reply import GREYLIST_HARAKA, GREYLIST_POSTGREY, Reply
 
 _GMAIL_RATE = (
     "[{ip}] Our system has detected an unusual rate of",

@@ -1,6 +1,6 @@
 """Where the fake MTA reports facts: a tiny sink protocol, so `fake_mta` needs nothing from `harness`.
 
-`harness.store.EventWriter` implements `Recorder` (JSON Lines on disk, written before the SMTP reply
+`maildrill.harness.store.EventWriter` implements `Recorder` (JSON Lines on disk, written before the SMTP reply
 it describes is sent). `MemoryRecorder` keeps events in a list for standalone use and tests.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from fake_mta.clock import Clock, MonotonicClock
+from maildrill.fake_mta.clock import Clock, MonotonicClock
 
 Scalar = str | int | float | bool | None
 

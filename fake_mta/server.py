@@ -15,15 +15,14 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from maildrill.fake_mta.behaviors import Behavior, Throttle, build, by_verb, refuses
+from maildrill.fake_mta.clock import Clock, MonotonicClock
+from maildrill.fake_mta.config import BehaviorSpec, MTASpec, Verb, parse_behaviors
+from maildrill.fake_mta.presets import GENERIC, persona
+from maildrill.fake_mta.recording import MemoryRecorder, Recorder
+from maildrill.fake_mta.session import MTAProtocol, escape_line
+from maildrill.fake_mta.smtp_setup import make_authenticator
 from pydantic import BaseModel
-
-from fake_mta.behaviors import Behavior, Throttle, build, by_verb, refuses
-from fake_mta.clock import Clock, MonotonicClock
-from fake_mta.config import BehaviorSpec, MTASpec, Verb, parse_behaviors
-from fake_mta.presets import GENERIC, persona
-from fake_mta.recording import MemoryRecorder, Recorder
-from fake_mta.session import MTAProtocol, escape_line
-from fake_mta.smtp_setup import make_authenticator
 
 _VERP = re.compile(r"^[^@+]+\+(?P<local>[^=@]+)=(?P<domain>[^@]+)@")
 MAX_REMEMBERED_MESSAGES = 1_000_000
@@ -130,7 +129,7 @@ class FakeMTA:
         if self._started:
             return
         if self.spec.starttls and self.tls_context is None:
-            from fake_mta.tls import server_context
+            from maildrill.fake_mta.tls import server_context
 
             self.tls_context = await asyncio.to_thread(server_context)
         self._started = True

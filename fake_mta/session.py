@@ -13,14 +13,13 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP
-
-from fake_mta.behaviors import Action, Context, Decision, evaluate
-from fake_mta.config import Verb
-from fake_mta.reply import AUTH_REQUIRED, BAD_SEQUENCE, OK, START_DATA, TOO_MANY_ERRORS, parse_status
-from fake_mta.smtp_setup import FAST_INIT, NO_HOOKS, fast_init
+from maildrill.fake_mta.behaviors import Action, Context, Decision, evaluate
+from maildrill.fake_mta.config import Verb
+from maildrill.fake_mta.reply import AUTH_REQUIRED, BAD_SEQUENCE, OK, START_DATA, TOO_MANY_ERRORS, parse_status
+from maildrill.fake_mta.smtp_setup import FAST_INIT, NO_HOOKS, fast_init
 
 if TYPE_CHECKING:
-    from fake_mta.server import FakeMTA
+    from maildrill.fake_mta.server import FakeMTA
 
 HARD_ERROR_LIMIT = 20  # Postfix's smtpd_hard_error_limit: then 421 and close
 COMMAND_LIMIT = 512  # RFC 5321 §4.5.3.1.4: command line incl. CRLF

@@ -9,8 +9,8 @@ from aiosmtpd import smtp as aiosmtpd_smtp
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 if TYPE_CHECKING:
-    from fake_mta.server import FakeMTA
-    from fake_mta.session import MTAProtocol
+    from maildrill.fake_mta.server import FakeMTA
+    from maildrill.fake_mta.session import MTAProtocol
 
 # aiosmtpd's __init__ introspects the instance (inspect.getmembers, dir) on every connection, a third
 # of the per-connection cost; on the 1.4 series we set the same attributes from names found once.

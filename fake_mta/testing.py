@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from fake_mta.clock import Clock
-from fake_mta.config import BehaviorSpec, FleetSpec
-from fake_mta.fleet import Fleet
-from fake_mta.recording import MemoryRecorder, Recorder
-from fake_mta.server import FakeMTA
+from maildrill.fake_mta.clock import Clock
+from maildrill.fake_mta.config import BehaviorSpec, FleetSpec
+from maildrill.fake_mta.fleet import Fleet
+from maildrill.fake_mta.recording import MemoryRecorder, Recorder
+from maildrill.fake_mta.server import FakeMTA
 
 T = TypeVar("T")
 

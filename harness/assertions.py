@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness.analysis import Analysis, analyze
-from harness.events import Event
+from maildrill.harness.analysis import Analysis, analyze
+from maildrill.harness.events import Event
 
 Events = Iterable[Event] | Any
 
@@ -24,7 +24,7 @@ def _load(source: Events) -> tuple[list[Event], dict[str, Any] | None, str | Non
     if isinstance(source, str | Path):
         import json
 
-        from harness.store import EventStore
+        from maildrill.harness.store import EventStore
 
         run = Path(source)
         manifest = json.loads((run / "manifest.json").read_text()) if (run / "manifest.json").exists() else {}

@@ -12,18 +12,18 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from harness.errors import EXIT_INFRA, EXIT_USAGE, MaildrillError
+from maildrill.harness.errors import EXIT_INFRA, EXIT_USAGE, MaildrillError
 
 # name -> module; the order is the order `maildrill --help` lists them in.
 COMMANDS = {
-    "run": "harness.commands.run",
-    "validate": "harness.commands.validate",
-    "schema": "harness.commands.schema",
-    "report": "harness.commands.report",
-    "compare": "harness.commands.compare",
-    "history": "harness.commands.history",
-    "mta": "harness.commands.mta",
-    "proxy": "harness.commands.proxy",
+    "run": "maildrill.harness.commands.run",
+    "validate": "maildrill.harness.commands.validate",
+    "schema": "maildrill.harness.commands.schema",
+    "report": "maildrill.harness.commands.report",
+    "compare": "maildrill.harness.commands.compare",
+    "history": "maildrill.harness.commands.history",
+    "mta": "maildrill.harness.commands.mta",
+    "proxy": "maildrill.harness.commands.proxy",
 }
 
 

@@ -1,6 +1,6 @@
 """The run clock: one monotonic origin for the harness and every subprocess it starts.
 
-The classes live in `fake_mta.clock` (the fake MTA runs standalone and never imports `harness`);
+The classes live in `maildrill.fake_mta.clock` (the fake MTA runs standalone and never imports `harness`);
 this module adds the hand-over of the origin to subprocesses through ``MAILDRILL_T0``.
 """
 
@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Callable
 
-from fake_mta.clock import Clock, FakeClock, MonotonicClock
+from maildrill.fake_mta.clock import Clock, FakeClock, MonotonicClock
 
 ORIGIN_ENV = "MAILDRILL_T0"
 
@@ -32,7 +32,7 @@ def origin_env(clock: MonotonicClock) -> dict[str, str]:
 def wait_until(condition: Callable[[], object], timeout_s: float, *, what: str = "condition",
                interval_s: float = 0.02) -> object:
     """Poll `condition` until it returns something truthy (returned) or `timeout_s` passes (WaitTimeout)."""
-    from harness.errors import WaitTimeout
+    from maildrill.harness.errors import WaitTimeout
 
     deadline = time.monotonic() + timeout_s
     while True:

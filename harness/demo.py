@@ -10,26 +10,26 @@ drills ran (whatever their verdicts), 3 when one could not run.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SCENARIO = ROOT / "scenarios" / "throttle-421-storm.yaml"
+from maildrill.harness.bundled import scenarios_dir
+
+SCENARIO = scenarios_dir() / "throttle-421-storm.yaml"
 SUTS = {
-    "naive": "[python, -m, examples.mailer, --profile, naive]",
-    "hardened": "[python, -m, examples.mailer, --profile, hardened]",
+    "naive": "[python, -m, maildrill.examples.mailer, --profile, naive]",
+    "hardened": "[python, -m, maildrill.examples.mailer, --profile, hardened]",
 }
 
 
 def run_drill(label: str, out: Path) -> tuple[Path | None, int, list[str]]:
-    cmd = [sys.executable, "-m", "harness", "run", str(SCENARIO), "--out", str(out), "--quiet",
+    cmd = [sys.executable, "-m", "maildrill", "run", str(SCENARIO), "--out", str(out), "--quiet",
            "--set", f"sut.command={SUTS[label]}", "--set", f"description=throttle-421-storm, {label} mailer"]
-    print(f"  $ maildrill run {SCENARIO.relative_to(ROOT)} --set 'sut.command={SUTS[label]}'", flush=True)
+    print(f"  $ maildrill run {SCENARIO.stem} --set 'sut.command={SUTS[label]}'", flush=True)
     started = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
     lines = proc.stdout.splitlines()
     run_dir = next((Path(line.split(": ", 1)[1]) for line in lines if line.startswith("run directory: ")), None)
     for line in lines:
@@ -42,10 +42,9 @@ def run_drill(label: str, out: Path) -> tuple[Path | None, int, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "reports", help="where the run directories go")
+    parser = argparse.ArgumentParser(prog="python -m maildrill.harness.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="where the run directories go")
     args = parser.parse_args(argv)
-    os.chdir(ROOT)
     print("maildrill demo: a launch spike into a relay that throttles at 8 msg/s and counts every attempt.\n"
           "The same drill runs against the reference mailer twice: naive retries, then hardened.\n", flush=True)
     runs: dict[str, Path] = {}
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         runs[label] = run_dir
     print()
     try:
-        from harness.report.compare import compare_runs
+        from maildrill.harness.report.compare import compare_runs
     except ImportError:
         print("(the report module is not installed: no side-by-side comparison)")
     else:

@@ -7,10 +7,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from fake_mta.clock import MonotonicClock
-from fake_mta.config import FleetSpec, MTASpec
-from fake_mta.testing import FleetThread
-from harness.store import EventStore, EventWriter
+from maildrill.fake_mta.clock import MonotonicClock
+from maildrill.fake_mta.config import FleetSpec, MTASpec
+from maildrill.fake_mta.testing import FleetThread
+from maildrill.harness.store import EventStore, EventWriter
 
 FLEET = FleetSpec(mtas=[
     MTASpec(name="accepting"),

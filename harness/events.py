@@ -3,7 +3,7 @@
 On disk (JSON Lines, one file per writer) the first line of every file is a header
 ``{"schema": "maildrill.events", "version": 1, "source": ..., "pid": ...}`` and every other line is
 one event, flat: ``{"t_s": 1.25, "source": "mta/primary", "kind": "mta.reply.sent", "corr": "u17",
-"code": 421, ...}``. ``t_s`` is seconds since the run's origin (harness.clock); wall time lives in
+"code": 421, ...}``. ``t_s`` is seconds since the run's origin (maildrill.harness.clock); wall time lives in
 the run manifest only. Data values are scalars (str, int, float, bool, null).
 
 `EventKind` is the vocabulary every component writes and the analysis reads; docs/events.md

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from fake_mta.server import is_loopback
-from harness.errors import RemoteTargetRefused
+from maildrill.fake_mta.server import is_loopback
+from maildrill.harness.errors import RemoteTargetRefused
 
 
 def is_loopback_host(host: str) -> bool:

@@ -42,7 +42,7 @@ class MailEvents:
     """The events of a test's fake MTAs and fault proxy (JSON Lines in a tmp dir), with `wait_for`."""
 
     def __init__(self, directory: Path, reproduce: str) -> None:
-        from harness.store import EventStore
+        from maildrill.harness.store import EventStore
 
         self.directory = directory
         self.store = EventStore(directory)
@@ -102,8 +102,8 @@ def mail_events(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 @pytest.fixture
 def make_fake_mta(request: pytest.FixtureRequest, mail_events: MailEvents) -> Iterator[Callable[..., FakeMTAHandle]]:
-    from fake_mta.config import FleetSpec
-    from fake_mta.testing import FleetThread
+    from maildrill.fake_mta.config import FleetSpec
+    from maildrill.fake_mta.testing import FleetThread
 
     seed = request.config.getoption("--maildrill-seed")
     started: list[Any] = []
@@ -151,7 +151,7 @@ class FaultProxy:
 
 @pytest.fixture
 def fault_proxy(request: pytest.FixtureRequest, mail_events: MailEvents) -> Iterator[FaultProxy]:
-    from harness.faults import EmbeddedToxiproxyThread, ToxiproxyAdapter
+    from maildrill.harness.faults import EmbeddedToxiproxyThread, ToxiproxyAdapter
 
     url = request.config.getoption("--toxiproxy-url")
     writer = mail_events.writer("proxy", "proxy")
@@ -187,7 +187,7 @@ class DrillResult:
         return self.summary.get("run", {}).get("reproduce")
 
     def events(self) -> list[Any]:
-        from harness.store import EventStore
+        from maildrill.harness.store import EventStore
 
         return EventStore(self.run_dir / "events").events()
 
@@ -196,8 +196,8 @@ class DrillResult:
 def drill(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., DrillResult]:
     def run(scenario: str | Path | dict[str, Any], *overrides: str, seed: int | None = None,
             **options: Any) -> DrillResult:
-        from harness.run.drill import RunOptions, run_drill
-        from harness.scenario.loading import apply_overrides, load_scenario, parse_scenario
+        from maildrill.harness.run.drill import RunOptions, run_drill
+        from maildrill.harness.scenario.loading import apply_overrides, load_scenario, parse_scenario
 
         if isinstance(scenario, dict):
             data = apply_overrides(json.loads(json.dumps(scenario)), overrides) if overrides else scenario

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.clock import Clock, MonotonicClock
-from harness.errors import WaitTimeout
-from harness.events import SCHEMA, SCHEMA_VERSION, Event, Scalar, header
+from maildrill.harness.clock import Clock, MonotonicClock
+from maildrill.harness.errors import WaitTimeout
+from maildrill.harness.events import SCHEMA, SCHEMA_VERSION, Event, Scalar, header
 
 Predicate = Callable[[list[Event]], bool]
 
@@ -208,7 +208,7 @@ class EventStore:
 
     def stream(self, problems: list[ReadProblem], files: Iterable[Path] | None = None) -> Iterator[Event]:
         """Every readable event, file after file, *not* in time order, holding none of them: for analyses
-        that do not care about order (harness.analysis) over runs too big to load. Problems are appended
+        that do not care about order (maildrill.harness.analysis) over runs too big to load. Problems are appended
         to `problems` as they are met."""
         for path in sorted(files) if files is not None else self.files():
             yield from _Tail(path).stream(problems)

@@ -94,9 +94,9 @@ class SenderStateMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        from fake_mta.config import FleetSpec
-        from fake_mta.recording import MemoryRecorder
-        from fake_mta.testing import FleetThread
+        from maildrill.fake_mta.config import FleetSpec
+        from maildrill.fake_mta.recording import MemoryRecorder
+        from maildrill.fake_mta.testing import FleetThread
 
         self.recorder = MemoryRecorder("mta")
         self.fleet = FleetThread(FleetSpec.model_validate({"mtas": [{"name": "primary"}]}), recorder=self.recorder,

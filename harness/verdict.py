@@ -1,7 +1,7 @@
 """Thresholds and the analysis → a verdict: pass/fail per threshold with the measured value and the reason.
 
 A threshold is a scenario entry ``name: {max: x}`` / ``{min: x}`` (or both), where the name is a metric
-from `harness.analysis.METRICS`, optionally narrowed to a class or an MTA: ``latency_p99_s[otp]``,
+from `maildrill.harness.analysis.METRICS`, optionally narrowed to a class or an MTA: ``latency_p99_s[otp]``,
 ``duplicates[backup]``. A metric that could not be measured (null) fails its threshold: a drill that
 could not show the property holds has not shown it. A run that did not complete cannot pass.
 """
@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from harness.analysis.model import METRICS, Analysis, Value
-from harness.errors import EXIT_FAILED, EXIT_PASS
+from maildrill.harness.analysis.model import METRICS, Analysis, Value
+from maildrill.harness.errors import EXIT_FAILED, EXIT_PASS
 
 _LATENCIES = tuple(f"latency_{p}_s" for p in ("p50", "p95", "p99", "max"))
 # what a null value means, per metric (else: "not measured")

@@ -1,6 +1,6 @@
-"""Hypothesis strategies for fault schedules and the sender state machine (see harness.strategies)."""
+"""Hypothesis strategies for fault schedules and the sender state machine (see maildrill.harness.strategies)."""
 
-from harness.strategies import (
+from maildrill.harness.strategies import (
     SenderStateMachine,
     behaviors,
     schedule_yaml,

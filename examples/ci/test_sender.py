@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from maildrill.examples.ci.sender import UnknownOutcome, send_hardened, send_naive
 
 import maildrill
-from examples.ci.sender import UnknownOutcome, send_hardened, send_naive
 
 SENDERS = {"hardened": send_hardened, "naive": send_naive}
 

@@ -1,10 +1,10 @@
-"""`python -m examples.mailer`: parse flags and environment, then serve until SIGTERM/SIGINT."""
+"""`python -m maildrill.examples.mailer`: parse flags and environment, then serve until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import sys
 
-from examples.mailer.service import main
+from maildrill.examples.mailer.service import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -139,7 +139,7 @@ DEFAULTS: dict[str, object] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m examples.mailer", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m maildrill.examples.mailer", description=__doc__)
     p.add_argument("--profile", choices=sorted(PROFILES), help="preset policies; explicit flags override")
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default $MAILDRILL_SUT_PORT, else 8025)")

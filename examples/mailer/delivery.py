@@ -11,9 +11,9 @@ import urllib.request
 from email.message import EmailMessage
 from email.utils import formatdate
 
-from examples.mailer.config import Endpoint
-from examples.mailer.policy import Attempt, Outcome
-from examples.mailer.queue import Kind, Message
+from maildrill.examples.mailer.config import Endpoint
+from maildrill.examples.mailer.policy import Attempt, Outcome
+from maildrill.examples.mailer.queue import Kind, Message
 
 SENDER_DOMAIN = "mailer.drill.test"
 _SUBJECTS = {

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from examples.mailer.config import Jitter, RateSpec, RetryKind, RetrySpec
+from maildrill.examples.mailer.config import Jitter, RateSpec, RetryKind, RetrySpec
 
 
 class Outcome(StrEnum):

@@ -13,7 +13,7 @@ import secrets
 import socket
 from typing import Any
 
-from examples.mailer.queue import Kind, Message, State, pid_alive
+from maildrill.examples.mailer.queue import Kind, Message, State, pid_alive
 
 _CLAIM = """
 local p, now, lease_until, owner, lanes = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
@@ -70,7 +70,7 @@ def connect(url: str) -> Any:
     try:
         import redis
     except ImportError:
-        from examples.mailer.config import ConfigError
+        from maildrill.examples.mailer.config import ConfigError
 
         raise ConfigError(
             f"MAILER_REDIS_URL={url!r} needs the Python package 'redis' (pip install redis), "

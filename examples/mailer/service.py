@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from examples.mailer.config import ConfigError, Settings, from_environ
-from examples.mailer.queue import LANE_NAMES, Kind, MessageQueue, SqliteQueue, State
-from examples.mailer.workers import Dispatcher
+from maildrill.examples.mailer.config import ConfigError, Settings, from_environ
+from maildrill.examples.mailer.queue import LANE_NAMES, Kind, MessageQueue, SqliteQueue, State
+from maildrill.examples.mailer.workers import Dispatcher
 
 _EMAIL = re.compile(r"[^@\s<>\"]{1,64}@[A-Za-z0-9.-]{1,253}")
 _MAX_BODY = 64 * 1024
@@ -172,7 +172,7 @@ def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; in-flight sends finish (bounded by the SMTP timeout), then exit 0."""
     queue: MessageQueue
     if settings.redis_url:
-        from examples.mailer.redisqueue import RedisQueue
+        from maildrill.examples.mailer.redisqueue import RedisQueue
 
         queue = RedisQueue(settings.redis_url, lanes=settings.lanes, prefix=settings.redis_prefix)
     else:

@@ -9,10 +9,10 @@ import threading
 import time
 from collections import Counter
 
-from examples.mailer.config import Endpoint, Settings
-from examples.mailer.delivery import attempt, vendor_accepted
-from examples.mailer.policy import Attempt, Outcome, PoolBackoff, TokenBucket, retry_delay_s
-from examples.mailer.queue import Message, MessageQueue, State
+from maildrill.examples.mailer.config import Endpoint, Settings
+from maildrill.examples.mailer.delivery import attempt, vendor_accepted
+from maildrill.examples.mailer.policy import Attempt, Outcome, PoolBackoff, TokenBucket, retry_delay_s
+from maildrill.examples.mailer.queue import Message, MessageQueue, State
 
 # How long (unscaled seconds) a primary that refused a connection is treated as dark before it is probed again.
 DARK_PROBE_S = 5.0

@@ -1,10 +1,10 @@
-"""`python -m examples.postfix start|stop|status|configure`."""
+"""`python -m maildrill.examples.postfix start|stop|status|configure`."""
 
 from __future__ import annotations
 
 import sys
 
-from examples.postfix.postfix_sut import main
+from maildrill.examples.postfix.postfix_sut import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -269,7 +269,7 @@ def _default_port(text: str | None, what: str, fallback: int) -> int:
 
 def main(argv: Sequence[str]) -> int:
     env = os.environ
-    p = argparse.ArgumentParser(prog="python -m examples.postfix", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m maildrill.examples.postfix", description=__doc__)
     p.add_argument("action", choices=["start", "stop", "status", "configure", "run", "depth"],
                    help="run = start, stay in the foreground until SIGTERM/SIGINT, then stop (a drill's sut.command); "
                         "depth = print how many messages are queued (a drill's queue_depth probe)")

@@ -5,4 +5,4 @@ set -eu
 cd "$(dirname "$0")/../.."
 PYTHON="${PYTHON:-.venv/bin/python}"
 [ -x "$PYTHON" ] || PYTHON=python3
-exec "$PYTHON" -m examples.postfix "$@"
+exec "$PYTHON" -m maildrill.examples.postfix "$@"

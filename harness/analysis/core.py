@@ -23,9 +23,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from harness.analysis.model import Analysis, FaultWindow, Offender, Series, Value
-from harness.analysis.stats import cv, percentile, sync_index
-from harness.events import Event
+from maildrill.harness.analysis.model import Analysis, FaultWindow, Offender, Series, Value
+from maildrill.harness.analysis.stats import cv, percentile, sync_index
+from maildrill.harness.events import Event
 
 MAX_BINS = 200_000
 MAX_OFFENDERS_PER_RULE = 500

@@ -1,7 +1,7 @@
 # ruff: noqa: E501  (the metric registry reads best one metric per line)
 """What the analysis produces: the metric registry (the user-facing names) and the frozen result.
 
-`METRICS` is the contract shared by scenario thresholds (`harness.scenario` checks names and scopes
+`METRICS` is the contract shared by scenario thresholds (`maildrill.harness.scenario` checks names and scopes
 against it), `summary.json`, the reports and `maildrill compare`. A metric's *scopes* say where a
 threshold may narrow it: ``"run"`` (always), ``"class"`` (``latency_p99_s[otp]``) and/or ``"mta"``
 (``duplicates[backup]``). All times are in scenario seconds (event seconds / ``time_scale``).

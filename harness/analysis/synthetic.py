@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from harness.events import Event
+from maildrill.harness.events import Event
 
 OUTCOMES = ("4xx", "5xx", "sent", "lost", "discarded")  # deferred, rejected, accepted (250 seen / 250 lost), blackholed
 ACCEPTED_AFTER_S = 0.0003  # an attempt's message is stored this long after its MAIL reply (scenario seconds)

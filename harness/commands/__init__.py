@@ -1,1 +1,1 @@
-"""One module per `maildrill` subcommand (see harness.cli)."""
+"""One module per `maildrill` subcommand (see maildrill.harness.cli)."""

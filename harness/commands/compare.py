@@ -15,8 +15,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.report.compare import compare_runs
-    from harness.report.run import read_run
+    from maildrill.harness.report.compare import compare_runs
+    from maildrill.harness.report.run import read_run
 
     read_run(args.run_a)  # a clear error for a path that is not a run directory
     read_run(args.run_b)

@@ -14,8 +14,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.errors import UsageError
-    from harness.report.history import write_index
+    from maildrill.harness.errors import UsageError
+    from maildrill.harness.report.history import write_index
 
     if not args.reports.is_dir():
         raise UsageError(f"{args.reports}: no such directory (give the directory `maildrill run --out` wrote to)")

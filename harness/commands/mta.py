@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.errors import AddressInUse, InfrastructureError, Problem, ScenarioError, UsageError
+from maildrill.harness.errors import AddressInUse, InfrastructureError, Problem, ScenarioError, UsageError
 
 HELP = "run a fleet of fake MTAs (real SMTP) standalone, with its control API"
 
@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _fleet_spec(args: argparse.Namespace) -> Any:
-    from fake_mta.config import ConfigError, ControlSpec, FleetSpec, MTASpec, load_fleet_config
+    from maildrill.fake_mta.config import ConfigError, ControlSpec, FleetSpec, MTASpec, load_fleet_config
 
     try:
         if args.config:
@@ -75,7 +75,7 @@ def _problem(path: str, message: str) -> Problem:
 
 
 def _check_hosts(spec: Any, allow_remote: bool) -> None:
-    from harness.netcheck import require_loopback
+    from maildrill.harness.netcheck import require_loopback
 
     for m in spec.mtas:
         require_loopback(f"fake MTA {m.name!r} host", m.host, allow_remote=allow_remote)
@@ -110,9 +110,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _run(spec: Any, args: argparse.Namespace) -> int:
-    from fake_mta.fleet import Fleet
-    from harness.clock import clock_from_env
-    from harness.store import EventWriter
+    from maildrill.fake_mta.fleet import Fleet
+    from maildrill.harness.clock import clock_from_env
+    from maildrill.harness.store import EventWriter
 
     clock = clock_from_env()
     writer = EventWriter(Path(args.events) / f"mta-{os.getpid()}.jsonl", "mta", clock) if args.events else None
@@ -168,7 +168,7 @@ def _start_workers(spec: Any, args: argparse.Namespace,
         json.dump(spec.model_dump(mode="json"), f)
     workers = []
     for i in range(1, args.processes):
-        cmd = [sys.executable, "-m", "harness.cli", "mta", "--config", path, "--worker", "--seed", str(args.seed + i)]
+        cmd = [sys.executable, "-m", "maildrill", "mta", "--config", path, "--worker", "--seed", str(args.seed + i)]
         if args.events:
             cmd += ["--events", args.events]
         if args.allow_remote:

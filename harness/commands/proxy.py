@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from harness.errors import AddressInUse, InfrastructureError, Problem, ScenarioError, UsageError
+from maildrill.harness.errors import AddressInUse, InfrastructureError, Problem, ScenarioError, UsageError
 
 HELP = "run the embedded fault proxy: Toxiproxy's HTTP API (toxiproxy-cli and client libraries work with it)"
 
@@ -54,7 +54,7 @@ def _config(path: Path) -> list[dict[str, Any]]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.netcheck import require_loopback
+    from maildrill.harness.netcheck import require_loopback
 
     require_loopback("maildrill proxy --host", args.host, allow_remote=args.allow_remote)
     config = _config(args.config) if args.config else []
@@ -66,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, config: list[dict[str, Any]]) -> int:
-    from harness.faults.embedded import APIError, EmbeddedToxiproxy
+    from maildrill.harness.faults.embedded import APIError, EmbeddedToxiproxy
 
     server = EmbeddedToxiproxy(args.host, args.port, args.seed, allow_remote=args.allow_remote)
     try:

@@ -14,7 +14,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.report import write_reports
+    from maildrill.harness.report import write_reports
 
     verdict = write_reports(args.run_dir, history=not args.no_history)
     for line in verdict.summary_lines():

@@ -14,7 +14,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                         help="override one scenario value (YAML), e.g. --set load.shape.peak_rps=50 or "
-                             "--set 'sut.command=[python, -m, examples.mailer, --profile, hardened]'; repeatable")
+                             "--set 'sut.command=[python, -m, maildrill.examples.mailer, --profile, hardened]'; "
+                             "repeatable")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="where run directories go (default reports/)")
     parser.add_argument("--sut-url",
                         help="drive a SUT already running at this URL (sut.command is not started)")
@@ -32,9 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.errors import UsageError
-    from harness.run.drill import RunOptions, run_drill
-    from harness.scenario.loading import load_scenario
+    from maildrill.harness.errors import UsageError
+    from maildrill.harness.run.drill import RunOptions, run_drill
+    from maildrill.harness.scenario.loading import load_scenario
 
     if args.workers < 0 or args.workers > 64:
         raise UsageError(f"--workers {args.workers}: must be 0 (one process) to 64")
@@ -47,11 +48,11 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError("give one of --toxiproxy-url, --toxiproxy-server and --compose")
         with contextlib.ExitStack() as stack:
             if args.compose:
-                from harness.run.compose import compose_toxiproxy
+                from maildrill.harness.run.compose import compose_toxiproxy
 
                 args.toxiproxy_url = stack.enter_context(compose_toxiproxy(f"{scenario.name}-{os.getpid()}"))
             else:
-                from harness.faults.real import toxiproxy_server
+                from maildrill.harness.faults.real import toxiproxy_server
 
                 args.toxiproxy_url = stack.enter_context(toxiproxy_server())
             args.compose = args.toxiproxy_server = False

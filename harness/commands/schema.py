@@ -14,7 +14,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.scenario.schema import schema_text
+    from maildrill.harness.scenario.schema import schema_text
 
     text = schema_text()
     if args.output is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.errors import EXIT_PASS, EXIT_USAGE, ScenarioError
+from maildrill.harness.errors import EXIT_PASS, EXIT_USAGE, ScenarioError
 
 HELP = "check scenario files (every problem, with its path) without starting anything"
 
@@ -15,7 +15,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.scenario.loading import known_metrics, load_scenario
+    from maildrill.harness.scenario.loading import known_metrics, load_scenario
 
     code = EXIT_PASS
     for name in args.files:
@@ -27,7 +27,7 @@ def main(args: argparse.Namespace) -> int:
             continue
         note = ""
         if scenario.thresholds and known_metrics() is None:
-            note = " (threshold metric names not checked: harness.analysis is not installed)"
+            note = " (threshold metric names not checked: maildrill.harness.analysis is not installed)"
         print(f"{name}: ok — {scenario.name}, {scenario.duration_s:g} s load, {len(scenario.mtas)} MTA(s), "
               f"{len(scenario.timeline)} timeline action(s){note}")
     return code

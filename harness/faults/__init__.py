@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.faults.adapter import TOXIC_TYPES, ProxyInfo, ToxiproxyAdapter, find_toxiproxy
+from maildrill.harness.faults.adapter import TOXIC_TYPES, ProxyInfo, ToxiproxyAdapter, find_toxiproxy
 
 __all__ = ["TOXIC_TYPES", "EmbeddedToxiproxy", "EmbeddedToxiproxyThread", "ProxyInfo", "ToxiproxyAdapter",
            "find_toxiproxy"]
@@ -16,7 +16,7 @@ __all__ = ["TOXIC_TYPES", "EmbeddedToxiproxy", "EmbeddedToxiproxyThread", "Proxy
 
 def __getattr__(name: str) -> Any:  # the embedded server loads only when used
     if name in ("EmbeddedToxiproxy", "EmbeddedToxiproxyThread"):
-        from harness.faults import embedded
+        from maildrill.harness.faults import embedded
 
         return getattr(embedded, name)
-    raise AttributeError(f"module 'harness.faults' has no attribute {name!r}")
+    raise AttributeError(f"module 'maildrill.harness.faults' has no attribute {name!r}")

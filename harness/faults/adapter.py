@@ -1,6 +1,6 @@
 """The harness's one fault-proxy client: Toxiproxy's HTTP API through toxiproxy-python.
 
-It drives the embedded proxy (`harness.faults.embedded`) and a real Toxiproxy alike. toxiproxy-python
+It drives the embedded proxy (`maildrill.harness.faults.embedded`) and a real Toxiproxy alike. toxiproxy-python
 keeps the server's host and port on its `APIConsumer` *class* and sends requests without timeouts;
 rather than fork it, every adapter gets its own `APIConsumer` subclass bound to its server, passes a
 timeout on every call, and adds what the library lacks (toxic update via PATCH). Its response
@@ -21,12 +21,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from maildrill.fake_mta.recording import Recorder
+from maildrill.harness.errors import InfrastructureError, ToxiproxyUnreachable, UsageError
 from toxiproxy.api import APIConsumer, validate_response
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 from toxiproxy.proxy import Proxy
-
-from fake_mta.recording import Recorder
-from harness.errors import InfrastructureError, ToxiproxyUnreachable, UsageError
 
 TOXIC_TYPES = ("latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data")
 

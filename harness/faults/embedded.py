@@ -24,9 +24,9 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from fake_mta.httpserver import HTTPServer, Request, Response
-from fake_mta.server import is_loopback
-from harness.faults.toxics import Toxic, ToxicError, parse_toxic, update_toxic
+from maildrill.fake_mta.httpserver import HTTPServer, Request, Response
+from maildrill.fake_mta.server import is_loopback
+from maildrill.harness.faults.toxics import Toxic, ToxicError, parse_toxic, update_toxic
 
 VERSION = "2.12.0-maildrill"
 HIGH_WATER = 256 * 1024

@@ -8,8 +8,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-from harness.errors import InfrastructureError, UsageError
-from harness.faults.adapter import find_toxiproxy
+from maildrill.harness.errors import InfrastructureError, UsageError
+from maildrill.harness.faults.adapter import find_toxiproxy
 
 
 @contextlib.contextmanager

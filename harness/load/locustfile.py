@@ -1,6 +1,6 @@
 """The locustfile every drill runs (the only module that imports locust; it runs in the Locust subprocess only).
 
-Configured by the plan file named in ``MAILDRILL_LOAD_PLAN`` (harness.load.plan). Users are request
+Configured by the plan file named in ``MAILDRILL_LOAD_PLAN`` (maildrill.harness.load.plan). Users are request
 slots: each takes the next due job from this process's Dispatcher, waits for its due time (open-model
 pacing, so the achieved rate follows the shape whatever the response times) and makes the request.
 Every request is recorded as one ``load.request.completed`` event on the run's shared clock.
@@ -18,9 +18,8 @@ from pathlib import Path
 import gevent
 from locust import FastHttpUser, LoadTestShape, constant, events, task
 from locust.runners import MasterRunner
-
-from harness.clock import clock_from_env
-from harness.load.plan import (
+from maildrill.harness.clock import clock_from_env
+from maildrill.harness.load.plan import (
     PLAN_ENV,
     WORKER_COUNT_ENV,
     WORKER_INDEX_ENV,
@@ -31,7 +30,7 @@ from harness.load.plan import (
     render_json,
     template_values,
 )
-from harness.store import EventWriter
+from maildrill.harness.store import EventWriter
 
 PLAN = LoadPlan.read(os.environ[PLAN_ENV])
 CLOCK = clock_from_env()

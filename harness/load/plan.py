@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from maildrill.harness.load.shapes import arrivals
+from maildrill.harness.scenario.models import ClassSpec, LoadSpec, ShapeSpec
 from pydantic import TypeAdapter
-
-from harness.load.shapes import arrivals
-from harness.scenario.models import ClassSpec, LoadSpec, ShapeSpec
 
 PLAN_ENV = "MAILDRILL_LOAD_PLAN"
 WORKER_INDEX_ENV = "MAILDRILL_LOAD_WORKER_INDEX"

@@ -10,15 +10,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.clock import MonotonicClock, origin_env
-from harness.errors import InfrastructureError
-from harness.load.plan import PLAN_ENV, WORKER_COUNT_ENV, WORKER_INDEX_ENV, LoadPlan
-from harness.run.children import Child, Children
-from harness.run.sut import free_port
-from harness.store import EventStore
+from maildrill.harness.clock import MonotonicClock, origin_env
+from maildrill.harness.errors import InfrastructureError
+from maildrill.harness.load.plan import PLAN_ENV, WORKER_COUNT_ENV, WORKER_INDEX_ENV, LoadPlan
+from maildrill.harness.run.children import Child, Children
+from maildrill.harness.run.sut import free_port
+from maildrill.harness.store import EventStore
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])  # so the locustfile imports harness even when not installed
 STARTUP_TIMEOUT_S = 90.0
 
 
@@ -48,8 +47,7 @@ class LocustRun:
                 "--exit-code-on-error", "0"]
 
     def _env(self, index: int, count: int) -> dict[str, str]:
-        path = os.pathsep.join(p for p in (_SOURCE_ROOT, os.environ.get("PYTHONPATH", "")) if p)
-        return {**os.environ, **origin_env(self.clock), PLAN_ENV: str(self.plan_file), "PYTHONPATH": path,
+        return {**os.environ, **origin_env(self.clock), PLAN_ENV: str(self.plan_file),
                 WORKER_INDEX_ENV: str(index), WORKER_COUNT_ENV: str(count), "PYTHONUNBUFFERED": "1"}
 
     async def start(self) -> None:

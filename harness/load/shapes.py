@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.scenario.models import BurstShape, ConstantShape, RampShape, ShapeSpec, SpikeShape, StepShape
+from maildrill.harness.scenario.models import BurstShape, ConstantShape, RampShape, ShapeSpec, SpikeShape, StepShape
 
 _EPS = 1e-9
 _MIN_SEGMENT_S = 1e-6  # shorter pieces carry < 1e-6 s of traffic; dropping them keeps slopes finite

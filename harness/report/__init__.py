@@ -6,18 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.verdict import Verdict
+from maildrill.harness.verdict import Verdict
 
 
 def write_reports(run_dir: str | Path, *, history: bool = True) -> Verdict:
     """Analyse the run, write every report into it, rebuild the history index of its parent; the verdict."""
-    from harness.report.figures import render_all
-    from harness.report.history import write_index
-    from harness.report.html import html_report
-    from harness.report.junit import junit_xml
-    from harness.report.markdown import markdown
-    from harness.report.run import analyse_run
-    from harness.report.summary import summary
+    from maildrill.harness.report.figures import render_all
+    from maildrill.harness.report.history import write_index
+    from maildrill.harness.report.html import html_report
+    from maildrill.harness.report.junit import junit_xml
+    from maildrill.harness.report.markdown import markdown
+    from maildrill.harness.report.run import analyse_run
+    from maildrill.harness.report.summary import summary
 
     info, analysis, verdict = analyse_run(run_dir)
     path = info.path

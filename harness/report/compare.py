@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.analysis import METRICS
-from harness.verdict import format_value
+from maildrill.harness.analysis import METRICS
+from maildrill.harness.verdict import format_value
 
 ROWS = ("messages_requested", "delivered", "undelivered", "attempts_total", "retry_amplification",
         "retry_sync_index", "attempts_per_s_peak", "deferred_ratio", "drain_s", "outstanding_peak", "otp_expired",
@@ -17,7 +17,7 @@ ROWS = ("messages_requested", "delivered", "undelivered", "attempts_total", "ret
 def load_summary(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "summary.json"
     if not path.exists():
-        from harness.report import write_reports
+        from maildrill.harness.report import write_reports
 
         write_reports(run_dir, history=False)
     return json.loads(path.read_text(encoding="utf-8"))

@@ -8,11 +8,10 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
+from maildrill.harness.analysis import Analysis, Series
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-
-from harness.analysis import Analysis, Series
 
 WINDOW_COLORS = ("#f4a261", "#e76f51", "#2a9d8f", "#8ab17d", "#b5838d", "#6d597a")
 BLUE, ORANGE, GREEN, RED, GREY = "#1d4e89", "#f4a261", "#2a9d8f", "#c0392b", "#7f8c8d"

@@ -9,9 +9,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from harness.analysis import METRICS
-from harness.report.html import CSS
-from harness.verdict import format_value
+from maildrill.harness.analysis import METRICS
+from maildrill.harness.report.html import CSS
+from maildrill.harness.verdict import format_value
 
 TREND = ("retry_amplification", "retry_sync_index", "drain_s", "otp_expired_ratio", "duplicates",
          "permanent_failures_retried")

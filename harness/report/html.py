@@ -7,11 +7,11 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from harness.analysis import METRICS, Analysis
-from harness.report.figures import FIGURES
-from harness.report.run import RunInfo
-from harness.report.summary import HEADLINE
-from harness.verdict import Verdict, format_value
+from maildrill.harness.analysis import METRICS, Analysis
+from maildrill.harness.report.figures import FIGURES
+from maildrill.harness.report.run import RunInfo
+from maildrill.harness.report.summary import HEADLINE
+from maildrill.harness.verdict import Verdict, format_value
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9}

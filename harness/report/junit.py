@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from harness.report.run import RunInfo
-from harness.verdict import Verdict
+from maildrill.harness.report.run import RunInfo
+from maildrill.harness.verdict import Verdict
 
 
 def junit_xml(info: RunInfo, verdict: Verdict) -> bytes:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from harness.analysis import METRICS, Analysis
-from harness.report.run import RunInfo
-from harness.report.summary import HEADLINE
-from harness.verdict import Verdict, format_value
+from maildrill.harness.analysis import METRICS, Analysis
+from maildrill.harness.report.run import RunInfo
+from maildrill.harness.report.summary import HEADLINE
+from maildrill.harness.verdict import Verdict, format_value
 
 
 def markdown(info: RunInfo, analysis: Analysis, verdict: Verdict) -> str:

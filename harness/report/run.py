@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.analysis import Analysis, analyze
-from harness.errors import UsageError
-from harness.store import EventStore, ReadProblem
-from harness.verdict import Verdict, evaluate
+from maildrill.harness.analysis import Analysis, analyze
+from maildrill.harness.errors import UsageError
+from maildrill.harness.store import EventStore, ReadProblem
+from maildrill.harness.verdict import Verdict, evaluate
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from harness.analysis import METRICS, Analysis
-from harness.report.run import RunInfo
-from harness.verdict import Verdict
+from maildrill.harness.analysis import METRICS, Analysis
+from maildrill.harness.report.run import RunInfo
+from maildrill.harness.verdict import Verdict
 
 SCHEMA = "maildrill.summary"
 VERSION = 1

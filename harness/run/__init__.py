@@ -8,13 +8,13 @@ __all__ = ["Drill", "RunOptions", "RunResult", "RunStatus", "read_manifest", "ru
 
 
 def __getattr__(name: str) -> Any:
-    # lazy: submodules (children, sut) are imported by harness.load and the watchdog without the orchestrator
+    # lazy: submodules (children, sut) are imported by maildrill.harness.load and the watchdog without the orchestrator
     if name in ("Drill", "RunOptions", "RunResult", "run_drill"):
-        from harness.run import drill
+        from maildrill.harness.run import drill
 
         return getattr(drill, name)
     if name in ("RunStatus", "read_manifest"):
-        from harness.run import rundir
+        from maildrill.harness.run import rundir
 
         return getattr(rundir, name)
-    raise AttributeError(f"module 'harness.run' has no attribute {name!r}")
+    raise AttributeError(f"module 'maildrill.harness.run' has no attribute {name!r}")

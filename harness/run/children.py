@@ -3,7 +3,7 @@
 Every child starts in its own session (so a terminal's Ctrl-C reaches only maildrill, which then
 stops children in order) with ``PR_SET_PDEATHSIG = SIGKILL`` (so a ``kill -9`` of maildrill takes
 them down with it). Each is also listed in ``<run>/pids.jsonl`` with its start time, which the
-watchdog (harness.run.watchdog) uses to end its whole process group if maildrill vanished.
+watchdog (maildrill.harness.run.watchdog) uses to end its whole process group if maildrill vanished.
 """
 
 from __future__ import annotations

@@ -8,13 +8,12 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import yaml
+from maildrill.harness.bundled import compose_file
+from maildrill.harness.errors import InfrastructureError
 
-from harness.errors import InfrastructureError
-
-COMPOSE_FILE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
+COMPOSE_FILE = compose_file()
 
 
 def docker_engine_problem() -> str | None:

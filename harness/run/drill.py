@@ -16,21 +16,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness.clock import MonotonicClock, origin_env
-from harness.errors import EXIT_INFRA, EXIT_PASS, InfrastructureError, MaildrillError
-from harness.load.plan import LoadPlan
-from harness.load.process import LocustRun
-from harness.load.shapes import default_users
-from harness.netcheck import require_loopback, require_loopback_url
-from harness.run.children import Children
-from harness.run.probe import QueueDepthProbe
-from harness.run.rundir import RunDir, RunStatus, create_run_dir, update_manifest
-from harness.run.status import StatusDisplay, Tracker, status_line
-from harness.run.sut import SUT
-from harness.run.timeline import Timeline
-from harness.scenario.models import Scenario
-from harness.scenario.scaling import scaled
-from harness.store import EventStore, EventWriter
+from maildrill.harness.clock import MonotonicClock, origin_env
+from maildrill.harness.errors import EXIT_INFRA, EXIT_PASS, MaildrillError
+from maildrill.harness.load.plan import LoadPlan
+from maildrill.harness.load.process import LocustRun
+from maildrill.harness.load.shapes import default_users
+from maildrill.harness.netcheck import require_loopback, require_loopback_url
+from maildrill.harness.run.children import Children
+from maildrill.harness.run.probe import QueueDepthProbe
+from maildrill.harness.run.rundir import RunDir, RunStatus, create_run_dir, update_manifest
+from maildrill.harness.run.status import StatusDisplay, Tracker, status_line
+from maildrill.harness.run.sut import SUT
+from maildrill.harness.run.timeline import Timeline
+from maildrill.harness.scenario.models import Scenario
+from maildrill.harness.scenario.scaling import scaled
+from maildrill.harness.store import EventStore, EventWriter
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class RunOptions:
     overrides: tuple[str, ...] = ()  # the --set PATH=VALUE the scenario was loaded with (for the reproduce line)
     stream: TextIO | None = None  # the status display (default stdout)
     cwd: Path | None = None  # where the SUT command runs (default: the current directory)
-    reports: bool = True  # call harness.report.write_reports at the end when it is installed
+    reports: bool = True  # call maildrill.harness.report.write_reports at the end when it is installed
 
 
 @dataclass(frozen=True)
@@ -129,10 +129,9 @@ class Drill:
         try:
             with open(run_dir / "watchdog.log", "ab") as log:  # the child keeps its own copy of the descriptor
                 self._watchdog = subprocess.Popen(
-                    [sys.executable, "-m", "harness.run.watchdog", str(run_dir), str(os.getpid())],
+                    [sys.executable, "-m", "maildrill.harness.run.watchdog", str(run_dir), str(os.getpid())],
                     stdin=r, stdout=subprocess.DEVNULL, stderr=log,
-                    start_new_session=True, env={**os.environ, **origin_env(self.clock)},
-                    cwd=str(Path(__file__).resolve().parents[2]))
+                    start_new_session=True, env={**os.environ, **origin_env(self.clock)})
         finally:
             os.close(r)
         self._watchdog_w = w
@@ -192,7 +191,7 @@ class Drill:
             summary.append(f"status: {status.value}")
         if self.options.reports and status is not RunStatus.FAILED:
             try:
-                from harness.report import write_reports  # type: ignore[attr-defined]
+                from maildrill.harness.report import write_reports  # type: ignore[attr-defined]
             except ImportError:
                 write_reports = None
             if write_reports is not None:
@@ -210,8 +209,8 @@ class Drill:
         return RunResult(rd.path, status, reason, exit_code, summary)
 
     async def _run(self, rd: RunDir, store: EventStore) -> None:
-        from fake_mta.config import FleetSpec
-        from fake_mta.fleet import Fleet
+        from maildrill.fake_mta.config import FleetSpec
+        from maildrill.fake_mta.fleet import Fleet
 
         rt, opts = self.runtime, self.options
         children = Children(rd.path)
@@ -280,11 +279,8 @@ class Drill:
                                                          for m in rt.mtas}
         if not rt.proxies:
             return None
-        try:
-            from harness.faults import EmbeddedToxiproxy, ToxiproxyAdapter  # type: ignore[attr-defined]
-        except ImportError as exc:
-            raise InfrastructureError(f"the scenario defines proxies but the fault proxy (harness.faults) is not "
-                                      f"available ({exc}); remove `proxies:` or install a complete maildrill") from None
+        from maildrill.harness.faults import EmbeddedToxiproxy, ToxiproxyAdapter  # type: ignore[attr-defined]
+
         url = self.options.toxiproxy_url
         if url is None:
             srv = await stack.enter_async_context(EmbeddedToxiproxy(host="127.0.0.1", port=0, seed=self.seed))

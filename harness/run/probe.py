@@ -8,10 +8,10 @@ import os
 import re
 from pathlib import Path
 
-from harness.run.children import resolve_command
-from harness.run.sut import http_get
-from harness.scenario.models import QueueDepthSpec
-from harness.store import EventWriter
+from maildrill.harness.run.children import resolve_command
+from maildrill.harness.run.sut import http_get
+from maildrill.harness.scenario.models import QueueDepthSpec
+from maildrill.harness.store import EventWriter
 
 _NUMBER = re.compile(rb"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 

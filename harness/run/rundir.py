@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from harness.scenario.models import Scenario
+from maildrill.harness.scenario.models import Scenario
 
 MANIFEST = "manifest.json"
 _DEPENDENCIES = ("aiosmtpd", "locust", "pydantic", "PyYAML", "toxiproxy-python", "matplotlib", "gevent")

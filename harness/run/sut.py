@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from harness.errors import SUTFailed
-from harness.netcheck import require_loopback
-from harness.run.children import Child, Children, resolve_command
-from harness.scenario.models import SUTSpec
-from harness.store import EventWriter
+from maildrill.harness.errors import SUTFailed
+from maildrill.harness.netcheck import require_loopback
+from maildrill.harness.run.children import Child, Children, resolve_command
+from maildrill.harness.scenario.models import SUTSpec
+from maildrill.harness.store import EventWriter
 
 
 def free_port(host: str = "127.0.0.1") -> int:

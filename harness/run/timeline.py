@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from harness.clock import Clock
-from harness.scenario.models import ActionSpec
-from harness.scenario.scaling import action_label
-from harness.store import EventWriter
+from maildrill.harness.clock import Clock
+from maildrill.harness.scenario.models import ActionSpec
+from maildrill.harness.scenario.scaling import action_label
+from maildrill.harness.store import EventWriter
 
 Undo = Callable[[], Awaitable[None]]
 

@@ -1,6 +1,6 @@
 """The run's watchdog: if maildrill dies (kill -9), end its children by PID and say so in the run directory.
 
-Started by the orchestrator as ``python -m harness.run.watchdog RUN_DIR HARNESS_PID`` in its own
+Started by the orchestrator as ``python -m maildrill.harness.run.watchdog RUN_DIR HARNESS_PID`` in its own
 session, with a pipe on stdin whose write end only maildrill holds. End of file on that pipe without
 the word ``done`` first means maildrill is gone: the watchdog kills the process group of every child
 listed in ``pids.jsonl`` (checking each PID's start time, so a reused PID is never touched), marks the
@@ -17,7 +17,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.run.children import alive, group_members
+from maildrill.harness.run.children import alive, group_members
 
 
 def _kill_children(run_dir: Path) -> list[str]:
@@ -43,9 +43,9 @@ def _kill_children(run_dir: Path) -> list[str]:
 
 
 def _finish(run_dir: Path, harness_pid: int, ended: list[str]) -> None:
-    from harness.clock import clock_from_env
-    from harness.run.rundir import read_manifest, update_manifest
-    from harness.store import EventWriter
+    from maildrill.harness.clock import clock_from_env
+    from maildrill.harness.run.rundir import read_manifest, update_manifest
+    from maildrill.harness.store import EventWriter
 
     manifest = read_manifest(run_dir)
     if manifest.get("status") not in (None, "running"):

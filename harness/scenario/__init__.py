@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from harness.scenario.loading import load_scenario, parse_scenario, parse_scenario_text
-from harness.scenario.models import ActionSpec, ClassSpec, LoadSpec, Scenario, SUTSpec
-from harness.scenario.scaling import scaled
-from harness.scenario.schema import json_schema
+from maildrill.harness.scenario.loading import load_scenario, parse_scenario, parse_scenario_text
+from maildrill.harness.scenario.models import ActionSpec, ClassSpec, LoadSpec, Scenario, SUTSpec
+from maildrill.harness.scenario.scaling import scaled
+from maildrill.harness.scenario.schema import json_schema
 
 __all__ = ["ActionSpec", "ClassSpec", "LoadSpec", "SUTSpec", "Scenario", "json_schema", "load_scenario",
            "parse_scenario", "parse_scenario_text", "scaled"]

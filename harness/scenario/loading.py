@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from maildrill.fake_mta.config import BEHAVIOR_KINDS
+from maildrill.harness.errors import Problem, ScenarioError
+from maildrill.harness.scenario.models import SHAPE_KINDS, Scenario
 from pydantic import ValidationError
-
-from fake_mta.config import BEHAVIOR_KINDS
-from harness.errors import Problem, ScenarioError
-from harness.scenario.models import SHAPE_KINDS, Scenario
 
 _TAGS = set(BEHAVIOR_KINDS) | set(SHAPE_KINDS)
 _NO_VALUE = ("missing", "union_tag_not_found", "model_attributes_type", "model_type", "dict_type", "list_type")
@@ -260,9 +259,9 @@ def _threshold_problems(thresholds: dict[Any, Any], classes: list[str], mtas: li
 
 
 def known_metrics() -> dict[str, set[str]] | None:
-    """Metric name → allowed scopes, from harness.analysis when it is installed, else None (accept any)."""
+    """Metric name → allowed scopes, from maildrill.harness.analysis when it is installed, else None (accept any)."""
     try:
-        from harness.analysis import METRICS  # type: ignore[attr-defined]
+        from maildrill.harness.analysis import METRICS  # type: ignore[attr-defined]
     except ImportError:
         return None
     return {name: set(getattr(info, "scopes", {"run"})) for name, info in METRICS.items()}

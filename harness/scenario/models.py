@@ -1,13 +1,12 @@
-"""The scenario file as frozen pydantic models (scenario time; `harness.scenario.scaling` makes run time)."""
+"""The scenario file as frozen pydantic models (scenario time; `maildrill.harness.scenario.scaling` makes run time)."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
 
+from maildrill.fake_mta.config import NAME_RE, BehaviorSpec, MTASpec
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
-
-from fake_mta.config import NAME_RE, BehaviorSpec, MTASpec
 
 TOXIC_TYPES = ("latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data")
 SHAPE_KINDS = ("constant", "ramp", "step", "spike", "burst")
@@ -293,7 +292,7 @@ class ThresholdSpec(_Frozen):
 
 
 class Scenario(_Frozen):
-    """A whole drill, in scenario time (as written). Cross-references are checked by `harness.scenario.loading`."""
+    """A whole drill, in scenario time (as written). Cross-references are checked by `scenario.loading`."""
 
     version: Literal[1]
     name: str

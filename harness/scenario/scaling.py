@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.scenario.models import ActionSpec, Scenario
+from maildrill.harness.scenario.models import ActionSpec, Scenario
 
 # behaviour / shape / toxic fields that are durations (multiplied) or rates (divided)
 _DURATIONS = {"min_delay_s", "retry_window_s", "whitelist_s", "delay_s", "at_s", "start_s", "hold_s", "ramp_s",

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.scenario.models import Scenario
+from maildrill.harness.scenario.models import Scenario
 
 SCHEMA_FILE = Path(__file__).with_name("schema.json")
 SCHEMA_ID = "https://maildrill.dev/schema/scenario-v1.json"

@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 def test_the_stack_relays_a_message_through_real_toxiproxy_to_the_fleet() -> None:
-    from harness.run.compose import docker_engine_problem
+    from maildrill.harness.run.compose import docker_engine_problem
 
     why = docker_engine_problem()
     if why:

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from harness.store import EventStore
+from maildrill.harness.store import EventStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 def drill(tmp_path: Path, scenario: Path, *sets: str, timeout_s: float = 240) -> tuple[int, Path, dict[str, Any]]:
     out = tmp_path / "reports"
-    cmd = [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "maildrill", "run", str(scenario), "--out", str(out), "--quiet"]
     for s in sets:
         cmd += ["--set", s]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False)
@@ -38,7 +37,7 @@ def drill(tmp_path: Path, scenario: Path, *sets: str, timeout_s: float = 240) ->
 
 
 def mailer(*flags: str) -> str:
-    return "sut.command=[python, -m, examples.mailer, " + ", ".join(flags) + "]"
+    return "sut.command=[python, -m, maildrill.examples.mailer, " + ", ".join(flags) + "]"
 
 
 def failed_checks(summary: dict[str, Any]) -> set[str]:
@@ -59,7 +58,7 @@ mtas:
   - name: relay
     behaviors: [{kind: reject, reason: unknown_user, match_rcpt: "^u\\\\d*[27]@"}]
 sut:
-  command: [python, -m, examples.mailer, --profile, hardened]
+  command: [python, -m, maildrill.examples.mailer, --profile, hardened]
   ready: {http: /healthz, timeout_s: 20}
   queue_depth: {http: /metrics, metric: mailer_queue_depth}
 load:
@@ -104,7 +103,7 @@ mtas:
     behaviors: [{kind: go_dark, mode: lose_ack, probability: 0.4}]
   - name: backup
 sut:
-  command: [python, -m, examples.mailer]
+  command: [python, -m, maildrill.examples.mailer]
   ready: {http: /healthz, timeout_s: 20}
   queue_depth: {http: /metrics, metric: mailer_queue_depth}
 load:
@@ -181,7 +180,7 @@ mtas:
   - name: relay
     behaviors: [{kind: tarpit, delay_s: 0.4, at: dot}]   # a slow 250, so sends are in flight at the kill
 sut:
-  command: [python, -m, examples.mailer, --profile, hardened, --workers, "4", --lease, "2"]
+  command: [python, -m, maildrill.examples.mailer, --profile, hardened, --workers, "4", --lease, "2"]
   ready: {http: /healthz, timeout_s: 20}
 load:
   shape: {kind: constant, rps: 10}

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from maildrill.harness.events import Event
+from maildrill.harness.store import EventStore
 from test_drill_run import (
     assert_no_process_left,
     child_pids,
@@ -19,9 +21,6 @@ from test_drill_run import (
     start_drill,
     write_scenario,
 )
-
-from harness.events import Event
-from harness.store import EventStore
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from harness.events import Event
-from harness.faults.real import find_toxiproxy
-from harness.run.children import alive
-from harness.store import EventStore
+from maildrill.harness.events import Event
+from maildrill.harness.faults.real import find_toxiproxy
+from maildrill.harness.run.children import alive
+from maildrill.harness.store import EventStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SUT_APP = Path(__file__).with_name("sut_app.py")
@@ -29,7 +28,7 @@ def write_scenario(tmp_path: Path, body: str) -> Path:
 
 
 def start_drill(scenario: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "harness", "run", str(scenario), "--out", str(out), *extra],
+    return subprocess.Popen([sys.executable, "-m", "maildrill", "run", str(scenario), "--out", str(out), *extra],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from maildrill.harness.store import EventStore
 from test_drill_matrix import SCENARIOS, drill
-
-from harness.store import EventStore
 
 pytestmark = [
     pytest.mark.slow,

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import yaml
-
-from fake_mta.config import load_fleet_config
+from maildrill.fake_mta.config import load_fleet_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose"
@@ -67,7 +66,7 @@ def test_the_dockerfile_installs_the_package_and_runs_a_real_command() -> None:
     assert "USER maildrill" in text
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))
     assert cmd[:2] == ["maildrill", "mta"]
-    helptext = subprocess.run([sys.executable, "-m", "harness", "mta", "--help"], capture_output=True, text=True,
+    helptext = subprocess.run([sys.executable, "-m", "maildrill", "mta", "--help"], capture_output=True, text=True,
                               cwd=ROOT, timeout=60, check=True).stdout
     for flag in (a for a in cmd[2:] if a.startswith("--")):
         assert flag in helptext, f"the Dockerfile's CMD uses {flag}, which `maildrill mta` does not have"
@@ -78,7 +77,7 @@ def test_the_dockerfile_installs_the_package_and_runs_a_real_command() -> None:
 
 
 def test_locust_services_use_the_locustfile_and_plan_variable_maildrill_uses() -> None:
-    from harness.load.plan import PLAN_ENV
+    from maildrill.harness.load.plan import PLAN_ENV
 
     for name in ("locust-master", "locust-worker"):
         svc = SERVICES[name]
@@ -89,12 +88,12 @@ def test_locust_services_use_the_locustfile_and_plan_variable_maildrill_uses() -
 
 
 def test_run_compose_uses_the_compose_files_toxiproxy_image_and_says_when_docker_is_missing() -> None:
-    from harness.run.compose import docker_engine_problem, toxiproxy_image
+    from maildrill.harness.run.compose import docker_engine_problem, toxiproxy_image
 
     assert toxiproxy_image() == SERVICES["toxiproxy"]["image"]
     if docker_engine_problem() is None:
         return  # an engine answers: the live test (tests/e2e/test_compose_live.py) covers this machine
-    got = subprocess.run([sys.executable, "-m", "harness", "run", "scenarios/ci-retry-regression.yaml", "--compose"],
+    got = subprocess.run([sys.executable, "-m", "maildrill", "run", "scenarios/ci-retry-regression.yaml", "--compose"],
                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert got.returncode == 3
     assert "--compose: no Docker engine answers" in got.stderr and "drop --compose" in got.stderr

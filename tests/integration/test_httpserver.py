@@ -6,7 +6,7 @@ import asyncio
 import json
 import socket
 
-from fake_mta.httpserver import HTTPServer, Request, Response
+from maildrill.fake_mta.httpserver import HTTPServer, Request, Response
 
 
 async def _echo(req: Request) -> Response:

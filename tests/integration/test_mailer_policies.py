@@ -350,7 +350,7 @@ def test_bad_configuration_exits_2_naming_the_problem_and_fix(
 
     full_env = {**os.environ, "MAILDRILL_SMTP_PORT": "2525", "MAILDRILL_RUN_DIR": str(tmp_path), **env}
     proc = subprocess.run(
-        [sys.executable, "-m", "examples.mailer", "--port", "0", *args],
+        [sys.executable, "-m", "maildrill.examples.mailer", "--port", "0", *args],
         cwd=smtpd.REPO,
         env=full_env,
         capture_output=True,

@@ -217,12 +217,12 @@ def wait_until(
 
 
 class MailerProcess:
-    """`python -m examples.mailer` as a real subprocess on port 0 (the port is read from its first line)."""
+    """`python -m maildrill.examples.mailer` as a real subprocess on port 0 (the port is read from its first line)."""
 
     def __init__(self, args: list[str], env: dict[str, str], run_dir: Path) -> None:
         self.log = open(run_dir / f"mailer-{time.monotonic_ns()}.stderr.log", "w+")  # noqa: SIM115 (lives with proc)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "examples.mailer", "--port", "0", *args],
+            [sys.executable, "-m", "maildrill.examples.mailer", "--port", "0", *args],
             cwd=REPO,
             env={**os.environ, "MAILDRILL_RUN_DIR": str(run_dir), **env},
             stdout=subprocess.PIPE,

@@ -9,9 +9,8 @@ import struct
 from typing import Any
 
 import pytest
-
-from fake_mta.config import FleetSpec, MTASpec
-from fake_mta.testing import FleetThread, WireClient
+from maildrill.fake_mta.config import FleetSpec, MTASpec
+from maildrill.fake_mta.testing import FleetThread, WireClient
 
 MSG = b"Message-ID: <ok@app.drill.test>\r\n\r\nhello\r\n"
 

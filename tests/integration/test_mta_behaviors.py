@@ -9,10 +9,9 @@ import time
 from typing import Any
 
 import pytest
-
-from fake_mta.clock import FakeClock
-from fake_mta.config import FleetSpec, MTASpec
-from fake_mta.testing import FleetThread, WireClient, without_times
+from maildrill.fake_mta.clock import FakeClock
+from maildrill.fake_mta.config import FleetSpec, MTASpec
+from maildrill.fake_mta.testing import FleetThread, WireClient, without_times
 
 MSG = b"Message-ID: <m1@app.drill.test>\r\nSubject: code\r\n\r\nyour code is 123456\r\n"
 BANNER = ["220 m.mx.drill.test ESMTP maildrill"]
@@ -376,7 +375,7 @@ def test_a_connection_refused_while_another_mta_keeps_serving():
 
 def test_aiosmtpd_s_own_init_path_gives_the_same_dialogue(monkeypatch: pytest.MonkeyPatch):
     """The fast per-connection set-up is an optimisation for aiosmtpd 1.4.x; the fallback must agree."""
-    import fake_mta.session
+    import maildrill.fake_mta.session
 
     def dialogue() -> list[list[str]]:
         with one(auth={"username": "u", "password": "p"}) as fleet, WireClient(fleet["m"].port) as c:
@@ -384,7 +383,7 @@ def test_aiosmtpd_s_own_init_path_gives_the_same_dialogue(monkeypatch: pytest.Mo
                     c.cmd("RCPT TO:<u1@users.drill.test>"), c.cmd("DATA"), c.cmd(b"hi\r\n."), c.cmd("FOO")]
 
     fast = dialogue()
-    monkeypatch.setattr(fake_mta.session, "FAST_INIT", False)
+    monkeypatch.setattr(maildrill.fake_mta.session, "FAST_INIT", False)
     assert dialogue() == fast
     assert fast[2] == ["235 2.7.0 Authentication successful"]
     assert fast[6] == ["250 OK"]

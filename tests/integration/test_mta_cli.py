@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from harness.store import EventStore
+from maildrill.harness.store import EventStore
 
 ROOT = Path(__file__).resolve().parents[2]
 MSG = b"Message-ID: <cli-1@app.drill.test>\r\n\r\nhello\r\n"
@@ -21,7 +21,7 @@ MSG = b"Message-ID: <cli-1@app.drill.test>\r\n\r\nhello\r\n"
 
 class Running:
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "mta", *args], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "maildrill", "mta", *args], cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         assert self.proc.stdout is not None
@@ -78,7 +78,7 @@ def test_bad_config_lists_every_problem_and_exits_2(tmp_path: Path):
     cfg = tmp_path / "fleet.yaml"
     cfg.write_text("mtas:\n  - name: a\n    behaviors:\n      - {kind: greylist, min_delay_s: -5}\n"
                    "      - {kind: throttle, burst: 0}\n")
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "mta", "--config", str(cfg)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "maildrill", "mta", "--config", str(cfg)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.splitlines() == [
@@ -89,7 +89,7 @@ def test_bad_config_lists_every_problem_and_exits_2(tmp_path: Path):
 
 
 def test_non_loopback_needs_allow_remote_and_a_taken_port_exits_3():
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "mta", "--host", "0.0.0.0", "--port", "0"],
+    done = subprocess.run([sys.executable, "-m", "maildrill", "mta", "--host", "0.0.0.0", "--port", "0"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "is not on this machine" in done.stderr and "--allow-remote" in done.stderr
@@ -97,7 +97,7 @@ def test_non_loopback_needs_allow_remote_and_a_taken_port_exits_3():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "harness.cli", "mta", "--port", str(port)], cwd=ROOT,
+        done = subprocess.run([sys.executable, "-m", "maildrill", "mta", "--port", str(port)], cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
     assert done.returncode == 3
     assert done.stderr == (f"maildrill mta: fake MTA 'mta': 127.0.0.1:{port} is already in use; pick another port, "

@@ -9,11 +9,10 @@ import urllib.request
 from typing import Any
 
 import pytest
-
-from fake_mta.clock import FakeClock
-from fake_mta.config import ControlSpec, FleetSpec, MTASpec
-from fake_mta.fleet import Fleet
-from fake_mta.testing import FleetThread, WireClient
+from maildrill.fake_mta.clock import FakeClock
+from maildrill.fake_mta.config import ControlSpec, FleetSpec, MTASpec
+from maildrill.fake_mta.fleet import Fleet
+from maildrill.fake_mta.testing import FleetThread, WireClient
 
 MSG = b"Message-ID: <otp-9@app.drill.test>\r\n\r\n123456\r\n"
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from harness import demo_fleet
+from maildrill.harness import demo_fleet
 
 
 def test_demo_prints_what_each_behaviour_replied(capsys: pytest.CaptureFixture[str], tmp_path: Path):

@@ -9,9 +9,8 @@ from typing import Any
 
 import aiosmtplib
 import pytest
-
-from fake_mta.config import FleetSpec, MTASpec
-from fake_mta.testing import FleetThread, WireClient, without_times
+from maildrill.fake_mta.config import FleetSpec, MTASpec
+from maildrill.fake_mta.testing import FleetThread, WireClient, without_times
 
 MSG = b"Message-ID: <otp-1@app.drill.test>\r\nSubject: code\r\n\r\n123456\r\n"
 

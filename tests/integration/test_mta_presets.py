@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from fake_mta.clock import FakeClock
-from fake_mta.config import FleetSpec, MTASpec
-from fake_mta.testing import FleetThread, WireClient
+from maildrill.fake_mta.clock import FakeClock
+from maildrill.fake_mta.config import FleetSpec, MTASpec
+from maildrill.fake_mta.testing import FleetThread, WireClient
 
 GMAIL_RATE = [
     "421-4.7.28 [127.0.0.1] Our system has detected an unusual rate of",

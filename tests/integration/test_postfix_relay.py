@@ -29,13 +29,13 @@ pytestmark = [
 smtp_servers = smtpd.smtp_servers
 
 
-# The defaults of `python -m examples.postfix` (REFERENCE.md's recipe).
+# The defaults of `python -m maildrill.examples.postfix` (REFERENCE.md's recipe).
 MIN_BACKOFF_S, MAX_BACKOFF_S, QUEUE_RUN_DELAY_S = 5, 10, 5
 
 
 def sut(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "examples.postfix", *args],
+        [sys.executable, "-m", "maildrill.examples.postfix", *args],
         cwd=smtpd.REPO,
         capture_output=True,
         text=True,

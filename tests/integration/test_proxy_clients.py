@@ -14,13 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from maildrill.fake_mta.config import FleetSpec
+from maildrill.fake_mta.recording import MemoryRecorder
+from maildrill.fake_mta.testing import FleetThread
+from maildrill.harness.errors import ToxiproxyUnreachable, UsageError
+from maildrill.harness.faults import EmbeddedToxiproxyThread, ToxiproxyAdapter
 from toxiproxy import Toxiproxy
-
-from fake_mta.config import FleetSpec
-from fake_mta.recording import MemoryRecorder
-from fake_mta.testing import FleetThread
-from harness.errors import ToxiproxyUnreachable, UsageError
-from harness.faults import EmbeddedToxiproxyThread, ToxiproxyAdapter
 
 ROOT = Path(__file__).resolve().parents[2]
 MSG = "Subject: reset\r\n\r\nyour link"
@@ -123,7 +122,7 @@ def test_maildrill_proxy_serves_the_api_until_sigterm(tmp_path: Path, fleet: Fle
     config = tmp_path / "proxies.json"
     config.write_text(json.dumps([{"name": "vendor", "listen": "127.0.0.1:0",
                                    "upstream": f"127.0.0.1:{fleet.fleet['vendor'].port}"}]))
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "proxy", "--port", "0", "--config", str(config)],
+    proc = subprocess.Popen([sys.executable, "-m", "maildrill", "proxy", "--port", "0", "--config", str(config)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -151,7 +150,7 @@ def test_maildrill_proxy_serves_the_api_until_sigterm(tmp_path: Path, fleet: Fle
 def test_maildrill_proxy_bad_config_and_taken_port(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('[{"name": "x", "colour": "blue"}]')
-    got = subprocess.run([sys.executable, "-m", "harness", "proxy", "--config", str(bad)], cwd=ROOT,
+    got = subprocess.run([sys.executable, "-m", "maildrill", "proxy", "--config", str(bad)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60, check=False)
     assert got.returncode == 2
     assert got.stderr.splitlines()[1:] == ["  [0].upstream: required: a non-empty string",
@@ -160,7 +159,7 @@ def test_maildrill_proxy_bad_config_and_taken_port(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        got = subprocess.run([sys.executable, "-m", "harness", "proxy", "--port", str(port)], cwd=ROOT,
+        got = subprocess.run([sys.executable, "-m", "maildrill", "proxy", "--port", str(port)], cwd=ROOT,
                              capture_output=True, text=True, timeout=60, check=False)
     assert got.returncode == 3
     assert f"127.0.0.1:{port} is already in use" in got.stderr
@@ -170,11 +169,12 @@ def test_run_with_toxiproxy_server_says_when_there_is_none_on_path(tmp_path: Pat
     import os
 
     env = {**os.environ, "PATH": str(tmp_path)}  # nothing on PATH: certainly no toxiproxy-server
-    got = subprocess.run([sys.executable, "-m", "harness", "run", "scenarios/slow-network.yaml", "--toxiproxy-server"],
+    got = subprocess.run([sys.executable, "-m", "maildrill", "run", "scenarios/slow-network.yaml",
+                          "--toxiproxy-server"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False, env=env)
     assert got.returncode == 2
     assert "--toxiproxy-server: no toxiproxy-server on PATH" in got.stderr
-    got = subprocess.run([sys.executable, "-m", "harness", "run", "scenarios/slow-network.yaml", "--compose",
+    got = subprocess.run([sys.executable, "-m", "maildrill", "run", "scenarios/slow-network.yaml", "--compose",
                           "--toxiproxy-url", "http://127.0.0.1:1"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, check=False)
     assert got.returncode == 2 and "give one of --toxiproxy-url, --toxiproxy-server and --compose" in got.stderr
@@ -183,7 +183,7 @@ def test_run_with_toxiproxy_server_says_when_there_is_none_on_path(tmp_path: Pat
 @pytest.mark.skipif(shutil.which("toxiproxy-cli") is None,
                     reason="no toxiproxy-cli on PATH: Toxiproxy's own CLI against `maildrill proxy` is not run")
 def test_the_stock_toxiproxy_cli_drives_maildrill_proxy(fleet: FleetThread) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "proxy", "--port", "0"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "maildrill", "proxy", "--port", "0"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

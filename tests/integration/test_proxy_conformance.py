@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 import requests
-
-from harness.clock import wait_until
-from harness.faults import EmbeddedToxiproxyThread
-from harness.faults.real import toxiproxy_server
+from maildrill.harness.clock import wait_until
+from maildrill.harness.faults import EmbeddedToxiproxyThread
+from maildrill.harness.faults.real import toxiproxy_server
 
 
 class Echo:

@@ -14,10 +14,9 @@ import requests
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from maildrill.harness.clock import wait_until
+from maildrill.harness.faults import EmbeddedToxiproxyThread
 from test_proxy_conformance import Echo, roundtrip
-
-from harness.clock import wait_until
-from harness.faults import EmbeddedToxiproxyThread
 
 NAMES = st.sampled_from(["a", "b", "c"])
 HARMLESS = st.sampled_from([("latency", {"latency": 1}), ("limit_data", {"bytes": 1_000_000}),

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
+from maildrill.examples.ci.sender import send_hardened, send_naive
+from maildrill.harness.scenario import parse_scenario_text
 
-from examples.ci.sender import send_hardened, send_naive
-from harness.scenario import parse_scenario_text
 from maildrill.strategies import SenderStateMachine, timelines, toxics
 
 FAST = dict(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, stateful_step_count=8)

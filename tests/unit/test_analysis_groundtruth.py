@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from harness.analysis import analyze
-from harness.analysis.synthetic import OUTCOMES, Attempt, Message, Model, events, expected
-from harness.store import EventStore, EventWriter
+from maildrill.harness.analysis import analyze
+from maildrill.harness.analysis.synthetic import OUTCOMES, Attempt, Message, Model, events, expected
+from maildrill.harness.store import EventStore, EventWriter
 
 gaps = st.floats(min_value=0.01, max_value=30, allow_nan=False).map(lambda x: round(x, 3))
 

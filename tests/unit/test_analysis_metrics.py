@@ -5,10 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from harness.analysis import FaultWindow, Offender, analyze
-from harness.analysis.stats import percentile, sync_index
-from harness.events import Event
+from maildrill.harness.analysis import FaultWindow, Offender, analyze
+from maildrill.harness.analysis.stats import percentile, sync_index
+from maildrill.harness.events import Event
 
 
 def ev(t: float, source: str, kind: str, corr: str | None = None, **data: object) -> Event:

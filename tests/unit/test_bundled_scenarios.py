@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from harness.scenario import load_scenario
+from maildrill.harness.scenario import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 BUNDLED = ["otp-launch-spike", "throttle-421-storm", "greylisting-wall", "vendor-outage-failover", "bounce-storm-5xx",

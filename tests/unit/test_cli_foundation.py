@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from harness.cli import main
-from harness.errors import EXIT_USAGE, Problem, RemoteTargetRefused, ScenarioError
-from harness.netcheck import is_loopback_host, require_loopback, require_loopback_url
+from maildrill.harness.cli import main
+from maildrill.harness.errors import EXIT_USAGE, Problem, RemoteTargetRefused, ScenarioError
+from maildrill.harness.netcheck import is_loopback_host, require_loopback, require_loopback_url
 
 
 def test_no_command_prints_help_and_exits_2(capsys):

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from maildrill.fake_mta.config import ConfigError, load_fleet_config, parse_behaviors, parse_fleet
+from maildrill.fake_mta.reply import Reply, parse_status
 from pydantic import ValidationError
-
-from fake_mta.config import ConfigError, load_fleet_config, parse_behaviors, parse_fleet
-from fake_mta.reply import Reply, parse_status
 
 BAD = """\
 mtas:

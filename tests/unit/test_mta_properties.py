@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-
-from fake_mta.behaviors import Context, Greylist, Throttle
-from fake_mta.clock import FakeClock
-from fake_mta.config import GreylistSpec, ThrottleSpec, Verb
-from fake_mta.presets import GENERIC
+from maildrill.fake_mta.behaviors import Context, Greylist, Throttle
+from maildrill.fake_mta.clock import FakeClock
+from maildrill.fake_mta.config import GreylistSpec, ThrottleSpec, Verb
+from maildrill.fake_mta.presets import GENERIC
 
 TRIPLETS = [("10.0.0.0/24", "a@x.test", "u1@y.test"), ("10.0.0.0/24", "a@x.test", "u2@y.test"),
             ("10.0.1.0/24", "b@x.test", "u1@y.test")]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.analysis import METRICS
-from harness.cli import COMMANDS
+from maildrill.harness.analysis import METRICS
+from maildrill.harness.cli import COMMANDS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

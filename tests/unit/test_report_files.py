@@ -9,11 +9,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from harness.analysis.synthetic import Attempt, Message, Model, events
-from harness.report import write_reports
-from harness.report.figures import FIGURES
-from harness.store import EventWriter
+from maildrill.harness.analysis.synthetic import Attempt, Message, Model, events
+from maildrill.harness.report import write_reports
+from maildrill.harness.report.figures import FIGURES
+from maildrill.harness.store import EventWriter
 
 MODEL = Model((
     Message("u000000", "otp", (0.5,), (Attempt(1.0, "primary", "4xx"), Attempt(3.0, "primary", "sent"))),
@@ -117,7 +116,7 @@ def test_damaged_event_files_are_named_and_the_rest_is_still_analysed(tmp_path: 
 
 
 def test_not_a_run_directory_is_a_usage_error(tmp_path: Path) -> None:
-    from harness.errors import UsageError
+    from maildrill.harness.errors import UsageError
 
     with pytest.raises(UsageError, match="no such run directory"):
         write_reports(tmp_path / "missing")

@@ -12,11 +12,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from harness.errors import ScenarioError
-from harness.scenario import load_scenario, parse_scenario_text, scaled
-from harness.scenario.loading import known_metrics
-from harness.scenario.schema import SCHEMA_FILE, schema_text
+from maildrill.harness.errors import ScenarioError
+from maildrill.harness.scenario import load_scenario, parse_scenario_text, scaled
+from maildrill.harness.scenario.loading import known_metrics
+from maildrill.harness.scenario.schema import SCHEMA_FILE, schema_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +34,7 @@ mtas:
 proxies:
   - {name: primary, upstream: primary}      # SUT reaches MTA "primary" through this proxy
 sut:
-  command: ["python", "-m", "examples.mailer", "--retry", "fixed:2"]
+  command: ["python", "-m", "maildrill.examples.mailer", "--retry", "fixed:2"]
   ready: {http: /healthz, timeout_s: 20}
   env: {MAILER_WORKERS: "4"}
 load:
@@ -153,7 +152,7 @@ def test_published_schema_is_current() -> None:
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "maildrill", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=60)
 
 
@@ -224,21 +223,22 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_set_overrides_apply_yaml_values_before_validation(tmp_path) -> None:
-    from harness.scenario.loading import load_scenario
+    from maildrill.harness.scenario.loading import load_scenario
 
     path = tmp_path / "s.yaml"
     path.write_text(MINIMAL_FOR_SET)
-    s = load_scenario(path, ["load.shape.rps=7", "sut.command=[python, -m, examples.mailer, --profile, hardened]",
+    s = load_scenario(path, ["load.shape.rps=7",
+                             "sut.command=[python, -m, maildrill.examples.mailer, --profile, hardened]",
                              "mtas[0].behaviors[0].rate_per_s=3", "description=from --set"])
     assert s.load.shape.rps == 7
-    assert list(s.sut.command) == ["python", "-m", "examples.mailer", "--profile", "hardened"]
+    assert list(s.sut.command) == ["python", "-m", "maildrill.examples.mailer", "--profile", "hardened"]
     assert s.mtas[0].behaviors[0].rate_per_s == 3
     assert s.description == "from --set"
 
 
 def test_bad_set_overrides_are_all_reported(tmp_path) -> None:
-    from harness.errors import ScenarioError
-    from harness.scenario.loading import load_scenario
+    from maildrill.harness.errors import ScenarioError
+    from maildrill.harness.scenario.loading import load_scenario
 
     path = tmp_path / "s.yaml"
     path.write_text(MINIMAL_FOR_SET)
@@ -261,7 +261,7 @@ duration_s: 5
 mtas:
   - name: primary
     behaviors: [{kind: throttle, rate_per_s: 10, burst: 10}]
-sut: {command: [python, -m, examples.mailer]}
+sut: {command: [python, -m, maildrill.examples.mailer]}
 load:
   shape: {kind: constant, rps: 2}
   classes: [{name: otp, request: {method: POST, path: /otp, json: {email: "{recipient}"}}}]

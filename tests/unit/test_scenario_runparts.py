@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.clock import MonotonicClock
-from harness.run.probe import command_value, prometheus_value
-from harness.run.rundir import create_run_dir, read_manifest, update_manifest
-from harness.run.status import StatusDisplay, Tracker, status_line
-from harness.run.timeline import Timeline
-from harness.scenario import parse_scenario_text
-from harness.store import EventStore, EventWriter
+from maildrill.harness.clock import MonotonicClock
+from maildrill.harness.run.probe import command_value, prometheus_value
+from maildrill.harness.run.rundir import create_run_dir, read_manifest, update_manifest
+from maildrill.harness.run.status import StatusDisplay, Tracker, status_line
+from maildrill.harness.run.timeline import Timeline
+from maildrill.harness.scenario import parse_scenario_text
+from maildrill.harness.store import EventStore, EventWriter
 
 SCENARIO = """\
 version: 1

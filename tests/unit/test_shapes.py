@@ -7,10 +7,9 @@ import math
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-from harness.load.plan import Dispatcher, LoadPlan, corr_of, pick_class, render, render_json, template_values
-from harness.load.shapes import arrivals, default_users, expected_count, rate_at
-from harness.scenario.models import (
+from maildrill.harness.load.plan import Dispatcher, LoadPlan, corr_of, pick_class, render, render_json, template_values
+from maildrill.harness.load.shapes import arrivals, default_users, expected_count, rate_at
+from maildrill.harness.scenario.models import (
     BurstShape,
     ClassSpec,
     ConstantShape,

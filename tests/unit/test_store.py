@@ -9,11 +9,10 @@ import sys
 import threading
 
 import pytest
-
-from harness.clock import FakeClock
-from harness.errors import WaitTimeout
-from harness.events import SCHEMA_VERSION, Event
-from harness.store import EventStore, EventWriter, ReadProblem
+from maildrill.harness.clock import FakeClock
+from maildrill.harness.errors import WaitTimeout
+from maildrill.harness.events import SCHEMA_VERSION, Event
+from maildrill.harness.store import EventStore, EventWriter, ReadProblem
 
 
 def test_events_round_trip_and_merge_in_time_order(tmp_path):
@@ -101,7 +100,7 @@ def test_event_written_before_kill_9_is_readable(tmp_path):
     # The child records one event, then signals readiness and hangs until killed: nothing may be lost.
     code = (
         "import sys, time\n"
-        "from harness.store import EventStore\n"
+        "from maildrill.harness.store import EventStore\n"
         f"w = EventStore({str(tmp_path)!r}).writer('child', 'mta/x')\n"
         "w.record('mta.reply.sent', corr='u1', code=250)\n"
         "print('ready', flush=True)\n"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness.analysis.model import Analysis
-from harness.verdict import Check, evaluate
+from maildrill.harness.analysis.model import Analysis
+from maildrill.harness.verdict import Check, evaluate
 
 
 def analysis(metrics: dict, by_class: dict | None = None, by_mta: dict | None = None) -> Analysis:

@@ -1,0 +1,1 @@
+"""The bundled drills: YAML files shipped inside the package (`maildrill scenarios` lists them)."""
