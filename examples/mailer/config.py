@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ class Settings:
     control_url: str | None
     lease_s: float
     smtp_timeout_s: float
-    seed: int | None
+    seed: int  # --seed, else $MAILDRILL_SEED (a drill's seed), else drawn at start (and printed)
     profile: str | None = None
 
     def scaled(self, seconds: float) -> float:
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a claimed message stays claimed before another process may take it (not scaled)",
     )
     p.add_argument("--smtp-timeout", type=float, default=10.0, help="seconds to wait on one SMTP reply (not scaled)")
-    p.add_argument("--seed", type=int, help="seed for jitter and message ids (default: random)")
+    p.add_argument("--seed", type=int, help="seed of the retry jitter (default $MAILDRILL_SEED, else random)")
     return p
 
 
@@ -258,6 +259,15 @@ def resolve(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         db_path = Path(env["MAILDRILL_RUN_DIR"]) / "mailer-queue.sqlite3"
     else:
         db_path = Path("mailer-queue.sqlite3")
+    if args.seed is not None:
+        seed = args.seed
+    elif (seed_text := env.get("MAILDRILL_SEED", "").strip()):
+        try:
+            seed = int(seed_text)
+        except ValueError:
+            raise ConfigError(f"MAILDRILL_SEED={seed_text!r}: must be an integer (the drill's seed)") from None
+    else:
+        seed = random.SystemRandom().randrange(2**32)  # printed at start, so the run can be repeated with --seed
     port_text = str(args.port) if args.port is not None else env.get("MAILDRILL_SUT_PORT", "8025")
     return Settings(
         host=args.host,
@@ -282,7 +292,7 @@ def resolve(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         control_url=(env.get("MAILDRILL_CONTROL_URL") or "").rstrip("/") or None,
         lease_s=args.lease,
         smtp_timeout_s=args.smtp_timeout,
-        seed=args.seed,
+        seed=seed,
         profile=args.profile,
     )
 

@@ -31,6 +31,12 @@ class Attempt:
     stage: str = ""
 
 
+def message_rng(seed: int | None, purpose: str, message_id: int, attempts: int) -> random.Random:
+    """The generator of one draw about one message: keyed on (seed, purpose, queue id, attempts so far), so a
+    message's retry delay is the same whichever worker thread handles it and whatever the others drew first."""
+    return random.Random(f"{seed}:{purpose}:{message_id}:{attempts}")
+
+
 def retry_delay_s(spec: RetrySpec, jitter: Jitter, attempts: int, rng: random.Random) -> float | None:
     """Seconds (unscaled) before the next attempt after `attempts` failed ones; None = don't retry."""
     if spec.kind is RetryKind.NONE:

@@ -211,7 +211,8 @@ def serve(settings: Settings) -> int:
         f"{settings.retry.cap_s} jitter={settings.jitter.value} retry_5xx={settings.retry_5xx} "
         f"lanes={settings.lanes} pool_backoff={settings.pool_backoff} idempotency={settings.idempotency} "
         f"primary={settings.primary.name}@{settings.primary.host}:{settings.primary.port} "
-        f"backup={settings.backup.name if settings.backup else '-'} time_scale={settings.time_scale}",
+        f"backup={settings.backup.name if settings.backup else '-'} time_scale={settings.time_scale} "
+        f"seed={settings.seed}",
         flush=True,
     )
     try:

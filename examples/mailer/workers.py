@@ -11,7 +11,7 @@ from collections import Counter
 
 from maildrill.examples.mailer.config import Endpoint, Settings
 from maildrill.examples.mailer.delivery import attempt, vendor_accepted
-from maildrill.examples.mailer.policy import Attempt, Outcome, PoolBackoff, TokenBucket, retry_delay_s
+from maildrill.examples.mailer.policy import Attempt, Outcome, PoolBackoff, TokenBucket, message_rng, retry_delay_s
 from maildrill.examples.mailer.queue import Message, MessageQueue, State
 
 # How long (unscaled seconds) a primary that refused a connection is treated as dark before it is probed again.
@@ -26,9 +26,12 @@ class Dispatcher:
     def __init__(self, settings: Settings, queue: MessageQueue) -> None:
         self.settings = settings
         self.queue = queue
-        self.rng = random.Random(settings.seed)
-        self._rng_lock = threading.Lock()
-        self.pool = PoolBackoff(settings.retry, settings.jitter, scale=settings.time_scale, rng=self.rng)
+        # Separate streams, so that what one draw gets does not depend on how the worker threads interleave:
+        # the pool's pauses draw in the order of the 421s, and each message's retry draws from its own
+        # generator keyed on (seed, message id, attempt).
+        self.seed = settings.seed
+        self.pool = PoolBackoff(settings.retry, settings.jitter, scale=settings.time_scale,
+                                rng=random.Random(f"{self.seed}:pool"))
         self.bucket = TokenBucket(settings.rate, scale=settings.time_scale) if settings.rate else None
         self.stop = threading.Event()
         self.wake = threading.Condition()
@@ -44,13 +47,9 @@ class Dispatcher:
         with self.wake:
             self.wake.notify_all()
 
-    def _uniform(self, a: float, b: float) -> float:
-        with self._rng_lock:
-            return self.rng.uniform(a, b)
-
-    def _delay_s(self, attempts: int) -> float | None:
-        with self._rng_lock:
-            delay = retry_delay_s(self.settings.retry, self.settings.jitter, attempts, self.rng)
+    def _delay_s(self, message: Message, attempts: int) -> float | None:
+        rng = message_rng(self.seed, "retry", message.id, attempts)
+        delay = retry_delay_s(self.settings.retry, self.settings.jitter, attempts, rng)
         return None if delay is None else delay * self.settings.time_scale
 
     def vendor_for(self, message: Message, now: float) -> Endpoint:
@@ -117,7 +116,8 @@ class Dispatcher:
             if paused:
                 self.queue.defer(
                     message.id,
-                    next_at=paused + self._uniform(0, PAUSE_SPREAD_S * s.time_scale),
+                    next_at=paused + message_rng(self.seed, "spread", message.id, message.attempts).uniform(
+                        0, PAUSE_SPREAD_S * s.time_scale),
                     vendor=None,
                     reply="",
                     counted=False,
@@ -163,7 +163,7 @@ class Dispatcher:
         on_primary = vendor.name == s.primary.name
         if result.outcome is Outcome.REFUSED and on_primary and s.backup is not None:
             self._primary_dark_until = now + DARK_PROBE_S * s.time_scale
-        delay = self._delay_s(attempts)
+        delay = self._delay_s(message, attempts)
         if delay is None or attempts >= s.max_attempts:
             self.queue.finish(message.id, State.FAILED, vendor=vendor.name, reply=reply)
             self.count("failed")

@@ -228,7 +228,9 @@ class Drill:
             proxy = await self._proxies(stack, fleet, proxy_w)
             env = {**origin_env(self.clock), "MAILDRILL_RUN_DIR": str(rd.path.resolve()),
                    "MAILDRILL_TIME_SCALE": repr(self.scenario.time_scale),
-                   "MAILDRILL_CONTROL_URL": fleet.control_url or ""}
+                   "MAILDRILL_CONTROL_URL": fleet.control_url or "",
+                   # the SUT derives its own random draws (retry jitter) from the drill's seed
+                   "MAILDRILL_SEED": str(self.seed)}
             for i, m in enumerate(rt.mtas):
                 host, port = self.smtp_targets[m.name]
                 env |= smtp_env(m.name, host, port, first=i == 0)
