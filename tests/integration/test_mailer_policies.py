@@ -86,7 +86,7 @@ def test_fixed_retry_waits_the_fixed_interval_and_keeps_the_message_id(smtp_serv
     ]
     assert txns[-1].message_id == sent["message_id"]
     gaps = [b.t - a.t for a, b in itertools.pairwise(txns)]
-    assert all(0.5 - 0.02 <= g < 0.5 + 3.0 for g in gaps), gaps
+    assert all(0.5 - 0.02 <= g < 0.5 + 10.0 for g in gaps), gaps  # the rest: a loaded machine's delays
     # The receiver records before its 250 reaches the mailer: wait for the mailer to settle the message.
     state = wait_until(
         "mailer marks it sent",
@@ -96,31 +96,35 @@ def test_fixed_retry_waits_the_fixed_interval_and_keeps_the_message_id(smtp_serv
     assert (state["attempts"], state["vendor"]) == (3, "primary")
 
 
-def test_exp_full_jitter_spreads_retries_as_drawn_from_the_seed(smtp_servers: Servers, mailer: Mailer) -> None:
+@pytest.mark.parametrize("given", ["flag", "env"])
+def test_exp_full_jitter_spreads_retries_as_drawn_from_the_seed(smtp_servers: Servers, mailer: Mailer,
+                                                                given: str) -> None:
+    """The seed comes from --seed, or from $MAILDRILL_SEED (a drill passes its own seed that way)."""
     server = smtp_servers(
         "primary", lambda stage, rcpt, n: "451 4.7.1 try later" if stage == "RCPT" and n == 1 else None
     )
-    m = mailer(["--retry", "exp:2,2", "--jitter", "full", "--seed", "7", "--workers", "4"], servers=[server])
-    emails = [f"u{i}@users.drill.test" for i in range(10)]
-    for email in emails:
-        m.post("/otp", email)
+    flags = ["--retry", "exp:2,2", "--jitter", "full", "--workers", "4"]
+    if given == "flag":
+        m = mailer([*flags, "--seed", "7"], servers=[server], extra_env={"MAILDRILL_SEED": "99"})
+    else:
+        m = mailer(flags, servers=[server], extra_env={"MAILDRILL_SEED": "7"})
+    assert m.banner.rstrip().endswith(" seed=7")
+    ids = {f"u{i}@users.drill.test": m.post("/otp", f"u{i}@users.drill.test")["id"] for i in range(10)}
     wait_until("all delivered", lambda: len(server.accepted()) == 10, proc=m.proc)
     first: dict[str, float] = {}
-    delays: list[float] = []
+    delays: dict[str, float] = {}
     for t in server.snapshot():
         if t.result == "451":
             first[t.rcpt] = t.t
         else:
-            delays.append(t.t - first[t.rcpt])
-    # Whatever message drew which number, the ten delays are the seed's first ten draws of uniform(0, 2),
-    # each observed a little later (order statistics of "draw + positive latency" dominate the draws').
-    # Full jitter = uniform(0, delay) from the --seed'ed generator, one draw per retry.
-    rng = random.Random(7)
-    expected = sorted(rng.uniform(0.0, 2.0) for _ in range(10))
-    observed = sorted(delays)
-    assert all(o >= e - 0.02 for o, e in zip(observed, expected, strict=True)), (observed, expected)
-    assert all(o <= e + 2.0 for o, e in zip(observed, expected, strict=True)), (observed, expected)
-    assert expected[-1] - expected[0] > 1.0  # the seed really spreads them (fixed retries would not)
+            delays[t.rcpt] = t.t - first[t.rcpt]
+    # Full jitter = uniform(0, delay), drawn from the message's own generator, seeded "{seed}:retry:{queue id}:
+    # {attempts so far}": each message's delay is known whichever of the 4 workers handled it. Observed a little
+    # later than drawn (claim poll, a new connection; room for a loaded machine).
+    expected = {rcpt: random.Random(f"7:retry:{i}:1").uniform(0.0, 2.0) for rcpt, i in ids.items()}
+    assert sorted(delays) == sorted(expected)
+    assert all(expected[r] - 0.02 <= delays[r] <= expected[r] + 3.0 for r in expected), (delays, expected)
+    assert max(expected.values()) - min(expected.values()) > 1.0  # the seed spreads them (fixed retries would not)
 
 
 @pytest.mark.parametrize("lanes", [False, True])
@@ -339,6 +343,7 @@ def test_profiles_resolve_and_explicit_flags_override(smtp_servers: Servers, mai
         (["--failover-to", "backup"], {}, "--failover-to backup: MAILDRILL_SMTP_BACKUP_PORT is not set; vendors in"),
         ([], {"MAILDRILL_TIME_SCALE": "0"}, "MAILDRILL_TIME_SCALE='0': must be a number > 0"),
         ([], {"MAILDRILL_SMTP_PORT": ""}, "MAILDRILL_SMTP_PORT='': not a TCP port; give a number 1..65535"),
+        ([], {"MAILDRILL_SEED": "x1"}, "MAILDRILL_SEED='x1': must be an integer (the drill's seed)"),
     ],
 )
 def test_bad_configuration_exits_2_naming_the_problem_and_fix(

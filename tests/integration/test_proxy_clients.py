@@ -138,7 +138,7 @@ def test_maildrill_proxy_serves_the_api_until_sigterm(tmp_path: Path, fleet: Fle
         with smtplib.SMTP(info.listen_host, info.listen_port, timeout=5) as smtp:
             assert smtp.sendmail("app@app.drill.test", ["u9@users.drill.test"], MSG) == {}
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=10)
+        out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -218,5 +218,5 @@ def test_the_stock_toxiproxy_cli_drives_maildrill_proxy(fleet: FleetThread) -> N
         assert cli("list")[0] == 0 and not ToxiproxyAdapter(url).proxies()
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=10)
+        proc.communicate(timeout=120)
     assert accepted(fleet) == ["u7"]

@@ -217,20 +217,22 @@ def test_no_toxic_relays_bytes_unchanged(api: str, echo: Echo) -> None:
 def test_latency_delays_each_direction_by_its_latency(api: str, echo: Echo) -> None:
     port = make_proxy(api, echo)
     _, base = roundtrip(port)
-    add(api, {"type": "latency", "attributes": {"latency": 200}})
-    _, down = roundtrip(port)
-    add(api, {"type": "latency", "stream": "upstream", "attributes": {"latency": 200}})
-    _, both = roundtrip(port)
-    assert 0.19 <= down - base < 0.45
-    assert 0.38 <= both - base < 0.75
+    # 1 s per direction: long enough that the upper bounds ("once per direction, not twice") leave most of a
+    # second for a loaded machine's scheduling delays
+    add(api, {"type": "latency", "attributes": {"latency": 1000}})
+    _, down = roundtrip(port, timeout=30)
+    add(api, {"type": "latency", "stream": "upstream", "attributes": {"latency": 1000}})
+    _, both = roundtrip(port, timeout=30)
+    assert 0.99 <= down - base < 1.9
+    assert 1.98 <= both - base < 2.9
 
 
 def test_bandwidth_limits_throughput(api: str, echo: Echo) -> None:
     port = make_proxy(api, echo)
     add(api, {"type": "bandwidth", "attributes": {"rate": 100}})  # 100 KB/s downstream
-    got, took = roundtrip(port, b"x" * 50_000, timeout=10)
+    got, took = roundtrip(port, b"x" * 50_000, timeout=30)
     assert len(got) == 50_000
-    assert 0.4 <= took < 2.0  # 50 KB at 100 KB/s = 0.5 s
+    assert took >= 0.4  # 50 KB at 100 KB/s = 0.5 s (unthrottled it takes milliseconds)
 
 
 def test_slicer_delivers_the_data_in_small_pieces(api: str, echo: Echo) -> None:
@@ -263,11 +265,11 @@ def test_limit_data_closes_after_n_bytes(api: str, echo: Echo) -> None:
 def test_timeout_holds_data_then_closes(api: str, echo: Echo) -> None:
     port = make_proxy(api, echo)
     add(api, {"type": "timeout", "attributes": {"timeout": 300}})
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:  # the close must come, not a timeout
         t = time.monotonic()
         s.sendall(b"held")
         assert s.recv(100) == b""  # nothing came back; then the proxy closed
-        assert 0.25 <= time.monotonic() - t < 2
+        assert time.monotonic() - t >= 0.25
 
 
 def test_timeout_zero_holds_forever(api: str, echo: Echo) -> None:
@@ -292,13 +294,13 @@ def test_reset_peer_is_seen_by_the_client(api: str, echo: Echo) -> None:
 def test_slow_close_delays_the_close(api: str, echo: Echo) -> None:
     port = make_proxy(api, echo)
     add(api, {"type": "slow_close", "stream": "upstream", "attributes": {"delay": 300}})
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:  # the close must come, not a timeout
         s.sendall(b"hi")
         assert s.recv(10) == b"hi"
         s.shutdown(socket.SHUT_WR)
         t = time.monotonic()
         assert s.recv(10) == b""
-        assert 0.25 <= time.monotonic() - t < 2
+        assert time.monotonic() - t >= 0.25
 
 
 def test_toxicity_zero_leaves_connections_alone(api: str, echo: Echo) -> None:
