@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections import Counter
@@ -16,9 +15,7 @@ from test_drill_matrix import SCENARIOS, drill
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.postfix,
-    pytest.mark.skipif(shutil.which("postfix") is None and not Path("/usr/sbin/postfix").exists(),
-                       reason="Postfix is not installed: apt-get install postfix (or make system-deps)"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="a private Postfix master must be started as root"),
+    pytest.mark.requires("postfix"),
 ]
 
 

@@ -280,17 +280,13 @@ def smtp_servers() -> Iterator[Callable[..., ScriptedSMTP]]:
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def queue_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+def queue_env(request: pytest.FixtureRequest, require_system: Callable[[str], None]) -> Iterator[dict[str, str]]:
     """The environment selecting the mailer's queue backend: SQLite (default) or a private redis-server."""
     if request.param == "sqlite":
         yield {}
         return
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server): Redis queue backend not tested")
-    try:
-        import redis
-    except ImportError:
-        pytest.skip("the Python package 'redis' is not installed (pip install redis): Redis queue backend not tested")
+    require_system("redis")  # redis-server and the Python package
+    import redis
     # A unix socket (port 0 disables TCP): nothing to collide with, and the path stays under the 108-byte limit.
     base = Path(tempfile.mkdtemp(prefix="mdredis-"))
     sock = base / "redis.sock"

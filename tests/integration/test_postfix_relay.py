@@ -17,14 +17,7 @@ import pytest
 import test_mailer_smtpd as smtpd
 from test_mailer_smtpd import ScriptedSMTP, wait_until
 
-pytestmark = [
-    pytest.mark.postfix,
-    pytest.mark.skipif(
-        shutil.which("postfix") is None and not Path("/usr/sbin/postfix").exists(),
-        reason="Postfix is not installed: apt-get install postfix",
-    ),
-    pytest.mark.skipif(os.geteuid() != 0, reason="a private Postfix master must be started as root (run under sudo)"),
-]
+pytestmark = [pytest.mark.postfix, pytest.mark.requires("postfix")]
 
 smtp_servers = smtpd.smtp_servers
 

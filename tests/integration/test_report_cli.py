@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +50,7 @@ def test_report_on_something_that_is_not_a_run_says_so(tmp_path: Path) -> None:
     assert got.returncode == 2 and "not a run directory" in got.stderr
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.requires("chromium")
 def test_the_report_renders_in_a_headless_browser_with_the_verdict_on_top(tmp_path: Path) -> None:
     run = make_run(tmp_path)
     maildrill("report", str(run))
