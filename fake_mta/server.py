@@ -11,7 +11,7 @@ import re
 import socket
 import ssl
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +25,42 @@ from maildrill.fake_mta.smtp_setup import make_authenticator
 from pydantic import BaseModel
 
 _VERP = re.compile(r"^[^@+]+\+(?P<local>[^=@]+)=(?P<domain>[^@]+)@")
-MAX_REMEMBERED_MESSAGES = 1_000_000
+# How many accepted Message-IDs an MTA remembers for its delivery-status lookup (about 200 bytes each, so
+# ~20 MB at the cap); the oldest is forgotten first. A sender asks about a message seconds or minutes after
+# sending it: 100,000 is over an hour of a drill at 20 messages/s, and keeps a long soak's memory flat.
+DEFAULT_MESSAGE_INDEX_CAP = 100_000
+
+
+class MessageIndex:
+    """The Message-IDs an MTA accepted, for `GET /mtas/{name}/messages/{id}`: the newest `cap` of them (the
+    first acceptance of each; a duplicate keeps the first's time and ack), oldest forgotten first. `cap` 0
+    remembers none. Nothing else is kept per message: the events are on disk, the counters are counts."""
+
+    def __init__(self, cap: int = DEFAULT_MESSAGE_INDEX_CAP) -> None:
+        if cap < 0:
+            raise ValueError(f"message index cap {cap}: must be >= 0 (0 remembers no Message-ID)")
+        self.cap = cap
+        self.forgotten = 0  # evicted so far: a lookup of one of those answers 404 like an unknown id
+        self._seen: dict[str, tuple[float, str]] = {}  # message_id -> (t_s, ack)
+        self._order: deque[str] = deque()  # insertion order, for the eviction
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, message_id: str, t_s: float, ack: str) -> None:
+        if self.cap == 0 or message_id in self._seen:
+            return
+        self._seen[message_id] = (t_s, "lost" if ack == "lost" else "sent")  # interned: no string per entry
+        self._order.append(message_id)
+        if len(self._order) > self.cap:
+            del self._seen[self._order.popleft()]
+            self.forgotten += 1
+
+    def get(self, message_id: str) -> dict[str, Any] | None:
+        found = self._seen.get(message_id)
+        if found is None:
+            return None
+        return {"message_id": message_id, "accepted": True, "t_s": found[0], "ack": found[1]}
 
 
 def is_loopback(host: str) -> bool:
@@ -51,12 +86,14 @@ class FakeMTA:
     """`async with FakeMTA(MTASpec(...)) as mta:` serves SMTP on ``mta.host:mta.port`` until the block ends.
 
     Events go to `recorder` under source ``mta/<name>`` (a MemoryRecorder when none is given, in
-    ``mta.recorder.events``). Binding a non-loopback address needs ``allow_remote=True``.
+    ``mta.recorder.events``). Binding a non-loopback address needs ``allow_remote=True``. The delivery-status
+    lookup remembers the newest ``message_index_cap`` accepted Message-IDs (see MessageIndex).
     Raises OSError (errno EADDRINUSE) when the port is taken.
     """
 
     def __init__(self, spec: MTASpec | None = None, *, recorder: Recorder | None = None, clock: Clock | None = None,
-                 seed: int = 0, allow_remote: bool = False, reuse_port: bool = False) -> None:
+                 seed: int = 0, allow_remote: bool = False, reuse_port: bool = False,
+                 message_index_cap: int = DEFAULT_MESSAGE_INDEX_CAP) -> None:
         self.spec = spec = spec or MTASpec()
         if not allow_remote and not is_loopback(spec.host):
             raise ValueError(f"fake MTA {spec.name!r}: host {spec.host!r} is not loopback; a fault-injecting SMTP "
@@ -90,7 +127,7 @@ class FakeMTA:
         self._reserved: socket.socket | None = None
         self._started = False
         self._timers: list[asyncio.TimerHandle] = []
-        self.messages: dict[str, dict[str, Any]] = {}
+        self.message_index = MessageIndex(message_index_cap)
         self.replies_by_code: Counter[int] = Counter()
         self.counts: Counter[str] = Counter()
 
@@ -281,9 +318,8 @@ class FakeMTA:
                 data["reason"] = f"{proto.decider}: 250 sent, message never delivered"
             self.recorder.record(event, self.rcpt_corr(rcpt), **data)
         self.counts[f"messages_{kind}"] += len(rcpts)
-        if kind == "accepted" and message_id and len(self.messages) < MAX_REMEMBERED_MESSAGES:
-            self.messages.setdefault(message_id, {"message_id": message_id, "accepted": True,
-                                                  "t_s": self.clock.now(), "ack": ack})
+        if kind == "accepted" and message_id:
+            self.message_index.add(message_id, self.clock.now(), ack)
         if ack == "lost":
             self.counts["acks_lost"] += len(rcpts)
 
@@ -297,7 +333,7 @@ class FakeMTA:
 
     def lookup_message(self, message_id: str) -> dict[str, Any] | None:
         """The delivery status of a Message-ID this MTA accepted (angle brackets optional), or None."""
-        return self.messages.get(message_id.strip().strip("<>"))
+        return self.message_index.get(message_id.strip().strip("<>"))
 
     # --- helpers for sessions -------------------------------------------------------------------
     def rcpt_corr(self, address: str) -> str | None:
