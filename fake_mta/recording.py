@@ -44,3 +44,17 @@ class MemoryRecorder:
 
     def kinds(self) -> list[str]:
         return [e["kind"] for e in self.events]
+
+
+class NullRecorder:
+    """Keeps nothing: for a long-running fleet whose events nobody reads (`maildrill mta` without --events), so
+    its memory does not grow with every message as a MemoryRecorder's would."""
+
+    def __init__(self, source: str = "mta") -> None:
+        self.source = source
+
+    def record(self, kind: str, corr: str | None = None, **data: Scalar) -> None:
+        return None
+
+    def child(self, source: str) -> NullRecorder:
+        return NullRecorder(source)

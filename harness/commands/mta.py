@@ -123,7 +123,11 @@ async def _run(spec: Any, args: argparse.Namespace) -> int:
         spec, held = _reserve_ports(spec)
     if args.worker:  # a sibling's control API: loopback only, reached through the first process's
         spec = spec.model_copy(update={"control": spec.control.model_copy(update={"host": "127.0.0.1", "port": 0})})
-    fleet = Fleet(spec, recorder=writer, clock=clock, seed=args.seed, allow_remote=args.allow_remote,
+    from maildrill.fake_mta.recording import NullRecorder
+
+    # without --events nobody reads the events: keep none (an in-memory list would grow with every message)
+    recorder = writer if writer is not None else NullRecorder()
+    fleet = Fleet(spec, recorder=recorder, clock=clock, seed=args.seed, allow_remote=args.allow_remote,
                   reuse_port=multi)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
