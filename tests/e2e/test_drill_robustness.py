@@ -148,7 +148,7 @@ def test_ctrl_c_stops_everything_promptly(tmp_path: Path) -> None:
     # room for a loaded one and is still far below the 30 s load + 30 s drain the drill had left.
     assert took < 20.0, f"maildrill took {took:.1f} s to stop after SIGINT"
     assert proc.returncode == 3, stderr
-    assert_no_process_left(run_dir, timeout_s=0.5)
+    assert_no_process_left(run_dir, timeout_s=5)  # stragglers of a killed group: a loaded machine reaps late
     m = manifest(run_dir)
     assert m["status"] == "interrupted"
     read = EventStore(run_dir / "events").read()
