@@ -33,6 +33,8 @@ from pathlib import Path
 
 from maildrill.harness.bundled import scenarios_dir
 
+# headline metrics shown beside the thresholded ones (in parentheses: no threshold on them)
+EXTRA = ("retry_amplification", "delivered", "undelivered")
 HARDENED = "sut.command=[python, -m, maildrill.examples.mailer, --profile, hardened]"
 
 
@@ -87,8 +89,9 @@ def run_once(v: Variant, out: Path) -> Outcome:
         run = summary["run"]
         return Outcome("ERROR", wall_s=wall, error=f"status {run['status']}: {run['status_reason']}")
     checks = summary["verdict"]["checks"]
+    extra = {f"({name})": summary["metrics"].get(name) for name in EXTRA}
     return Outcome("PASS" if summary["verdict"]["passed"] else "FAIL",
-                   values={c["threshold"]: c["value"] for c in checks},
+                   values={c["threshold"]: c["value"] for c in checks} | extra,
                    failed=[c["threshold"] for c in checks if not c["passed"]], wall_s=wall)
 
 
@@ -111,7 +114,7 @@ def table(v: Variant, outcomes: list[Outcome]) -> list[str]:
              f"(PASS {counts['PASS']}, FAIL {counts['FAIL']}, ERROR {counts['ERROR']}); "
              f"wall median {statistics.median(o.wall_s for o in outcomes):.0f} s"]
     lines.append(f"  {'metric':34} {'threshold':>12} {'min':>9} {'median':>9} {'max':>9} {'failed':>7}")
-    for name, limit in limits(v).items():
+    for name, limit in [*limits(v).items(), *((f"({m})", "") for m in EXTRA)]:
         values = [o.values.get(name) for o in done]
         nums = [x for x in values if x is not None]
         failed = sum(name in o.failed for o in done)
