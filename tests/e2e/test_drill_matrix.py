@@ -217,7 +217,10 @@ def test_kill_9_of_the_mailer_mid_drill_loses_nothing_and_duplicates_at_most_wha
     reqs = [e for e in events if e.kind == "load.request.completed"]
     accepted = {e.corr for e in reqs if e["ok"]}
     failed = [e for e in reqs if not e["ok"]]
-    assert len(reqs) == 60 and failed and all(abs(e["started_t_s"] - t_kill) < 3 for e in failed)
+    # the requests that failed were made while it was down: from just before the kill (under way at it) until
+    # the restarted process was ready (however long a loaded machine took to start it)
+    t_back = [e for e in events if e.kind == "sut.ready"][1].t_s
+    assert len(reqs) == 60 and failed and all(t_kill - 3 < e["started_t_s"] <= t_back for e in failed)
     under_way = {e.corr for e in failed if e["started_t_s"] <= t_kill}
     delivered = {e.corr for e in events if e.kind == "mta.message.accepted"}
     assert accepted <= delivered <= accepted | under_way, (delivered - accepted, under_way)
