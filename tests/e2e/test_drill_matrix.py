@@ -239,10 +239,15 @@ def test_kill_9_of_the_mailer_mid_drill_loses_nothing_and_duplicates_at_most_wha
     assert in_flight and len(in_flight) <= 4  # at most one per worker
     if idempotency:
         assert m["duplicates"] == m["duplicate_messages"] == len(dup) == 0
-    else:  # the crash cost duplicates, and maildrill counts exactly them: each one a message in flight at the kill
-        assert 1 <= m["duplicates"] == m["duplicate_messages"] == len(dup)
-        assert dup <= in_flight, (dup, in_flight)
-        # each stored message's 250 was never sent (the mailer died in the tarpit): counted as after a lost ack
+    else:  # the crash cost duplicates, and maildrill counts exactly them: each one a message being sent at the kill
+        assert 1 <= m["duplicates"] == m["duplicate_messages"] == len(dup) <= 4  # at most one per worker
+        begun = {e.corr for evs in txns.values() if evs[0].t_s < t_kill for e in evs if e.corr}
+        assert dup <= begun, (dup, begun)
+        # A stored message whose 250 was never sent (the mailer died in the tarpit) is a lost ack, and its resend
+        # is counted as after one. (A message whose 250 did go out just before the kill, but which the mailer
+        # died before marking sent, is a duplicate too: the race between a reply and its commit, which a loaded
+        # machine widens; its ack was not lost.)
         lost = {e.corr for e in events if e.kind == "mta.message.ack_lost"}
-        assert dup <= lost and m["duplicates_after_lost_ack"] == m["duplicates"]
+        assert dup & in_flight <= lost, (dup, in_flight, lost)
+        assert m["duplicates_after_lost_ack"] == len(dup & lost)
     assert code == 0  # no thresholds: the numbers above are the verdict
