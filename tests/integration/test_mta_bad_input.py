@@ -145,7 +145,7 @@ def test_a_client_that_disconnects_at_every_step(reset: bool):
         port = fleet["m"].port
         for upto in range(len(STEPS)):
             _walk(port, upto, reset=reset)
-            fleet.wait_for(lambda evs, n=upto + 1: sum(e["kind"] == "mta.connection.closed" for e in evs) >= n, 10,
+            fleet.wait_for(lambda evs, n=upto + 1: sum(e["kind"] == "mta.connection.closed" for e in evs) >= n, 30,
                            what=f"close after step {STEPS[upto][0]}")
         closed = [(e["conn"], e["by"], e["reason"]) for e in fleet.events(kind="mta.connection.closed")]
         still_serves(fleet)

@@ -43,7 +43,7 @@ def session_events(fleet: FleetThread) -> list[dict[str, Any]]:
 
 
 def wait_closed(fleet: FleetThread, n: int) -> list[dict[str, Any]]:
-    fleet.wait_for(lambda evs: sum(e["kind"] == "mta.connection.closed" for e in evs) >= n, 10,
+    fleet.wait_for(lambda evs: sum(e["kind"] == "mta.connection.closed" for e in evs) >= n, 30,
                    what=f"{n} closed connections")
     return session_events(fleet)
 
@@ -336,7 +336,7 @@ def test_tarpit_at_the_dot_stores_first_and_a_client_that_gives_up_leaves_the_me
             c.cmd("RCPT TO:<u1@users.drill.test>")
             c.cmd("DATA")
             c.sock.sendall(MSG + b".\r\n")
-            fleet.wait_for(lambda evs: any(e["kind"] == "mta.message.accepted" for e in evs), 10,
+            fleet.wait_for(lambda evs: any(e["kind"] == "mta.message.accepted" for e in evs), 30,
                            what="the message stored before its 250")
         evs = wait_closed(fleet, 1)  # the client hung up inside the tarpit
     assert [e["kind"] for e in evs] == [

@@ -76,7 +76,7 @@ def test_message_status_lookup_is_the_fake_vendors_delivery_api():
     with fleet_of(MTASpec(name="vendor", behaviors=[{"kind": "go_dark", "mode": "lose_ack"}])) as fleet:
         with pytest.raises(smtplib.SMTPServerDisconnected), smtplib.SMTP("127.0.0.1", fleet["vendor"].port) as s:
             s.sendmail("a@app.drill.test", ["u1@users.drill.test"], MSG)
-        fleet.wait_for(lambda evs: any(e["kind"] == "mta.message.accepted" for e in evs), 10, what="accepted")
+        fleet.wait_for(lambda evs: any(e["kind"] == "mta.message.accepted" for e in evs), 30, what="accepted")
         t_s = fleet.events(kind="mta.message.accepted")[0]["t_s"]
         status, body = call(f"{fleet.control_url}/mtas/vendor/messages/otp-9@app.drill.test")
         assert status == 200
@@ -95,7 +95,7 @@ def test_metrics_in_prometheus_text_format():
             s.sendmail("x@app.drill.test", ["u1@users.drill.test"], MSG)
         with smtplib.SMTP("127.0.0.1", fleet["b"].port) as s, pytest.raises(smtplib.SMTPRecipientsRefused):
             s.sendmail("x@app.drill.test", ["u1@users.drill.test"], MSG)
-        fleet.wait_for(lambda evs: sum(e["kind"] == "mta.connection.closed" for e in evs) == 2, 10, what="closes")
+        fleet.wait_for(lambda evs: sum(e["kind"] == "mta.connection.closed" for e in evs) == 2, 30, what="closes")
         status, text = call(f"{fleet.control_url}/metrics")
     assert status == 200
     samples = [line for line in text.splitlines() if not line.startswith("#")]
@@ -134,7 +134,7 @@ def test_non_loopback_needs_allow_remote_and_then_a_generated_token():
 def test_timeline_switches_behaviours_at_their_times():
     phases = [{"at_s": 0.2, "behaviors": [{"kind": "tempfail", "code": 452}]}, {"at_s": 0.4, "behaviors": []}]
     with fleet_of(MTASpec(name="a", timeline=phases)) as fleet:
-        evs = fleet.wait_for(lambda evs: len([e for e in evs if e["kind"] == "mta.behaviors.changed"]) == 2, 10,
+        evs = fleet.wait_for(lambda evs: len([e for e in evs if e["kind"] == "mta.behaviors.changed"]) == 2, 30,
                              what="two timeline phases")
         changes = [(e["by"], json.loads(e["behaviors"])) for e in evs if e["kind"] == "mta.behaviors.changed"]
         opened = next(e["t_s"] for e in evs if e["kind"] == "mta.listener.opened")

@@ -28,7 +28,7 @@ def start_data(c: WireClient) -> None:
 
 
 def closes(fleet: FleetThread, n: int = 1) -> list[dict[str, Any]]:
-    evs = fleet.wait_for(lambda evs: sum(e["kind"] == "mta.connection.closed" for e in evs) >= n, 10,
+    evs = fleet.wait_for(lambda evs: sum(e["kind"] == "mta.connection.closed" for e in evs) >= n, 30,
                          what="connection closed")
     return [{k: e[k] for k in ("by", "reason")} for e in evs if e["kind"] == "mta.connection.closed"]
 
@@ -39,7 +39,7 @@ def test_lose_ack_stores_once_per_data_and_the_client_never_sees_250():
         c.send(MSG + b".")
         assert c.reply() == []  # no 250: the server closed
         assert c.closed_by_server()
-        evs = fleet.wait_for(lambda evs: evs[-1]["kind"] == "mta.connection.closed", 10, what="close")
+        evs = fleet.wait_for(lambda evs: evs[-1]["kind"] == "mta.connection.closed", 30, what="close")
     tail = without_times(evs)[-3:]
     assert tail == [
         {"kind": "mta.reply.sent", "corr": "u1", "conn": 1, "txn": 1, "verb": "DATA", "code": 354, "enhanced": None,
@@ -72,7 +72,7 @@ def test_lose_ack_with_a_retrying_client_makes_a_duplicate_the_events_show():
             return outcomes
 
         assert asyncio.run(send_with_retry()) == ["disconnected", "250"]
-        evs = fleet.wait_for(lambda evs: sum(e["kind"] == "mta.connection.closed" for e in evs) >= 2, 10,
+        evs = fleet.wait_for(lambda evs: sum(e["kind"] == "mta.connection.closed" for e in evs) >= 2, 30,
                              what="both connections closed")
     accepted = [(e["corr"], e["conn"], e["message_id"], e["ack"]) for e in evs if e["kind"] == "mta.message.accepted"]
     assert accepted == [("u1", 1, "otp-1@app.drill.test", "lost"), ("u1", 2, "otp-1@app.drill.test", "sent")]

@@ -20,7 +20,7 @@ def test_fake_mta_accepts_and_records_every_message(fake_mta, mail_events) -> No
     send(fake_mta.host, fake_mta.port, "u000001@users.drill.test")
     send(fake_mta.host, fake_mta.port, "u000002@users.drill.test")
     assert [(e.corr, e["ack"]) for e in fake_mta.accepted()] == [("u000001", "sent"), ("u000002", "sent")]
-    mail_events.wait_for(lambda evs: sum(e.kind == "mta.connection.closed" for e in evs) == 2, 5)
+    mail_events.wait_for(lambda evs: sum(e.kind == "mta.connection.closed" for e in evs) == 2, 30)
     maildrill.assert_no_duplicates(mail_events)
 
 

@@ -69,7 +69,7 @@ def test_timeline_fires_records_and_undoes(tmp_path: Path) -> None:
 
     async def go() -> None:
         timeline.start(clock.now())
-        await asyncio.wait_for(_until(lambda: len(proxy.calls) == 3 and len(mta.calls) == 2), 10)
+        await asyncio.wait_for(_until(lambda: len(proxy.calls) == 3 and len(mta.calls) == 2), 30)
         assert timeline.active == {2: "proxy/p1 disable"}
         await timeline.stop()
 
@@ -105,7 +105,7 @@ def test_timeline_failure_is_recorded_as_degraded(tmp_path: Path) -> None:
 
     async def go() -> None:
         timeline.start(clock.now())
-        await asyncio.wait_for(_until(lambda: degraded), 10)
+        await asyncio.wait_for(_until(lambda: degraded), 30)
 
     asyncio.run(go())
     assert degraded == [("timeline",
