@@ -46,13 +46,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/analysis_scale.py
 	$(PY) benchmarks/scale_out.py
 
-# Optional outside components. Tests that need them skip with the reason when they are absent.
+# Optional outside components. Tests that need them skip with the reason when they are absent (fail when CI is set).
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq; \
 		for pkg in postfix socat redis-server chromium; do \
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null \
-			|| echo "system-deps: could not install $$pkg; the tests that need it will skip, saying so"; \
+			|| echo "system-deps: could not install $$pkg; the tests that need it will skip, saying so (fail when CI is set)"; \
 		done; \
 	else echo "system-deps: needs root and apt-get; install postfix, socat, redis-server and chromium yourself"; fi
 
