@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 WINDOW_COLORS = ("#f4a261", "#e76f51", "#2a9d8f", "#8ab17d", "#b5838d", "#6d597a")
 BLUE, ORANGE, GREEN, RED, GREY = "#1d4e89", "#f4a261", "#2a9d8f", "#c0392b", "#7f8c8d"
+FLAKY = "#a85d00"
 
 
 def _figure(height: float = 4.0) -> Figure:
@@ -279,7 +280,7 @@ def stability(st: Stability) -> Figure:
         ax.set_xticks(xs)
         ax.set_xlim(0.5, st.runs + 0.5)
         ax.set_xlabel("run", fontsize=8)
-        color = GREEN if c.outcome.value == "pass" else RED if c.outcome.value == "fail" else ORANGE
+        color = GREEN if c.outcome.value == "pass" else RED if c.outcome.value == "fail" else FLAKY
         ax.set_title(f"{c.threshold}\n{c.label}", fontsize=9, color=color)
         ax.tick_params(labelsize=8)
         ax.legend(fontsize=7, loc="best")

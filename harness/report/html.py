@@ -149,8 +149,9 @@ def html_repeat_report(rs: RepeatSet, png: bytes) -> str:
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8>"
              f"<meta name=viewport content='width=device-width,initial-scale=1'>"
              f"<title>{title}</title><style>{CSS}{REPEAT_CSS}</style></head><body><main>"]
+    why = st.summary_lines()[0].partition(": ")[2]  # the head without the label the h1 shows
     parts.append(f"<div class='verdict {outcome}' id=verdict><h1>{escape(st.label.upper())} — "
-                 f"{escape(rs.scenario_name)}, {st.runs} runs</h1><p>{escape(st.summary_lines()[0])}</p>")
+                 f"{escape(rs.scenario_name)}, {st.runs} runs</h1><p>{escape(why)}</p>")
     bad = [c for c in st.checks if c.outcome is not Outcome.PASS]
     if bad:
         parts.append("<ul>" + "".join(f"<li><code style='background:rgba(255,255,255,.2);color:#fff'>"
@@ -181,19 +182,23 @@ def html_repeat_report(rs: RepeatSet, png: bytes) -> str:
                      f"src='data:image/png;base64,{data}'><figcaption>Each run's value against each threshold: "
                      "green held, red failed, a cross at the top was not measured; dashed the limits, blue the "
                      "statistic a threshold is judged on (figures/stability.png)</figcaption></figure>")
-    parts.append("<h2>Runs</h2><table><tr><th>#</th><th>run</th><th>seed</th><th>status</th><th>verdict</th>"
-                 + "".join(f"<th><code>{escape(c.threshold)}</code></th>" for c in st.checks) + "</tr>")
+    parts.append("<h2>Runs</h2><table><tr><th>#</th><th>run</th><th>seed</th><th>status</th><th>verdict</th></tr>")
     for i, m in enumerate(rs.members):
         link = escape(f"{os.path.relpath(m.path, rs.path)}/report.html")
-        cells = []
-        for c in st.checks:
-            unit = METRICS[c.metric].unit if c.metric in METRICS else ""
-            cells.append(f"<td class='num{'' if c.passed_runs[i] else ' bad'}'>{_v(c.values[i], unit, c.metric)}</td>")
         parts.append(f"<tr><td class=num>{i + 1}</td><td><a href='{link}'>{escape(m.run_id)}</a></td>"
                      f"<td class=num>{escape(str(m.seed))}</td><td>{escape(str(m.summary['run']['status']))}</td>"
-                     f"<td class={'ok' if m.passed else 'bad'}>{'PASS' if m.passed else 'FAIL'}</td>"
-                     + "".join(cells) + "</tr>")
+                     f"<td class={'ok' if m.passed else 'bad'}>{'PASS' if m.passed else 'FAIL'}</td></tr>")
     parts.append("</table>")
+    if st.checks:
+        parts.append("<h2>Each run's value</h2><table><tr><th>threshold</th>"
+                     + "".join(f"<th>run {i + 1}</th>" for i in range(st.runs)) + "</tr>")
+        for c in st.checks:
+            unit = METRICS[c.metric].unit if c.metric in METRICS else ""
+            parts.append(f"<tr><td><code>{escape(c.threshold)}</code></td>" + "".join(
+                f"<td class='num{'' if ok else ' bad'}'>{_v(v, unit, c.metric)}</td>"
+                for v, ok in zip(c.values, c.passed_runs, strict=True)) + "</tr>")
+        parts.append("</table><p class=meta>Red: the run's own check failed (for a threshold judged on a statistic "
+                     "across runs that alone does not fail it).</p>")
     if st.stopped:
         parts.append(f"<div class=warn>Stopped after {st.runs} of {st.runs_requested} runs: {escape(st.stopped)}</div>")
     if rec.get("reproduce"):
