@@ -276,7 +276,8 @@ def stability(st: Stability) -> Figure:
                 ax.axhline(limit, color=GREY, linestyle="--", linewidth=1.2, label=f"{name} {limit:g}")
         if c.over is not None and c.statistic is not None:
             ax.axhline(c.statistic, color=BLUE, linewidth=1.4, label=f"{c.over} {c.statistic:.3g}")
-        ax.set_ylim(lo - pad, top + pad * 0.6)
+        bottom = lo - pad if lo < 0 else max(lo - pad, -(top - lo) * 0.08)  # counts and ratios: hardly below 0
+        ax.set_ylim(bottom, top + pad * 0.6)
         ax.set_xticks(xs)
         ax.set_xlim(0.5, st.runs + 0.5)
         ax.set_xlabel("run", fontsize=8)

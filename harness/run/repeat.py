@@ -77,7 +77,9 @@ def run_repeats(scenario: Scenario, options: RunOptions, *, repeat: int, same_se
             for line in result.summary:
                 print(f"  {line}", file=out)
             if result.status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
-                stopped = f"run {i + 1} (seed {s}) {result.status.value}: {result.reason or result.status.value}"
+                why = result.reason or ""
+                why = why if why.startswith(result.status.value) else f"{result.status.value}: {why}".rstrip(": ")
+                stopped = f"run {i + 1} (seed {s}) {why}"
                 break
     except KeyboardInterrupt:
         stopped = f"interrupted (Ctrl-C) after {len(members)} run(s)"
