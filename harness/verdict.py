@@ -4,6 +4,10 @@ A threshold is a scenario entry ``name: {max: x}`` / ``{min: x}`` (or both), whe
 from `maildrill.harness.analysis.METRICS`, optionally narrowed to a class or an MTA: ``latency_p99_s[otp]``,
 ``duplicates[backup]``. A metric that could not be measured (null) fails its threshold: a drill that
 could not show the property holds has not shown it. A run that did not complete cannot pass.
+
+Across the N runs of `maildrill run --repeat N`, `evaluate_repeats` turns the runs' own checks into a stability
+verdict: per threshold stable pass, stable fail or flaky (k of N passed), or, for a threshold with
+``over: min|median|mean|p90|max``, pass/fail of that statistic across the runs (`over` plays no part in one run).
 """
 
 from __future__ import annotations

@@ -44,8 +44,11 @@ def main(args: argparse.Namespace) -> int:
 
     if args.workers < 0 or args.workers > 64:
         raise UsageError(f"--workers {args.workers}: must be 0 (one process) to 64")
-    if args.repeat is not None and not 1 <= args.repeat <= 1000:
-        raise UsageError(f"--repeat {args.repeat}: must be 1 to 1000 (the number of runs)")
+    if args.repeat is not None:
+        from maildrill.harness.run.repeat import MAX_REPEAT
+
+        if not 1 <= args.repeat <= MAX_REPEAT:
+            raise UsageError(f"--repeat {args.repeat}: must be 1 to {MAX_REPEAT} (the number of runs)")
     if args.same_seed and args.repeat is None:
         raise UsageError("--same-seed needs --repeat N (it sets the seed of every repeated run)")
     scenario = load_scenario(args.scenario, args.overrides)
