@@ -284,7 +284,7 @@ def stability(st: Stability) -> Figure:
         color = GREEN if c.outcome.value == "pass" else RED if c.outcome.value == "fail" else FLAKY
         ax.set_title(f"{c.threshold}\n{c.label}", fontsize=9, color=color)
         ax.tick_params(labelsize=8)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="best", framealpha=0.5)
     return fig
 
 

@@ -136,7 +136,7 @@ def _scoped_table(title: str, scoped: dict[str, dict[str, object]] | object) -> 
     return "".join(rows)
 
 
-REPEAT_CSS = ".verdict.flaky{background:#a85d00}.flaky{color:#a85d00;font-weight:700}td.bad{background:#fbeaea}"
+REPEAT_CSS = ".verdict.flaky{background:#a85d00}span.flaky{color:#a85d00;font-weight:700}td.bad{background:#fbeaea}"
 _CLASS = {"pass": "ok", "fail": "bad", "flaky": "flaky"}
 
 
