@@ -116,3 +116,13 @@ def test_repeat_flags_are_checked_before_anything_runs() -> None:
     assert run("--same-seed") == (2, "maildrill run: --same-seed needs --repeat N (it sets the seed of every "
                                      "repeated run)")
     assert run("--repeat", "0") == (2, "maildrill run: --repeat 0: must be 1 to 1000 (the number of runs)")
+
+
+def test_compare_refuses_a_repeat_set_with_the_way_out(tmp_path: Path) -> None:
+    combined = make_set(tmp_path, ("completed",))
+    p = subprocess.run([sys.executable, "-m", "maildrill", "compare", str(combined),
+                        str(tmp_path / "20261124-120000-demo-s1")], capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert (p.returncode, p.stderr.strip()) == (2, (
+        f"maildrill compare: {combined}: a repeat set (the combined directory of `maildrill run --repeat N`), not one "
+        "run; give one of its member runs, named in its repeat.json, or open its report.html"))
