@@ -182,6 +182,15 @@ def html_repeat_report(rs: RepeatSet, png: bytes) -> str:
                      f"src='data:image/png;base64,{data}'><figcaption>Each run's value against each threshold: "
                      "green held, red failed, a cross at the top was not measured; dashed the limits, blue the "
                      "statistic a threshold is judged on (figures/stability.png)</figcaption></figure>")
+    spreads = rs.spreads()
+    if spreads:
+        parts.append(f"<h2>Headline metrics across {st.runs} runs</h2><table><tr><th>metric</th><th>min</th>"
+                     "<th>median</th><th>max</th></tr>")
+        for name, sp in spreads.items():
+            unit = METRICS[name].unit
+            parts.append(f"<tr><td><code>{name}</code></td>" + "".join(
+                f"<td class=num>{_v(v, unit, name)}</td>" for v in (sp.min, sp.median, sp.max)) + "</tr>")
+        parts.append("</table>")
     parts.append("<h2>Runs</h2><table><tr><th>#</th><th>run</th><th>seed</th><th>status</th><th>verdict</th></tr>")
     for i, m in enumerate(rs.members):
         link = escape(f"{os.path.relpath(m.path, rs.path)}/report.html")

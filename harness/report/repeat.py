@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from maildrill.harness.errors import UsageError
-from maildrill.harness.verdict import Check, Member, Stability, evaluate_repeats
+from maildrill.harness.verdict import Check, Member, Spread, Stability, evaluate_repeats, statistic
 
 REPEAT_FILE = "repeat.json"
 SCHEMA = "maildrill.repeat"
@@ -91,6 +91,20 @@ class RepeatSet:
     @property
     def seeds(self) -> list[int | None]:
         return [m.seed for m in self.members]
+
+    def spreads(self) -> dict[str, Spread]:
+        """min / median / max across the runs of every headline metric (thresholded or not) the runs measured;
+        nulls rank on the bad side of the metric (above for lower-is-better ones)."""
+        from maildrill.harness.analysis import METRICS
+        from maildrill.harness.report.summary import HEADLINE
+
+        out: dict[str, Spread] = {}
+        for name in HEADLINE:
+            values = [m.summary["metrics"].get(name) for m in self.members if name in m.summary.get("metrics", {})]
+            if values and len(values) == len(self.members):
+                high = METRICS[name].better != "higher"
+                out[name] = Spread(*(statistic(s, values, nulls_high=high) for s in ("min", "median", "max")))
+        return out
 
 
 def _member_summary(path: Path, *, rebuild: bool) -> dict[str, Any]:

@@ -59,7 +59,8 @@ REPEAT_VERSION = 1
 
 def repeat_summary(rs: RepeatSet) -> dict[str, Any]:
     """The combined summary.json of a repeat set: the stability verdict, each threshold across the runs (every
-    run's value and result, min / median / max, the `over` statistic), and the member runs."""
+    run's value and result, min / median / max, the `over` statistic), min / median / max of the headline metrics,
+    and the member runs."""
     st = rs.stability
     rec = rs.record
     return _clean({
@@ -78,6 +79,7 @@ def repeat_summary(rs: RepeatSet) -> dict[str, Any]:
                                 "reason": c.reason, "values": list(c.values), "passed_runs": list(c.passed_runs),
                                 "runs_passed": c.runs_passed, "spread": asdict(c.spread), "statistic": c.statistic}
                                for c in st.checks]},
+        "metrics": {name: asdict(sp) for name, sp in rs.spreads().items()},
         "members": [{"run_id": m.run_id, "path": str(os.path.relpath(m.path, rs.path)), "seed": m.seed,
                      "status": m.summary["run"]["status"], "passed": m.passed} for m in rs.members],
     })

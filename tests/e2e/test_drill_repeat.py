@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from maildrill.harness.load.plan import pick_class
+from maildrill.harness.report.summary import HEADLINE
 from maildrill.harness.scenario import parse_scenario_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +90,17 @@ def test_repeat_3_writes_member_runs_and_a_combined_stability_verdict(tmp_path: 
     assert [s["metrics"]["delivered"] for s in subs] == [8, 8, 8]
 
     summary = json.loads((combined / "summary.json").read_text())
-    assert summary["schema"] == "maildrill.repeat.summary"
+    assert (summary["schema"], summary["version"]) == ("maildrill.repeat.summary", 1)
+    assert list(summary) == ["schema", "version", "repeat", "verdict", "metrics", "members"]
+    spreads = {}
+    for name in HEADLINE:
+        values = [s["metrics"][name] for s in subs]
+        if all(v is None for v in values):  # e.g. retry_sync_index: no retries in this drill
+            spreads[name] = {"min": None, "median": None, "max": None}
+        else:
+            spreads[name] = {"min": min(values), "median": statistics.median(values), "max": max(values)}
+    assert summary["metrics"] == spreads
+    assert summary["metrics"]["messages_requested"] == {"min": 8, "median": 8, "max": 8}
     assert summary["repeat"] == {
         "repeat_id": combined.name, "scenario": "repeat-tiny", "description": "", "scenario_file": str(scenario),
         "runs_requested": 3, "runs": 3, "same_seed": False, "seeds": [1, 2, 3], "started_at": record["started_at"],

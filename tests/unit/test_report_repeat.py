@@ -47,6 +47,9 @@ def test_the_combined_reports_of_a_set_with_a_degraded_run(tmp_path: Path) -> No
         ("latency_p99_s[otp]", "pass on median", [2.5003] * 3, {"min": 2.5003, "median": 2.5003, "max": 2.5003},
          2.5003)]
     assert verdict["summary"] == rs.stability.summary_lines()
+    assert {k: summary["metrics"][k] for k in ("delivered", "duplicates", "retry_amplification")} == {
+        "delivered": {"min": 3, "median": 3, "max": 3}, "duplicates": {"min": 1, "median": 1, "max": 1},
+        "retry_amplification": {"min": 1.75, "median": 1.75, "max": 1.75}}
     assert verdict["summary"][0] == ("STABLE FAIL: 1 of 3 thresholds failed; 2 of 3 runs completed (1 degraded)")
     assert [(m["run_id"], m["path"], m["seed"], m["status"]) for m in summary["members"]] == [
         ("20261124-120000-demo-s1", "../20261124-120000-demo-s1", 1, "completed"),
