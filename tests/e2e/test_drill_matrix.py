@@ -79,6 +79,8 @@ def test_retry_5xx_is_measured_as_exactly_the_bounced_messages_it_retried(tmp_pa
     assert len(bounced) == 6
 
     code, run_dir, naive = drill(tmp_path / "naive", scenario, mailer("--profile", "naive", "--max-attempts", "3"))
+    # the drill handed its seed to the SUT (MAILDRILL_SEED), and the mailer drew its jitter from it
+    assert re.search(r"^mailer: listening on .* seed=5$", (run_dir / "sut" / "stdout.log").read_text(), re.M)
     assert naive["metrics"]["permanent_failures_retried"] == len(bounced)
     assert (naive["metrics"]["messages_requested"], naive["metrics"]["delivered"]) == (30, 24)
     assert code == 1 and failed_checks(naive) == {"permanent_failures_retried"}
