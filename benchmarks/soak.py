@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -219,6 +220,7 @@ def main() -> int:
               flush=True)
         for f in events.glob("*.jsonl"):
             f.unlink()
+    shutil.rmtree(base, ignore_errors=True)
     print("\nRSS flat within 20 % after the warm-up on every leg" if all_flat else "\nRSS NOT flat on some leg")
     return 0 if all_flat else 1
 

@@ -161,13 +161,13 @@ def test_priority_lanes_keep_otps_within_their_ttl_while_newsletters_back_up(tmp
 def test_fixed_interval_retries_synchronise_and_jittered_backoff_does_not(tmp_path: Path) -> None:
     """The demo's drill as `make demo` runs it: the naive mailer storms, the hardened one drains. The bounds are
     those of benchmarks/verdict_stability.py with margin (10 runs each beside a CPU hog: hardened
-    retry_sync_index <= 0.27; naive 1.0, down to 0.81 with a second drill and two soaks running as well —
-    scheduling delays smear lock-step retries; the drill's own thresholds state theirs)."""
+    retry_sync_index <= 0.27; naive 1.0 beside one hog, down to 0.62 at a load average of 20 — scheduling
+    delays smear lock-step retries; the drill's own thresholds state theirs)."""
     scenario = SCENARIOS / "throttle-421-storm.yaml"
     code, _, naive = drill(tmp_path / "naive", scenario)
     code_h, _, hardened = drill(tmp_path / "hardened", scenario, mailer("--profile", "hardened"))
     n, h = naive["metrics"], hardened["metrics"]
-    assert n["retry_sync_index"] >= 0.6 and h["retry_sync_index"] <= 0.4  # either side of the threshold's 0.5
+    assert n["retry_sync_index"] > 0.5 and h["retry_sync_index"] <= 0.4  # either side of the threshold's 0.5
     assert n["retry_amplification"] > 3 * h["retry_amplification"]
     assert code == 1 and {"retry_sync_index", "otp_expired_ratio[otp]", "drain_s"} <= failed_checks(naive)
     assert code_h == 0, hardened["verdict"]
