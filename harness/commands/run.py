@@ -10,7 +10,8 @@ HELP = "run a drill: fake MTAs, fault proxy, SUT, Locust load and the fault time
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenario", metavar="SCENARIO", help="the scenario YAML file")
+    parser.add_argument("scenario", metavar="SCENARIO",
+                        help="a scenario YAML file, or the name of a bundled drill (`maildrill scenarios`)")
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                         help="override one scenario value (YAML), e.g. --set load.shape.peak_rps=50 or "
@@ -39,7 +40,9 @@ def main(args: argparse.Namespace) -> int:
 
     if args.workers < 0 or args.workers > 64:
         raise UsageError(f"--workers {args.workers}: must be 0 (one process) to 64")
-    scenario = load_scenario(args.scenario, args.overrides)
+    from maildrill.harness.bundled import resolve_scenario
+
+    scenario = load_scenario(resolve_scenario(args.scenario), args.overrides)
     if args.compose or args.toxiproxy_server:
         import contextlib
         import os

@@ -373,4 +373,6 @@ def run_drill(scenario: Scenario, options: RunOptions) -> RunResult:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
-    return asyncio.run(main())
+    from maildrill.harness import aio
+
+    return aio.run(main())
