@@ -203,7 +203,9 @@ def drill(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             data = apply_overrides(json.loads(json.dumps(scenario)), overrides) if overrides else scenario
             parsed, source = parse_scenario(data, source="(in-test scenario)"), None
         else:
-            parsed, source = load_scenario(scenario, overrides), str(scenario)
+            from maildrill.harness.bundled import resolve_scenario
+
+            parsed, source = load_scenario(resolve_scenario(scenario), overrides), str(scenario)
         keep = request.config.getoption("--maildrill-keep-runs")
         out = Path("reports") if keep else tmp_path_factory.mktemp("maildrill-runs")
         opts = RunOptions(seed=seed if seed is not None else request.config.getoption("--maildrill-seed"),
