@@ -1,8 +1,10 @@
 """The `maildrill` command: the only reader of argv; maps errors to exit codes (see harness/errors.py).
 
 Each subcommand lives in `harness/commands/<name>.py` with ``HELP``, ``configure(parser)`` and
-``main(args) -> int``. Command modules keep their top-level imports light: this module imports all
-of them to build the parser, and `maildrill validate` must start fast.
+``main(args) -> int``; one with ``PASSTHROUGH = True`` gets every later argument unparsed through
+``run(argv) -> int`` (`maildrill mailer --help` is the mailer's help). Command modules keep their
+top-level imports light: this module imports all of them to build the parser, and `maildrill validate`
+must start fast.
 """
 
 from __future__ import annotations

@@ -111,6 +111,22 @@ maildrill mailer --help > "$WORK/out.txt"
 head -1 "$WORK/out.txt" | grep -q "^usage: python -m maildrill.examples.mailer" || fail "maildrill mailer --help"
 echo "maildrill mailer --help: ok"
 
+step "maildrill mta and maildrill proxy serve on uvloop from the install"
+python - <<'PY'
+import signal, subprocess, sys
+for cmd, ready in ((["maildrill", "mta", "--port", "0"], "maildrill mta: ready ("),
+                   (["maildrill", "proxy", "--port", "0"], "ready (")):
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = next((ln for ln in proc.stdout if ln.startswith(ready)), "")  # ends at EOF if it dies
+        assert line.startswith(ready + "uvloop;"), (cmd, line, proc.poll())
+        print(f"$ {' '.join(cmd)}: {line.strip()}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, (cmd, proc.returncode, err)
+PY
+
 step "maildrill init + maildrill validate"
 show maildrill init
 show maildrill validate drills/my-app.yaml
@@ -197,3 +213,9 @@ PY
 set +e; show python -m pytest -q -p no:cacheprovider tests 2>&1 | tee "$WORK/pytest.txt"; code=${PIPESTATUS[0]}; set -e
 [ "$code" = 0 ] || fail "pytest in the scratch project exited $code"
 grep -Eq "^4 passed in " "$WORK/pytest.txt" || fail "expected exactly '4 passed' from the scratch project's pytest"
+
+step "the sample CI suite from the install (pytest --pyargs maildrill.examples.ci)"
+set +e; show python -m pytest -q -p no:cacheprovider --pyargs maildrill.examples.ci 2>&1 | tee "$WORK/pytest.txt"
+code=${PIPESTATUS[0]}; set -e
+[ "$code" = 0 ] || fail "pytest --pyargs maildrill.examples.ci exited $code"
+grep -Eq "^6 passed, 3 xfailed in " "$WORK/pytest.txt" || fail "expected '6 passed, 3 xfailed' from the sample suite"
