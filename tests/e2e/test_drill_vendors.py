@@ -54,14 +54,18 @@ thresholds:
 """
 
 
-def test_sendgrid_primary_loses_responses_and_the_ses_backup_duplicates_exactly_those(tmp_path: Path) -> None:
+def drill(tmp_path: Path, text: str) -> tuple[subprocess.CompletedProcess[str], Path, str]:
     scenario = tmp_path / "api-failover.yaml"
-    scenario.write_text(SCENARIO.replace("SUT_API_APP", str(SUT_API_APP)))
+    scenario.write_text(text.replace("SUT_API_APP", str(SUT_API_APP)))
     out = tmp_path / "reports"
     proc = subprocess.run([sys.executable, "-m", "maildrill", "run", str(scenario), "--out", str(out), "--quiet"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     run_dir = next(d for d in out.iterdir() if d.is_dir() and (d / "manifest.json").exists())
-    sut_log = (run_dir / "sut" / "stderr.log").read_text()
+    return proc, run_dir, (run_dir / "sut" / "stderr.log").read_text()
+
+
+def test_sendgrid_primary_loses_responses_and_the_ses_backup_duplicates_exactly_those(tmp_path: Path) -> None:
+    proc, run_dir, sut_log = drill(tmp_path, SCENARIO)
     # exit 1: the thresholds held the duplicates at the backup to 0, and there are 10
     assert proc.returncode == 1, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}\n{sut_log[-3000:]}"
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "completed"
@@ -111,3 +115,35 @@ def test_sendgrid_primary_loses_responses_and_the_ses_backup_duplicates_exactly_
     assert checks == {"delivered[primary]": (30, True), "duplicates[backup]": (10, False)}
     assert [(w["target"], w["what"]) for w in summary["windows"]] == [("vendor/primary",
                                                                       "set go_dark(lose_response)")]
+
+
+PROXIED = SCENARIO.replace("""timeline:
+  - {at_s: 4.5, vendor: primary, set: [{kind: go_dark, mode: lose_response}], for_s: 7}""", """proxies:
+  - {name: to-sendgrid, upstream: primary}
+timeline:
+  - {at_s: 4.5, proxy: to-sendgrid, enabled: false, for_s: 7}""").replace("delivered[primary]: {min: 30}",
+                                                                         "delivered[primary]: {min: 20}")
+
+
+def test_a_proxy_in_front_of_the_primary_refuses_and_the_backup_takes_exactly_that_burst(tmp_path: Path) -> None:
+    """The SUT reaches SendGrid through the fault proxy (MAILDRILL_API_PRIMARY_URL is the proxy's address);
+    disabling the proxy refuses the connection before anything is stored, so failover duplicates nothing."""
+    proc, run_dir, sut_log = drill(tmp_path, PROXIED)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}\n{sut_log[-3000:]}"
+    events = EventStore(run_dir / "events").read().events
+    corrs = [f"u{k:06d}" for k in range(30)]
+    accepted = [e for e in events if e.kind == "mta.message.accepted"]
+    by_vendor = {v: Counter(e.corr for e in accepted if e.source == f"mta/{v}") for v in ("primary", "backup")}
+    assert by_vendor == {"primary": Counter(corrs[:10] + corrs[20:]), "backup": Counter(corrs[10:20])}
+    proxy = [e for e in events if e.kind == "proxy.created"]
+    assert len(proxy) == 1 and proxy[0]["proxy"] == "to-sendgrid"
+    banner = (run_dir / "sut" / "stdout.log").read_text().splitlines()[0]
+    primary_url = banner.split("primary=")[1].split()[0]
+    assert primary_url == f"http://{proxy[0]['listen']}"  # the SDK talks to the proxy, not to the vendor
+    assert sut_log.count(" primary failed: URLError") == 10
+    summary = json.loads((run_dir / "summary.json").read_text())
+    m = summary["metrics"]
+    assert {k: m[k] for k in ("delivered", "undelivered", "attempts_total", "duplicates", "otp_expired")} == {
+        "delivered": 30, "undelivered": 0, "attempts_total": 30, "duplicates": 0, "otp_expired": 0}
+    checks = {c["threshold"]: (c["value"], c["passed"]) for c in summary["verdict"]["checks"]}
+    assert checks == {"delivered[primary]": (20, True), "duplicates[backup]": (0, True)}
