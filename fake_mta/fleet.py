@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import secrets
 import urllib.error
@@ -12,6 +11,7 @@ import urllib.request
 from typing import Any
 
 from aiohttp import web
+from maildrill.fake_mta.apiguard import guards
 from maildrill.fake_mta.clock import Clock, MonotonicClock
 from maildrill.fake_mta.config import FleetSpec, problems_of
 from maildrill.fake_mta.recording import MemoryRecorder, Recorder
@@ -94,7 +94,9 @@ class Fleet:
 
     # --- control API (aiohttp) --------------------------------------------------------------------
     def _app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth_mw, self._errors_mw], client_max_size=1 << 20)
+        # the browser guard (User-Agent Mozilla/ -> 403) and, when a token is set, the bearer check
+        middlewares = [*guards(self.control_token, hint="printed by `maildrill mta` at start"), self._errors_mw]
+        app = web.Application(middlewares=middlewares, client_max_size=1 << 20)
         r = app.router
         r.add_get("/metrics", self._h_metrics)
         for coll in ("mtas", "vendors"):
@@ -105,15 +107,6 @@ class Fleet:
             r.add_post(f"/{coll}/{{name}}/reset", self._h_reset)
             r.add_get(f"/{coll}/{{name}}/messages/{{message_id:.+}}", self._h_message)
         return app
-
-    @web.middleware
-    async def _auth_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self.control_token is not None:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.control_token}".encode()):
-                return _error(401, "missing or wrong bearer token: send 'Authorization: Bearer <token>' "
-                                   "(printed by `maildrill mta` at start)", headers={"WWW-Authenticate": "Bearer"})
-        return await handler(request)
 
     @web.middleware
     async def _errors_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
