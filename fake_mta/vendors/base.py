@@ -562,7 +562,7 @@ class FakeVendor:
             await waiter
             return web.Response(status=204)
         if outcome == "reset":
-            self._close(c, f"{decider}: go_dark reset, connection reset before the response", reset=True)
+            self._close(c, f"{decider}: connection reset before the response (nothing stored)", reset=True)
             return web.Response(status=204)
         if outcome in ("accept", "blackhole", "lose_response"):
             replay = self._replayed(idem, body) if idem is not None else None
@@ -572,7 +572,7 @@ class FakeVendor:
                 if delay:
                     await asyncio.sleep(delay)
                 if outcome == "lose_response":
-                    self._close(c, f"{decider}: go_dark lose_response, connection closed before the response")
+                    self._close(c, f"{decider}: idempotent replay, connection closed before the response")
                     return web.Response(status=204)
                 return self._reply(c, request, replay, mail, api_key, idem, "idempotency", replayed=True)
             ids = [wire.message_id(i) for i in range(len(mail.messages))]
@@ -584,8 +584,7 @@ class FakeVendor:
             if idem is not None:
                 self._idempotency[idem] = (self.clock.now(), body, answer)
             if outcome == "lose_response":
-                self._close(c, f"{decider}: go_dark lose_response, message stored, connection closed "
-                               "before the response")
+                self._close(c, f"{decider}: message stored, connection closed before the response")
                 return web.Response(status=204)
             if delay:
                 await asyncio.sleep(delay)
