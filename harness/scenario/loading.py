@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from maildrill.fake_mta.config import BEHAVIOR_KINDS
+from maildrill.fake_mta.config import BEHAVIOR_KINDS, parse_behaviors, vendor_misfits
 from maildrill.harness.errors import Problem, ScenarioError
 from maildrill.harness.scenario.models import SHAPE_KINDS, Scenario
 from pydantic import ValidationError
@@ -176,10 +176,12 @@ def _cross_problems(data: dict[str, Any]) -> list[Problem]:
         elif isinstance(n, str):
             mta_names.append(n)
     vendor_names: list[str] = []
+    vendor_apis: dict[str, Any] = {}
     for i, v in _items(data, "vendors"):
-        n = v.get("name")
+        n = v.get("name", "vendor")
         if not isinstance(n, str):
             continue
+        vendor_apis.setdefault(n, v.get("api"))
         if n in mta_names:
             out.append(Problem(f"vendors[{i}].name", "an MTA has this name; MTA and vendor names share one "
                                "namespace (events, proxies, thresholds): rename one", n, True))
@@ -218,6 +220,8 @@ def _cross_problems(data: dict[str, Any]) -> list[Problem]:
             hint = " (that is an MTA: write `mta: NAME`)" if vendor in mta_names else ""
             out.append(Problem(f"timeline[{i}].vendor", f"no such vendor; defined: {vendor_names}{hint}", vendor,
                                True))
+        elif isinstance(vendor, str) and vendor_apis.get(vendor) != "ses":
+            out += _api_misfits(f"timeline[{i}].set", a.get("set"), str(vendor_apis.get(vendor)))
         if isinstance(proxy, str) and proxy not in proxy_names:
             out.append(Problem(f"timeline[{i}].proxy", f"no such proxy; defined: {proxy_names}"
                                + ("" if proxy_names else " (add a `proxies:` entry with upstream: <mta or vendor>)"),
@@ -251,6 +255,16 @@ def _cross_problems(data: dict[str, Any]) -> list[Problem]:
     if isinstance(thresholds, dict):
         out += _threshold_problems(thresholds, class_names, mta_names, vendor_names)
     return out
+
+
+def _api_misfits(path: str, items: Any, api: str) -> list[Problem]:
+    """What a vendor action sets that its vendor's `api` does not have (SES's daily quota on another vendor);
+    the rest of the list is checked by the model."""
+    try:
+        specs = parse_behaviors(items)
+    except (ValidationError, TypeError, ValueError):
+        return []  # reported with its path by the model
+    return [Problem(path, m) for m in vendor_misfits(specs, api) if m not in vendor_misfits(specs, "ses")]
 
 
 def _defined(mtas: list[str], vendors: list[str]) -> str:

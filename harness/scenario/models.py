@@ -5,23 +5,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from maildrill.fake_mta.config import NAME_RE, BehaviorSpec, MTASpec
+from maildrill.fake_mta.config import NAME_RE, BehaviorSpec, MTASpec, VendorSpec, mta_misfits, vendor_misfits
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    TypeAdapter,
     ValidationInfo,
-    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
-
-try:
-    from maildrill.fake_mta.config import VendorSpec
-except ImportError:  # until the fake vendors land
-    from maildrill.harness.scenario._vendor_contract import VendorSpec  # type: ignore[assignment]
 
 TOXIC_TYPES = ("latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data")
 SHAPE_KINDS = ("constant", "ramp", "step", "spike", "burst")
@@ -257,12 +250,6 @@ class ToxicSpec(_Frozen):
     name: str | None = None
 
 
-# a vendor's behaviour list is whatever its spec takes (the MTA kinds, with the vendors' go_dark modes)
-VendorBehaviors = VendorSpec.model_fields["behaviors"].annotation
-_MTA_SET: TypeAdapter[list[Any]] = TypeAdapter(list[BehaviorSpec])
-_VENDOR_SET: TypeAdapter[list[Any]] = TypeAdapter(VendorBehaviors)
-
-
 class ActionSpec(_Frozen):
     """One timeline entry: at `at_s` (from the start of the load phase) change an MTA, a vendor or a proxy, or
     crash the SUT (`sut: crash`: kill -9 of the process group maildrill started); with `for_s`, undo it that
@@ -272,19 +259,24 @@ class ActionSpec(_Frozen):
     for_s: float | None = Field(default=None, gt=0)
     mta: str | None = None
     vendor: str | None = None
-    set: list[BehaviorSpec] | VendorBehaviors | None = None  # type: ignore[valid-type]
+    set: list[BehaviorSpec] | None = None
     proxy: str | None = None
     toxic: ToxicSpec | None = None
     enabled: bool | None = None
     sut: Literal["crash"] | None = None
 
-    @field_validator("set", mode="wrap")
+    @field_validator("set")
     @classmethod
-    def _set_for_target(cls, v: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-        """A vendor's behaviours are checked as a vendor's (its go_dark modes), anything else's as an MTA's."""
+    def _set_fits_target(cls, v: list[BehaviorSpec] | None, info: ValidationInfo) -> list[BehaviorSpec] | None:
+        """A vendor's behaviours are checked as an HTTP vendor's (its go_dark modes; what depends on its `api`,
+        such as SES's daily quota, is checked against the named vendor when the file is loaded), anything
+        else's as an MTA's."""
         if v is None:
-            return None
-        return (_VENDOR_SET if info.data.get("vendor") is not None else _MTA_SET).validate_python(v)
+            return v
+        misfits = vendor_misfits(v, "ses") if info.data.get("vendor") is not None else mta_misfits(v)
+        if misfits:
+            raise ValueError("; ".join(misfits))
+        return v
 
     @model_validator(mode="after")
     def _shape(self) -> ActionSpec:
