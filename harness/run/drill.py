@@ -241,11 +241,8 @@ class Drill:
             # last resort: whatever is still running when the stack unwinds is ended by PID
             stack.push_async_callback(lambda: children.stop_all(0.5))
             # fake email-API vendors record beside the MTAs (source mta/<name>, the same event kinds)
-            receivers: dict[str, Any] = {"mtas": list(rt.mtas)}
-            if rt.vendors:
-                receivers["vendors"] = list(rt.vendors)
-            fleet = Fleet(FleetSpec(**receivers), recorder=mta_w, clock=self.clock, seed=self.seed,
-                          control=True, allow_remote=opts.allow_remote)
+            fleet = Fleet(FleetSpec(mtas=list(rt.mtas), vendors=list(rt.vendors)), recorder=mta_w, clock=self.clock,
+                          seed=self.seed, control=True, allow_remote=opts.allow_remote)
             await stack.enter_async_context(fleet)
             proxy = await self._proxies(stack, fleet, proxy_w)
             env = {**origin_env(self.clock), "MAILDRILL_RUN_DIR": str(rd.path.resolve()),
