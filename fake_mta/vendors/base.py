@@ -322,7 +322,10 @@ class FakeVendor:
             await self._serving
         loop = asyncio.get_running_loop()
         for phase in self.spec.timeline:
-            self._timers.append(loop.call_later(phase.at_s, self.set_behaviors, phase.behaviors, by="timeline"))
+            self._timers.append(loop.call_later(phase.at_s, self._phase, phase.behaviors))
+
+    def _phase(self, behaviors: list[BehaviorSpec]) -> None:
+        self.set_behaviors(behaviors, by="timeline")
 
     def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
         return web.BaseRequest(message, payload, protocol, writer, task, asyncio.get_running_loop(),
