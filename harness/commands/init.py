@@ -31,6 +31,8 @@ mtas:
     behaviors:
       - {{kind: throttle, rate_per_s: 10, burst: 10}}   # 421 4.4.5 above 10 messages/s
   # - name: backup             # a second vendor: your app gets MAILDRILL_SMTP_BACKUP_HOST/_PORT
+# Your app sends through an email API (SendGrid, SES, Postmark, Mailgun, Resend) instead of SMTP? Declare
+# fake vendors under `vendors:` and point its SDK at MAILDRILL_API_URL (docs/scenarios.md, `vendors`).
 
 # Your system under test. maildrill starts `command` with these in its environment:
 #   MAILDRILL_SUT_PORT                       the HTTP port your app must listen on
