@@ -122,7 +122,7 @@ def main(args: argparse.Namespace) -> int:
     _check_hosts(spec, args.allow_remote)
     if args.processes < 1:
         raise UsageError(f"--processes {args.processes}: must be >= 1")
-    from maildrill.harness import aio
+    from maildrill.harness import aio  # uvloop when installed: about 2x the fake MTAs' and vendors' throughput
 
     return aio.run(_run(spec, args))
 
