@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make test         ruff + the whole test suite (creates .venv, installs maildrill[dev])"
 	@echo "make test-wheel   the product as users get it: build the wheel, pip install it into a fresh venv, use it (~3 min)"
-	@echo "make demo         the throttle-storm drill against the naive and the hardened mailer, side by side (~3 min; `maildrill demo`)"
+	@echo "make demo         the throttle-storm drill against the naive and the hardened mailer, side by side (~3 min; runs maildrill demo)"
 	@echo "make demo-fleet   the fake MTA fleet alone: every behaviour answering a real SMTP client"
 	@echo "make bench        every benchmark: MTA throughput, proxy overhead, analysis scale, scale-out (make system-deps)"
 	@echo "make system-deps  optional Debian packages for the optional tests/benchmarks (Postfix, socat, Redis, Chromium)"
