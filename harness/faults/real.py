@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -22,13 +23,15 @@ def toxiproxy_server(timeout_s: float = 20.0) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    log = tempfile.TemporaryFile()  # its log, read on failure: a pipe nobody reads would fill and stall it
     proc = subprocess.Popen([binary, "-host", "127.0.0.1", "-port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stderr=log)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace")[-300:] if proc.stderr else ""
+                log.seek(0)
+                err = log.read().decode(errors="replace")[-300:]
                 raise InfrastructureError(f"toxiproxy-server exited with code {proc.returncode}: {err.strip()}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
                 break
@@ -44,5 +47,4 @@ def toxiproxy_server(timeout_s: float = 20.0) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        log.close()
