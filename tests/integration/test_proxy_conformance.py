@@ -85,10 +85,11 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture(params=["embedded", "real"])
+@pytest.fixture(params=["embedded", "embedded-uvloop", "real"])
 def api(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "embedded":
-        with EmbeddedToxiproxyThread(seed=1) as tp:
+    """The embedded proxy on asyncio's loop and on uvloop (what `maildrill proxy` runs), and a real Toxiproxy."""
+    if request.param.startswith("embedded"):
+        with EmbeddedToxiproxyThread(seed=1, uvloop=request.param == "embedded-uvloop") as tp:
             yield tp.url
     else:
         gen = _real_toxiproxy()
@@ -409,6 +410,26 @@ def greeter() -> Iterator[Greeter]:
     g = Greeter(b"220 hello\r\n")
     yield g
     g.close()
+
+
+@pytest.mark.parametrize("toxic", [None, {"type": "latency", "attributes": {"latency": 100}}])
+def test_a_client_that_closes_at_once_closes_the_upstream(api: str, toxic: dict[str, object] | None) -> None:
+    """Connect and close before the proxy has even reached the upstream: the upstream still sees the close."""
+    up = socket.create_server(("127.0.0.1", 0))
+    try:
+        r = requests.post(api + "/proxies", json={"name": "quick", "listen": "127.0.0.1:0",
+                                                  "upstream": f"127.0.0.1:{up.getsockname()[1]}"}, timeout=5)
+        port = int(r.json()["listen"].rsplit(":", 1)[1])
+        if toxic is not None:
+            add(api, toxic, proxy="quick")
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        up.settimeout(5)
+        conn, _ = up.accept()
+        with conn:
+            conn.settimeout(5)
+            assert conn.recv(10) == b""
+    finally:
+        up.close()
 
 
 def test_two_latency_toxics_add_up(api: str, echo: Echo) -> None:
