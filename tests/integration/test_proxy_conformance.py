@@ -706,3 +706,20 @@ def test_allow_remote_requires_the_bearer_token() -> None:
         assert tp.token == "given-token"
         r = requests.get(tp.url + "/version", headers={"Authorization": "Bearer given-token"}, timeout=5)
         assert r.status_code == 200
+
+
+def test_removing_a_timeout_toxic_closes_the_connections_it_was_on(api: str, echo: Echo) -> None:
+    """Toxiproxy's timeout Cleanup closes the stream on removal, whether or not the toxicity draw first it."""
+    port = make_proxy(api, echo)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as first, \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as second:
+        for s in (first, second):
+            s.sendall(b"1")
+            assert s.recv(10) == b"1"
+        add(api, {"name": "t", "type": "timeout", "toxicity": 0.0, "attributes": {"timeout": 0}})
+        for s in (first, second):
+            s.sendall(b"2")
+            assert s.recv(10) == b"2"  # toxicity 0: the echo passes
+        assert requests.delete(api + "/proxies/echo/toxics/t", timeout=5).status_code == 204
+        assert read_to_eof(first)[0] == b"" and read_to_eof(second)[0] == b""
+    assert roundtrip(port)[0] == b"hello\n"  # new connections are fine
