@@ -7,8 +7,9 @@ driven alike by Postfix's `smtp-source` at 1 and 20 sessions.
 Two upstreams: maildrill's fake MTA, and Postfix's `smtp-sink` (faster, so a relay's own cost shows more).
 Needs `smtp-source` and `smtp-sink` (apt-get install postfix) and `socat` (apt-get install socat) — `make
 system-deps`. Prints msgs/s per path, each relay's ratio to direct, and the latency it adds per message
-(1/rate_relay - 1/rate_direct). Targets: the embedded proxy at least as fast as a real Toxiproxy on every row,
-and >= 0.8x direct against the fake MTA at 20 sessions.
+(1/rate_relay - 1/rate_direct), and each relay's own CPU time per message (from /proc: the figure that
+holds when other work shares the machine). Targets: the embedded proxy at least as fast as a real
+Toxiproxy on every row, and >= 0.8x direct against the fake MTA at 20 sessions.
 """
 
 from __future__ import annotations
@@ -53,10 +54,20 @@ def relays_for(tmp: Path, tag: str, upstream_port: int) -> list[Server]:
     return out
 
 
+def cpu_s(server: Server) -> float:
+    """CPU seconds the relay's process has used (user + system, its reaped children included: socat forks)."""
+    assert server.proc is not None
+    with open(f"/proc/{server.proc.pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(upstream: Server, relays: list[Server], args: argparse.Namespace) -> dict[str, dict[int, float]]:
     """Interleaved rounds; each relayed run against the mean of the direct runs just before and after it (so the
-    machine's drift cancels); medians of the ratios and rates. -> {path: {sessions: median msgs/s}}, with ratios
-    under "<path> ratio"."""
+    machine's drift cancels), the relays' order rotated every round; medians of the ratios and rates, and each
+    relay's own CPU time per message (what it costs whatever else the machine is doing).
+    -> {path: {sessions: median msgs/s}}, with ratios under "<path> ratio", CPU under "<path> cpu"."""
+    cpu: dict[tuple[str, int], list[float]] = {(r.name, s): [] for r in relays for s in args.sessions}
     ratios: dict[tuple[str, int], list[float]] = {(r.name, s): [] for r in relays for s in args.sessions}
     rates: dict[tuple[str, int], list[float]] = {(n, s): [] for n in ["direct", *(r.name for r in relays)]
                                                  for s in args.sessions}
@@ -67,7 +78,12 @@ def measure(upstream: Server, relays: list[Server], args: argparse.Namespace) ->
         for rnd in range(1, args.rounds + 1):
             for s in args.sessions:
                 before = drive(upstream.port, s, args.messages)
-                got = {relay.name: drive(relay.port, s, args.messages) for relay in relays}
+                got = {}
+                k = (rnd - 1) % len(relays)
+                for relay in relays[k:] + relays[:k]:
+                    c0 = cpu_s(relay)
+                    got[relay.name] = drive(relay.port, s, args.messages)
+                    cpu[(relay.name, s)].append((cpu_s(relay) - c0) / args.messages * 1000)
                 after = drive(upstream.port, s, args.messages)
                 direct = (before + after) / 2
                 rates[("direct", s)].append(direct)
@@ -75,7 +91,7 @@ def measure(upstream: Server, relays: list[Server], args: argparse.Namespace) ->
                 for name, rate in got.items():
                     rates[(name, s)].append(rate)
                     ratios[(name, s)].append(rate / direct)
-                    line.append(f"{name} {rate:.0f} ({rate / direct:.2f}x)")
+                    line.append(f"{name} {rate:.0f} ({rate / direct:.2f}x, {cpu[(name, s)][-1]:.3f} CPU ms/msg)")
                 print(f"  round {rnd}, {s:>3} sessions, msgs/s: " + ", ".join(line), flush=True)
     med = statistics.median
     print(f"  against direct, median of {args.rounds} rounds (min..max):")
@@ -88,8 +104,9 @@ def measure(upstream: Server, relays: list[Server], args: argparse.Namespace) ->
             rs, r = ratios[(relay.name, s)], med(rates[(relay.name, s)])
             out.setdefault(relay.name, {})[s] = r
             out.setdefault(relay.name + " ratio", {})[s] = med(rs)
+            out.setdefault(relay.name + " cpu", {})[s] = med(cpu[(relay.name, s)])
             parts.append(f"{relay.name} {med(rs):.2f}x ({min(rs):.2f}..{max(rs):.2f}, "
-                         f"+{(1 / r - 1 / d) * 1000:.3f} ms/msg)")
+                         f"+{(1 / r - 1 / d) * 1000:.3f} ms/msg, {med(cpu[(relay.name, s)]):.3f} CPU ms/msg)")
         print(f"  {s:>3} sessions: " + ", ".join(parts))
     return out
 
@@ -126,8 +143,10 @@ def main() -> int:
             e = res["embedded proxy ratio"][s]
             if "toxiproxy ratio" in res:
                 t = res["toxiproxy ratio"][s]
+                ec, tc = res["embedded proxy cpu"][s], res["toxiproxy cpu"][s]
                 print(f"  {up}, {s:>3} sessions: embedded {e:.2f}x direct vs toxiproxy {t:.2f}x: "
-                      f"{'met' if e >= t else 'NOT met'} (embedded >= toxiproxy)")
+                      f"{'met' if e >= t else 'NOT met'} (embedded >= toxiproxy); CPU per message embedded "
+                      f"{ec:.3f} ms vs toxiproxy {tc:.3f} ms: {'met' if ec <= tc else 'NOT met'}")
             if up == "fake-mta" and s >= 20:
                 print(f"  {up}, {s:>3} sessions: embedded {e:.2f}x direct: {'met' if e >= 0.8 else 'NOT met'} "
                       "(>= 0.8x)")
