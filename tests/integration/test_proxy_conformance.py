@@ -434,11 +434,10 @@ def test_a_client_that_closes_at_once_closes_the_upstream(api: str, toxic: dict[
 
 def test_two_latency_toxics_add_up(api: str, echo: Echo) -> None:
     port = make_proxy(api, echo)
-    _, base = roundtrip(port)
     add(api, {"name": "first", "type": "latency", "attributes": {"latency": 100}})
     add(api, {"name": "second", "type": "latency", "attributes": {"latency": 100}})
     _, took = roundtrip(port)
-    assert took - base >= 0.19  # 100 + 100 ms: Toxiproxy ~201 ms (one toxic alone would be ~101 ms)
+    assert took >= 0.19  # 100 + 100 ms: Toxiproxy ~201 ms (one toxic alone would be ~101 ms)
 
 
 @pytest.mark.parametrize("toxic", [{"type": "latency", "attributes": {"latency": 300}},
@@ -476,11 +475,11 @@ def test_slow_close_downstream_delays_the_fin_after_the_client_closes(api: str, 
 
 def test_timeout_is_an_idle_timer_reset_by_traffic_on_its_stream(api: str, echo: Echo) -> None:
     port = make_proxy(api, echo)
-    add(api, {"type": "timeout", "attributes": {"timeout": 500}})  # downstream: swallows the echoes
+    add(api, {"type": "timeout", "attributes": {"timeout": 1000}})  # downstream: swallows the echoes
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         started = time.monotonic()
         closed_early = False
-        while time.monotonic() - started < 1.5:  # a byte every 150 ms for 1.5 s
+        while time.monotonic() - started < 2.0:  # a byte every 150 ms for 2 s
             s.sendall(b".")
             last = time.monotonic()
             ready, _, _ = select.select([s], [], [], 0.15)  # the pacing; a close would show here
@@ -489,7 +488,7 @@ def test_timeout_is_an_idle_timer_reset_by_traffic_on_its_stream(api: str, echo:
                 break
         got, fin_at = read_to_eof(s)
     assert not closed_early and got == b""
-    assert fin_at - last >= 0.45  # Toxiproxy: FIN ~500 ms after the last byte (~2.0 s), not 500 ms after connect
+    assert fin_at - last >= 0.9  # Toxiproxy: FIN ~1 s after the last byte (~3 s), not 1 s after connect
 
 
 def test_reset_peer_added_to_an_open_connection_closes_it_with_a_fin(api: str, echo: Echo) -> None:
@@ -557,12 +556,13 @@ def test_bandwidth_paces_within_a_chunk(api: str, echo: Echo) -> None:
 def test_toxicity_is_drawn_again_when_a_toxic_is_updated(api: str, echo: Echo) -> None:
     port = make_proxy(api, echo)
     add(api, {"type": "timeout", "toxicity": 0.0, "attributes": {"timeout": 0}})
-    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"1")
         assert s.recv(10) == b"1"  # toxicity 0: not affected
         r = requests.patch(api + "/proxies/echo/toxics/timeout_downstream", json={"toxicity": 1.0}, timeout=5)
         assert r.status_code == 200
         s.sendall(b"2")
+        s.settimeout(1.0)
         with pytest.raises(TimeoutError):
             s.recv(10)  # affected now: the echo is swallowed
 
@@ -585,14 +585,14 @@ def test_a_new_upstream_restarts_the_proxy(api: str, echo: Echo) -> None:
 
 def test_slicer_sleeps_after_every_piece_the_last_too(api: str, echo: Echo) -> None:
     port = make_proxy(api, echo)
-    add(api, {"type": "slicer", "attributes": {"average_size": 10, "size_variation": 0, "delay": 150_000}})
+    add(api, {"type": "slicer", "attributes": {"average_size": 10, "size_variation": 0, "delay": 300_000}})
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"A" * 10)  # one piece
         assert s.recv(100) == b"A" * 10
         a_at = time.monotonic()
         s.sendall(b"B" * 10)  # the next chunk waits out the delay after A's piece
         assert s.recv(100) == b"B" * 10
-        assert time.monotonic() - a_at >= 0.12
+        assert time.monotonic() - a_at >= 0.15  # 300 ms after A's piece left; A's own delivery may lag
 
 
 # --- API edges ---------------------------------------------------------------------------------------------
