@@ -158,7 +158,7 @@ def test_maildrill_proxy_allow_remote_prints_a_token_and_requires_it() -> None:
         line = proc.stdout.readline()
         assert line.startswith("  API token (send 'Authorization: Bearer <token>'): ")
         token = line.rsplit(" ", 1)[1].strip()
-        assert proc.stdout.readline() == "ready (Ctrl-C to stop)\n"
+        assert proc.stdout.readline() == "ready (uvloop; Ctrl-C to stop)\n"
         assert requests.get(url + "/proxies", timeout=5).status_code == 401
         r = requests.get(url + "/proxies", headers={"Authorization": f"Bearer {token}"}, timeout=5)
         assert (r.status_code, r.json()) == (200, {})
