@@ -235,7 +235,7 @@ def test_resend_events_verify_with_svix():
                 await wait_for(lambda: len(rx.hits) == 4, what="4 webhooks (2 events, each duplicated)")
             return rx, v, json.loads(text)
 
-    rx, v, sent = run(main())
+    rx, _v, sent = run(main())
     wh = Webhook(secret)
     payloads = []
     for h in rx.hits:
