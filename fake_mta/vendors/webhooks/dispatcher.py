@@ -148,7 +148,9 @@ class WebhookDispatcher:
             extra = {"accepted_wall": wall, "suffix": f"{index:04d}-{self._suffix}", "sns_published_wall": wall + lag}
             if rng.random() < spec.loss:
                 n = Notice(copy=0, occurred=wall + lag, extra=extra, **base)  # type: ignore[arg-type]
-                self._dropped(n, "loss", attempt=0, lag_s=lag)
+                # recorded from the loop, after the acceptance it is about
+                asyncio.get_running_loop().call_soon(lambda n=n, lag=lag: self._dropped(n, "loss", attempt=0,
+                                                                                          lag_s=lag))
                 continue
             self._schedule(Notice(copy=0, occurred=wall + lag, extra=extra, **base), 1, lag)  # type: ignore[arg-type]
             if rng.random() < spec.duplicate:
@@ -159,10 +161,7 @@ class WebhookDispatcher:
     def _schedule(self, n: Notice, attempt: int, delay_s: float) -> None:
         self._pending[(n.webhook, n.copy)] = n
         loop = asyncio.get_running_loop()
-        delay = delay_s * self.scale
-        if delay <= 0:
-            self._due(n, attempt)
-            return
+        delay = max(0.0, delay_s * self.scale)  # call_later(0): after the acceptance's own events
         handle: asyncio.TimerHandle | None = None
 
         def fire() -> None:
