@@ -124,3 +124,48 @@ def test_webhook_names_are_declared():
     assert set(WEBHOOK_METRIC_NAMES) <= set(METRICS)
     assert {"mta.webhook.sent", "mta.webhook.answered", "mta.webhook.failed", "mta.webhook.held",
             "mta.webhook.dropped", "mta.webhook.subscription_confirmed"} <= {k.value for k in EventKind}
+
+
+SCENARIO = """\
+version: 1
+name: webhooks
+duration_s: 60
+time_scale: 0.1
+vendors:
+  - name: primary
+    api: sendgrid
+    webhooks: {url: /hooks/sendgrid, lag_s: {distribution: uniform, min_s: 1, max_s: 30}, timeout_s: 5,
+               time_scale: 0.5}
+sut: {url: "http://127.0.0.1:8000"}
+load:
+  shape: {kind: constant, rps: 5}
+  classes:
+    - {name: otp, ttl_s: 30, request: {method: POST, path: /otp}}
+timeline:
+  - {at_s: 10, vendor: primary, set: [{kind: webhook_pause, mode: hold}], for_s: 20}
+"""
+
+
+def test_the_scenario_time_scale_compresses_webhook_lags_and_retries_not_the_sut_timeout():
+    from maildrill.harness.scenario import parse_scenario_text, scaled
+
+    s = parse_scenario_text(SCENARIO)
+    r = scaled(s)
+    wh = r.vendors[0].webhooks
+    assert (wh.time_scale, wh.timeout_s, wh.lag_s) == (pytest.approx(0.05), 5, s.vendors[0].webhooks.lag_s)
+    assert (r.timeline[0].at_s, r.timeline[0].for_s) == (pytest.approx(1.0), pytest.approx(2.0))
+    assert r.timeline[0].set[0].kind == "webhook_pause"
+
+
+def test_a_webhook_path_without_a_sut_is_a_scenario_problem():
+    from maildrill.harness.errors import ScenarioError
+    from maildrill.harness.scenario import parse_scenario_text
+
+    text = SCENARIO.replace('sut: {url: "http://127.0.0.1:8000"}\n', "").replace(
+        "request: {method: POST, path: /otp}", "smtp: {host: 127.0.0.1, port: 2525}")
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario_text(text, source="w.yaml")
+    assert str(info.value) == (
+        "w.yaml: 1 problem\n"
+        "  vendors[0].webhooks.url = '/hooks/sendgrid': is a path on the SUT, and the scenario has no "
+        "`sut`; add one, or give a full http(s):// URL (line 8)")
