@@ -247,3 +247,58 @@ def test_resend_events_verify_with_svix():
     assert {p["data"]["email_id"] for p in payloads} == {sent["data"][0]["id"]}
     ids = [h.headers["svix-id"] for h in rx.hits]
     assert len(set(ids)) == 2  # a duplicate carries the same svix-id
+
+
+def test_a_sut_that_does_not_answer_in_time_gets_the_webhook_again():
+    never = asyncio.Event()
+
+    async def main():
+        async def slow_first(request):
+            if not slow_first.seen:
+                slow_first.seen = True
+                await never.wait()  # the first POST is never answered
+            return aiohttp.web.Response(text="ok")
+
+        slow_first.seen = False
+        app = aiohttp.web.Application()
+        app.router.add_post("/rs", slow_first)
+        runner = aiohttp.web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/rs"
+        try:
+            v = make_vendor("resend", {"url": url, **FAST, "timeout_s": 0.3, "time_scale": 0.01})
+            async with v, aiohttp.ClientSession() as s:
+                await send(s, v, ["u1@users.test"])
+                await wait_for(lambda: any(e["kind"] == "mta.webhook.answered" for e in kinds(v)), what="answer")
+            return v
+        finally:
+            never.set()
+            await runner.cleanup()
+
+    v = run(main())
+    assert [(e["kind"], e["attempt"], e.get("error"), e.get("status")) for e in kinds(v)] == [
+        ("mta.webhook.sent", 1, None, None), ("mta.webhook.failed", 1, "timeout", None),
+        ("mta.webhook.sent", 2, None, None), ("mta.webhook.answered", 2, None, 200)]
+    assert kinds(v)[1]["latency_ms"] >= 300
+
+
+def test_reorder_false_keeps_each_messages_events_in_order_and_true_lets_them_cross():
+    async def main(reorder: bool):
+        async with Receiver() as rx:
+            v = make_vendor("sendgrid", {"url": rx.url + "/h", "events": ["processed", "delivered"],
+                                         "lag_s": {"distribution": "uniform", "min_s": 0, "max_s": 1},
+                                         "time_scale": 0.1, "reorder": reorder}, seed=3)
+            async with v, aiohttp.ClientSession() as s:
+                await send(s, v, [f"u{i}@users.test" for i in range(100)])
+                await wait_for(lambda: len(rx.hits) == 200, what="200 webhooks")
+            return v
+
+    def crossed(v) -> int:
+        order = [(e["rcpt"], e["event"]) for e in kinds(v) if e["kind"] == "mta.webhook.sent"]
+        return sum(order.index((r, "delivered")) < order.index((r, "processed")) for r, ev in order
+                   if ev == "processed")
+
+    assert crossed(run(main(False))) == 0
+    assert crossed(run(main(True))) > 20  # independent uniform lags: about half of them cross
