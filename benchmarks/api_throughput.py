@@ -5,7 +5,7 @@ Needs `wrk` and `nginx` (Debian/Ubuntu: ``apt-get install wrk nginx``) and moto'
 each is checked to answer one real send with its success status before it is measured, and any wrk run that
 saw a non-success response exits 3 (a server answering errors would "measure" its error path).
 
-    .venv/bin/python benchmarks/api_throughput.py [--duration 5] [--connections 1 50] [--processes 2]
+    .venv/bin/python benchmarks/api_throughput.py [--duration 3] [--rounds 3] [--connections 1 50] [--processes 2]
 
 Servers: nginx answering 202 (the limit anchor), a bare aiohttp handler reading the body and answering 202 (the
 same HTTP library as the fakes), moto's server answering SES v1 SendEmail (the Python SES mock a user would pick
@@ -23,6 +23,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,10 +154,10 @@ def verify_moto_sender(port: int) -> None:
     ses.verify_email_identity(EmailAddress="app@app.drill.test")
 
 
-def start_fake(tmp: Path, api: str, processes: int) -> tuple[subprocess.Popen[str], int, Path]:
+def start_fake(tmp: Path, api: str, processes: int, suffix: str = "") -> tuple[subprocess.Popen[str], int, Path]:
     port = free_port()
     events = tmp / f"events-{api}-{processes}"
-    fleet = tmp / f"fleet-{api}.json"
+    fleet = tmp / f"fleet-{api}{suffix}.json"
     fleet.write_text(json.dumps({"vendors": [{"name": api, "api": api, "port": port}]}))
     cmd = [sys.executable, "-m", "maildrill", "mta", "--config", str(fleet), "--events", str(events),
            "--processes", str(processes)]
@@ -196,7 +197,8 @@ def stop(proc: subprocess.Popen, *, group: bool = False) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default 5)")
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (default 3)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported (default 3)")
     ap.add_argument("--connections", type=int, nargs="+", default=[1, 50])
     ap.add_argument("--processes", type=int, default=2, help="processes for the scaled fake sendgrid (default 2)")
     ap.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
@@ -207,49 +209,57 @@ def main() -> int:
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             raise SystemExit(f"FATAL: {tool} is not on PATH (apt-get install {tool})")
-    results: dict[str, dict[int, float]] = {}
+    samples: dict[str, dict[int, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="maildrill-api-bench-") as tmp_s:
         tmp = Path(tmp_s)
-
-        def measure(name: str, proc: subprocess.Popen, port: int, req: dict, want: int, group: bool = False,
-                    events: Path | None = None) -> None:
-            try:
-                send_once(port, req, name, want, proc)
-                results[name] = {c: wrk(port, req, c, args.duration, tmp, f"{name} c={c}")
-                                 for c in args.connections}
-                if events is not None:
-                    n = event_count(events, "mta.message.accepted")
+        servers: list[tuple[str, subprocess.Popen, int, dict, bool, Path | None]] = []
+        try:
+            port = free_port()
+            servers.append(("nginx 202", start_nginx(tmp, port), port, SG, False, None))
+            port = free_port()
+            bare = subprocess.Popen([sys.executable, __file__, "--serve-bare", str(port)])
+            servers.append(("bare aiohttp 202", bare, port, SG, False, None))
+            port = free_port()
+            moto = start_moto(port)
+            servers.append(("moto SES v1", moto, port, SES, False, None))
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    verify_moto_sender(port)
+                    break
+                except Exception:
+                    if time.monotonic() > deadline or moto.poll() is not None:
+                        raise SystemExit("FATAL: moto server did not start") from None
+                    time.sleep(0.2)  # polling a deadline-bounded readiness check
+            proc, port, ev = start_fake(tmp, "sendgrid", 1)
+            servers.append(("fake sendgrid", proc, port, SG, True, ev))
+            proc, port, ev = start_fake(tmp, "ses", 1)
+            servers.append(("fake ses v1", proc, port, SES, True, ev))
+            if args.processes > 1:
+                proc, port, ev = start_fake(tmp, "sendgrid", args.processes, suffix="-x")
+                servers.append((f"fake sendgrid x{args.processes}", proc, port, SG, True, ev))
+            for name, proc, port, req, _, _ in servers:
+                send_once(port, req, name, 202 if req is SG else 200, proc)
+            # interleaved rounds: every server measured in each round, medians reported, so that the
+            # machine's drift (it is shared) hits every server alike
+            for r in range(args.rounds):
+                for c in args.connections:
+                    for name, _, port, req, _, _ in servers:
+                        rps = wrk(port, req, c, args.duration, tmp, f"{name} c={c}")
+                        samples.setdefault(name, {}).setdefault(c, []).append(rps)
+                print(f"  round {r + 1}/{args.rounds} done", flush=True)
+            for name, _, _, _, _, ev in servers:
+                if ev is not None:
+                    n = event_count(ev, "mta.message.accepted")
                     print(f"  {name}: {n} mta.message.accepted events recorded", flush=True)
-            finally:
+        finally:
+            for _, proc, _, _, group, _ in servers:
                 stop(proc, group=group)
-
-        port = free_port()
-        measure("nginx 202", start_nginx(tmp, port), port, SG, 202)
-        port = free_port()
-        bare = subprocess.Popen([sys.executable, __file__, "--serve-bare", str(port)])
-        measure("bare aiohttp 202", bare, port, SG, 202)
-        port = free_port()
-        moto = start_moto(port)
-        send_deadline = time.monotonic() + 60
-        while True:
-            try:
-                verify_moto_sender(port)
-                break
-            except Exception:
-                if time.monotonic() > send_deadline or moto.poll() is not None:
-                    raise SystemExit("FATAL: moto server did not start") from None
-                time.sleep(0.2)  # polling a deadline-bounded readiness check
-        measure("moto SES v1", moto, port, SES, 200)
-        proc, port, ev = start_fake(tmp, "sendgrid", 1)
-        measure("fake sendgrid", proc, port, SG, 202, group=True, events=ev)
-        proc, port, ev = start_fake(tmp, "ses", 1)
-        measure("fake ses v1", proc, port, SES, 200, group=True, events=ev)
-        if args.processes > 1:
-            proc, port, ev = start_fake(tmp, "sendgrid", args.processes)
-            measure(f"fake sendgrid x{args.processes}", proc, port, SG, 202, group=True, events=ev)
+    results = {name: {c: statistics.median(v) for c, v in row.items()} for name, row in samples.items()}
 
     cols = args.connections
-    print("\nrequests/s (wrk, keep-alive; 2-core machine shared with other work: compare ratios within this run)")
+    print(f"\nrequests/s, median of {args.rounds} interleaved rounds of {args.duration:g} s (wrk, keep-alive; "
+          "the machine may be shared: compare ratios within this run)")
     print(f"{'server':<24}" + "".join(f"{f'c={c}':>12}" for c in cols))
     for name, row in results.items():
         print(f"{name:<24}" + "".join(f"{row[c]:>12.0f}" for c in cols))
