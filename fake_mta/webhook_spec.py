@@ -76,13 +76,16 @@ LagSpec = Annotated[FixedLag | UniformLag | LognormalLag, Field(discriminator="d
 class OutcomeSpec(_Frozen):
     """What becomes of an accepted message, drawn once per recipient: probabilities of a bounce, a drop (SendGrid
     `dropped`, SES `Reject`, Mailgun `failed` permanent, Resend `email.failed`) and a deferral before the final
-    event; the rest is delivered. `bounce_match_rcpt`: recipients matching this regex always bounce."""
+    event; the rest is delivered, and `bounce_after_delivery` of those bounce after the delivery event.
+    `bounce_match_rcpt`: recipients matching this regex always bounce."""
 
     bounce: float = Field(default=0.0, ge=0, le=1)
     bounce_type: Literal["permanent", "transient"] = "permanent"
     bounce_match_rcpt: str | None = None
     dropped: float = Field(default=0.0, ge=0, le=1)
     deferred: float = Field(default=0.0, ge=0, le=1)
+    # a delivered message that bounces later anyway (SES documents a Delivery followed by a Bounce; async bounces)
+    bounce_after_delivery: float = Field(default=0.0, ge=0, le=1)
 
     @field_validator("bounce_match_rcpt")
     @classmethod

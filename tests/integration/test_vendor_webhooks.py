@@ -302,3 +302,19 @@ def test_reorder_false_keeps_each_messages_events_in_order_and_true_lets_them_cr
 
     assert crossed(run(main(False))) == 0
     assert crossed(run(main(True))) > 20  # independent uniform lags: about half of them cross
+
+
+def test_ses_can_report_a_delivery_then_a_bounce_for_the_same_recipient():
+    async def main():
+        async with Receiver() as rx:
+            v = make_vendor("ses", {"url": rx.url + "/ses", **FAST, "outcomes": {"bounce_after_delivery": 1.0}})
+            async with v, aiohttp.ClientSession() as s:
+                await send(s, v, ["u1@users.test"])
+                await wait_for(lambda: len(rx.hits) == 3, what="confirmation, Delivery, Bounce")
+            return rx
+
+    rx = run(main())
+    msgs = [json.loads(json.loads(h.body)["Message"]) for h in rx.hits[1:]]
+    assert [(m["eventType"], m["mail"]["destination"]) for m in msgs] == [("Delivery", ["u1@users.test"]),
+                                                                         ("Bounce", ["u1@users.test"])]
+    assert msgs[0]["mail"]["messageId"] == msgs[1]["mail"]["messageId"]

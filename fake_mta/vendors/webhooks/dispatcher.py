@@ -133,6 +133,8 @@ class WebhookDispatcher:
         if final == "delivered" and rng.random() < out.deferred:
             seq.append("deferred")
         seq.append(final)
+        if final == "delivered" and out.bounce_after_delivery and rng.random() < out.bounce_after_delivery:
+            seq.append("bounce")
         seq = [e for e in seq if e in spec.events]
         lags = [spec.lag_s.sample(rng) for _ in seq]
         if not spec.reorder:
