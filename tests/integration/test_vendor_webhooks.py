@@ -318,3 +318,27 @@ def test_ses_can_report_a_delivery_then_a_bounce_for_the_same_recipient():
     assert [(m["eventType"], m["mail"]["destination"]) for m in msgs] == [("Delivery", ["u1@users.test"]),
                                                                          ("Bounce", ["u1@users.test"])]
     assert msgs[0]["mail"]["messageId"] == msgs[1]["mail"]["messageId"]
+
+
+def test_ses_confirm_visit_holds_notifications_until_the_sut_visits_the_subscribe_url():
+    async def main():
+        async with Receiver() as rx:
+            v = make_vendor("ses", {"url": rx.url + "/ses", **FAST, "confirm": "visit"})
+            async with v, aiohttp.ClientSession() as s:
+                await send(s, v, ["u1@users.test", "u2@users.test"])
+                await wait_for(lambda: len(kinds(v, "mta.webhook.held")) == 2 and len(kinds(v)) == 4,
+                               what="both held, the confirmation answered")
+                assert [h.headers["x-amz-sns-message-type"] for h in rx.hits] == ["SubscriptionConfirmation"]
+                r = await s.get(json.loads(rx.hits[0].body)["SubscribeURL"])
+                assert r.status == 200
+                await wait_for(lambda: len(rx.hits) == 3, what="both notifications")
+            return rx, v
+
+    rx, v = run(main())
+    assert [h.headers["x-amz-sns-message-type"] for h in rx.hits] == ["SubscriptionConfirmation", "Notification",
+                                                                       "Notification"]
+    assert [e["kind"] for e in kinds(v)] == [
+        "mta.webhook.held", "mta.webhook.held",
+        "mta.webhook.sent", "mta.webhook.answered",  # the confirmation, sent when the first notification was due
+        "mta.webhook.subscription_confirmed",
+        "mta.webhook.sent", "mta.webhook.sent", "mta.webhook.answered", "mta.webhook.answered"]
