@@ -83,8 +83,14 @@ def test_signed_webhooks_reach_the_sut_late_while_paused_and_the_metrics_say_so(
     assert {k: m[k] for k in ("webhooks_sent", "webhooks_lost", "webhook_retries",
                               "webhook_duplicates_delivered")} == {
         "webhooks_sent": 20, "webhooks_lost": 0, "webhook_retries": 0, "webhook_duplicates_delivered": 0}
-    assert 0.5 <= m["webhook_lag_p50_s"] < 3.0  # the median lies between the on-time and the held
-    assert 2.0 <= m["webhook_lag_p99_s"] <= 3.5  # held from acceptance (0-1 s) to the pause's end (3 s)
+    # the slowest: held from its acceptance until the pause was undone, then one POST; the median is an on-time one
+    accepted = {e.corr: e.t_s for e in events if e.kind == "mta.message.accepted"}
+    undone = next(e.t_s for e in events if e.kind == "run.action.undone")
+    post_s = max(e["latency_ms"] for e in wh if e.kind == "mta.webhook.answered") / 1000
+    held_waits = [undone - accepted[c] for c in corrs[:10]]
+    assert min(held_waits) <= m["webhook_lag_p99_s"] <= max(held_waits) + post_s + 0.5  # + the loop's turn
+    assert min(held_waits) > 1.5  # the first burst ended at 1 s, the pause at 3 s
+    assert 0.5 <= m["webhook_lag_p50_s"] <= 0.5 + post_s + 0.5
     checks = {c["threshold"]: c["passed"] for c in json.loads((run_dir / "summary.json").read_text())[
         "verdict"]["checks"]}
     assert checks == {"webhooks_lost": True, "webhook_lag_p99_s": False}
