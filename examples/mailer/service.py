@@ -153,19 +153,38 @@ def render_metrics(queue: MessageQueue, dispatcher: Dispatcher) -> str:
         ("failed", "Messages given up on: 5xx or out of attempts (by this process)."),
         ("enqueued", "Requests that queued a new message."),
         ("coalesced", "Resend requests coalesced into an existing message."),
+        ("paused_retry_after", "429s whose Retry-After / X-RateLimit-Reset paused the vendor's sends."),
+        ("held_unknown", "API responses lost mid-request whose message was not re-sent (no idempotency key)."),
     ):
         lines += [
             f"# HELP mailer_{name}_total {help_text}",
             f"# TYPE mailer_{name}_total counter",
             f"mailer_{name}_total {counters.get(name, 0)}",
         ]
-    lines += ["# HELP mailer_attempts_total SMTP attempts by outcome.", "# TYPE mailer_attempts_total counter"]
+    lines += [
+        "# HELP mailer_attempts_total Delivery attempts (SMTP or API) by outcome.",
+        "# TYPE mailer_attempts_total counter",
+    ]
     lines += [
         f'mailer_attempts_total{{outcome="{k[len("attempts_") :]}"}} {v}'
         for k, v in sorted(counters.items())
         if k.startswith("attempts_")
     ]
     return "\n".join(lines) + "\n"
+
+
+def api_banner(settings: Settings) -> str:
+    """The API transports and their policies, for the start-up line (empty on the SMTP path)."""
+    eps = [ep for ep in (settings.api_primary, settings.api_backup) if ep is not None]
+    if not eps:
+        return ""
+    return (
+        " api="
+        + ",".join(f"{ep.name}:{ep.api}@{ep.url}" for ep in eps)
+        + f" honour_retry_after={settings.honour_retry_after} api_timeout={settings.api_timeout_s or 'sdk-default'}"
+        f" sdk_retries={settings.sdk_retries} idempotency_key={settings.api_idempotency_key}"
+        f" hold_unknown={settings.hold_unknown}"
+    )
 
 
 def serve(settings: Settings) -> int:
@@ -211,7 +230,8 @@ def serve(settings: Settings) -> int:
         f"{settings.retry.cap_s} jitter={settings.jitter.value} retry_5xx={settings.retry_5xx} "
         f"lanes={settings.lanes} pool_backoff={settings.pool_backoff} idempotency={settings.idempotency} "
         f"primary={settings.primary.name}@{settings.primary.host}:{settings.primary.port} "
-        f"backup={settings.backup.name if settings.backup else '-'} time_scale={settings.time_scale}",
+        f"backup={settings.backup.name if settings.backup else '-'} time_scale={settings.time_scale}"
+        + api_banner(settings),
         flush=True,
     )
     try:

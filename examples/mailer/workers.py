@@ -13,6 +13,7 @@ from maildrill.examples.mailer.config import Endpoint, Settings
 from maildrill.examples.mailer.delivery import attempt, vendor_accepted
 from maildrill.examples.mailer.policy import Attempt, Outcome, PoolBackoff, TokenBucket, retry_delay_s
 from maildrill.examples.mailer.queue import Message, MessageQueue, State
+from maildrill.examples.mailer.transports.api import IDEMPOTENT_APIS, ApiAttempt, ApiClients, SdkOptions
 
 # How long (unscaled seconds) a primary that refused a connection is treated as dark before it is probed again.
 DARK_PROBE_S = 5.0
@@ -35,6 +36,12 @@ class Dispatcher:
         self.counters: Counter[str] = Counter()
         self._counter_lock = threading.Lock()
         self._primary_dark_until = 0.0
+        self.api: ApiClients | None = None
+        self.api_endpoints = {ep.name: ep for ep in (settings.api_primary, settings.api_backup) if ep is not None}
+        if self.api_endpoints:
+            self.api = ApiClients(
+                SdkOptions(settings.api_timeout_s, settings.sdk_retries, settings.api_idempotency_key)
+            )
 
     def count(self, name: str, n: int = 1) -> None:
         with self._counter_lock:
@@ -112,7 +119,7 @@ class Dispatcher:
                 self.count("sent")
                 self._log(message, vendor.name, "deduplicated", 0, "vendor status API says accepted")
                 return
-        if s.pool_backoff:
+        if s.pool_backoff or s.honour_retry_after:
             paused = self.pool.paused_until(vendor.name)
             if paused:
                 self.queue.defer(
@@ -140,7 +147,11 @@ class Dispatcher:
             # Until this attempt settles the message is in doubt at this vendor: if the process dies mid-attempt
             # (its 250 perhaps already sent), whoever reclaims the message asks the vendor before sending again.
             self.queue.in_doubt(message.id, vendor.name)
-        result = attempt(vendor, message, timeout_s=s.smtp_timeout_s)
+        api = self.api_endpoints.get(vendor.name)
+        if api is not None and self.api is not None:
+            result = self.api.send(api, message)
+        else:
+            result = attempt(vendor, message, timeout_s=s.smtp_timeout_s)
         self.count(f"attempts_{result.outcome.value}")
         self._log(message, vendor.name, result.outcome.value, result.code, result.text)
         self.settle(message, vendor, result)
@@ -158,17 +169,42 @@ class Dispatcher:
             self.queue.finish(message.id, State.FAILED, vendor=vendor.name, reply=reply)
             self.count("failed")
             return
-        if result.code == 421 and s.pool_backoff:
+        api = self.api_endpoints.get(vendor.name)
+        keyed = api is not None and api.api in IDEMPOTENT_APIS and s.api_idempotency_key
+        if result.outcome is Outcome.UNKNOWN and api is not None and s.hold_unknown and not keyed:
+            # The request went out and the response was lost: the vendor may well have it. Without an
+            # idempotency key a re-send risks a duplicate, so the message is recorded as sent, unconfirmed.
+            self.queue.finish(message.id, State.SENT, vendor=vendor.name, reply="unconfirmed: " + reply)
+            self.count("held_unknown")
+            self._log(message, vendor.name, "held", 0, "response lost; not re-sent (no idempotency key)")
+            return
+        retry_after = result.retry_after_s if isinstance(result, ApiAttempt) else None
+        if result.code == 429 and s.honour_retry_after and retry_after is not None:
+            until = now + retry_after
+            self.pool.pause(vendor.name, until)
+            self.count("paused_retry_after")
+            self._log(message, vendor.name, "paused", 429, f"honouring the vendor's reset: {retry_after:.2f} s")
+            self.queue.defer(
+                message.id,
+                next_at=until + self._uniform(0, PAUSE_SPREAD_S * s.time_scale),
+                vendor=vendor.name,
+                reply=reply,
+                unknown_vendor=message.unknown_vendor,
+            )
+            self.count("deferred")
+            return
+        if result.code in (421, 429) and s.pool_backoff:
             self.pool.throttled(vendor.name)
         on_primary = vendor.name == s.primary.name
-        if result.outcome is Outcome.REFUSED and on_primary and s.backup is not None:
+        dark = result.outcome in (Outcome.REFUSED, Outcome.TIMEOUT)
+        if dark and on_primary and s.backup is not None:
             self._primary_dark_until = now + DARK_PROBE_S * s.time_scale
         delay = self._delay_s(attempts)
         if delay is None or attempts >= s.max_attempts:
             self.queue.finish(message.id, State.FAILED, vendor=vendor.name, reply=reply)
             self.count("failed")
             return
-        if result.outcome is Outcome.REFUSED and on_primary and s.backup is not None:
+        if dark and on_primary and s.backup is not None:
             delay = 0.0  # a dark primary: go to the backup now rather than after a back-off
         self.queue.defer(
             message.id,
