@@ -74,6 +74,8 @@ class Dispatcher:
 
     def run_worker(self) -> None:
         """One worker thread's loop; returns soon after `stop` is set (after finishing its attempt)."""
+        if self.api is not None:
+            self.api.warm(list(self.api_endpoints.values()))
         while not self.stop.is_set():
             message: Message | None = None
             try:

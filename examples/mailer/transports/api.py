@@ -116,6 +116,11 @@ class ApiClients:
             client = cache[endpoint.name] = getattr(self, f"_make_{endpoint.api}")(endpoint)
         return client
 
+    def warm(self, endpoints: list[ApiEndpoint]) -> None:
+        """Build this thread's clients now (boto3 loads its service model on first use: seconds on a busy host)."""
+        for ep in endpoints:
+            self._client(ep)
+
     # --- clients -------------------------------------------------------------------------------
     def _make_sendgrid(self, ep: ApiEndpoint) -> Any:
         from sendgrid import SendGridAPIClient
