@@ -18,11 +18,13 @@ class ApiEndpoint:
 
 def check_sdk(api: str) -> None:
     """Raise RuntimeError naming the `api` extra when the vendor's SDK is not installed."""
-    import importlib.util
+    import importlib
 
     module = {"ses": "boto3", "postmark": "postmarker"}.get(api, api)
-    if importlib.util.find_spec(module) is None:
+    try:
+        importlib.import_module(module)
+    except ImportError:
         raise RuntimeError(
             f"--transport {api} needs the {module!r} SDK, which is not installed: pip install 'maildrill[api]' "
             f"(the mailer's optional vendor SDKs: sendgrid, boto3, postmarker, mailgun, resend)"
-        )
+        ) from None

@@ -230,9 +230,10 @@ class ApiClients:
 
         try:
             out = client.emails.send(From=SENDER, To=message.email, Subject=_subject(message), TextBody=_body(message))
-        except ClientError as exc:
-            code = int(getattr(exc, "error_code", 0) or 0)
-            return _status(422 if code else 500, str(exc), None)
+        except ClientError as exc:  # postmarker raises it from the requests.HTTPError of a 4xx/5xx
+            resp = getattr(exc.__cause__, "response", None)
+            status = resp.status_code if resp is not None else 422
+            return _status(status, str(exc), _after(resp.headers.get("Retry-After"), epoch=False) if resp else None)
         except requests.HTTPError as exc:
             resp = exc.response
             status = resp.status_code if resp is not None else 500
@@ -257,8 +258,10 @@ class ApiClients:
                 {"from": SENDER, "to": [message.email], "subject": _subject(message), "text": _body(message)}, options
             )
         except client.exceptions.ResendError as exc:
-            status = int(getattr(exc, "code", 0) or 0) if str(getattr(exc, "code", "")).isdigit() else 0
-            if not status:
-                return _network(exc)
-            return _status(status, str(exc), None)
+            if getattr(exc, "error_type", "") == "HttpClientError":  # the SDK's wrapper of a network failure
+                return _network(exc.__cause__ or exc.__context__ or exc)
+            code = str(getattr(exc, "code", ""))
+            headers = getattr(exc, "headers", None) or {}
+            after = _after(headers.get("retry-after"), epoch=False)
+            return _status(int(code) if code.isdigit() else 500, str(exc), after)
         return ApiAttempt(Outcome.SENT, 200, "accepted", "API", vendor_id=out.get("id"))
