@@ -4,11 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test test-fast lint demo demo-fleet bench system-deps clean
+.PHONY: help install test test-fast lint demo demo-api demo-fleet bench system-deps clean
 
 help:
 	@echo "make test         ruff + the whole test suite (creates .venv, installs maildrill[dev])"
 	@echo "make demo         the throttle-storm drill against the naive and the hardened mailer, side by side (~2 min)"
+	@echo "make demo-api     SES losing responses: boto3's retries duplicate (naive) or not (hardened), side by side (~1 min)"
 	@echo "make demo-fleet   the fake MTA fleet alone: every behaviour answering a real SMTP client"
 	@echo "make bench        every benchmark: MTA throughput, proxy overhead, analysis scale, scale-out (make system-deps)"
 	@echo "make system-deps  optional Debian packages for the optional tests/benchmarks (Postfix, socat, Redis, Chromium)"
@@ -36,6 +37,9 @@ test-fast: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m maildrill.harness.demo
+
+demo-api: $(STAMP)
+	$(PY) -m maildrill.harness.demo_api
 
 demo-fleet: $(STAMP)
 	$(PY) -m maildrill.harness.demo_fleet

@@ -124,3 +124,15 @@ def test_api_vendor_outage_failover_boto3_defaults_outlast_the_outage_hardened_f
         "messages_requested": 160, "delivered": 160, "duplicates": 0, "otp_expired": 0}
     assert hardened["by_mta"]["primary"]["delivered"] >= 10 and hardened["by_mta"]["backup"]["delivered"] >= 40
     assert "vendor=primary outcome=timeout" in log_h
+
+
+def test_the_api_demo_shows_naive_failing_and_hardened_passing_side_by_side(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "maildrill.harness.demo_api", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=400, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()
+             if line.strip() and line.split()[0] in ("verdict", "messages_requested", "delivered", "duplicates")}
+    assert table["verdict"] == ["FAIL", "PASS"]
+    assert table["messages_requested"] == ["140", "140"] and table["delivered"] == ["140", "140"]
+    assert int(table["duplicates"][0]) >= 8 and table["duplicates"][1:] == ["0", "better"]
+    assert len(list(tmp_path.glob("*api-lost-responses*/report.html"))) == 2
