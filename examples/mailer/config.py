@@ -115,6 +115,7 @@ class Settings:
     sdk_retries: bool = True
     api_idempotency_key: bool = False
     hold_unknown: bool = False
+    ignore_late_webhooks: bool = False
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
@@ -134,6 +135,7 @@ PROFILES: dict[str, dict[str, object]] = {
         "sdk_retries": True,
         "api_idempotency_key": False,
         "hold_unknown": False,
+        "ignore_late_webhooks": False,
     },
     "hardened": {
         "retry": "exp:1,30",
@@ -147,6 +149,7 @@ PROFILES: dict[str, dict[str, object]] = {
         "sdk_retries": False,
         "api_idempotency_key": True,
         "hold_unknown": True,
+        "ignore_late_webhooks": True,
     },
 }
 DEFAULTS: dict[str, object] = {
@@ -161,6 +164,7 @@ DEFAULTS: dict[str, object] = {
     "sdk_retries": True,
     "api_idempotency_key": False,
     "hold_unknown": False,
+    "ignore_late_webhooks": False,
 }
 
 
@@ -213,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--hold-unknown",
         action=argparse.BooleanOptionalAction,
         help="after a response lost mid-request, don't re-send (unless the vendor takes an idempotency key)",
+    )
+    p.add_argument(
+        "--ignore-late-webhooks",
+        action=argparse.BooleanOptionalAction,
+        help="a webhook from a vendor that no longer owns the message (it failed over since) changes nothing",
     )
     p.add_argument(
         "--primary", help="name of the primary vendor (MAILDRILL_SMTP_<NAME>_HOST/_PORT or MAILDRILL_API_<NAME>_URL)"
@@ -403,6 +412,7 @@ def resolve(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         sdk_retries=bool(chosen["sdk_retries"]),
         api_idempotency_key=bool(chosen["api_idempotency_key"]),
         hold_unknown=bool(chosen["hold_unknown"]),
+        ignore_late_webhooks=bool(chosen["ignore_late_webhooks"]),
     )
 
 

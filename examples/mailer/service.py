@@ -14,10 +14,13 @@ from typing import Any
 
 from maildrill.examples.mailer.config import ConfigError, Settings, from_environ
 from maildrill.examples.mailer.queue import LANE_NAMES, Kind, MessageQueue, SqliteQueue, State
+from maildrill.examples.mailer.transports.webhooks import WebhookError
+from maildrill.examples.mailer.transports.webhooks import parse as parse_webhook
 from maildrill.examples.mailer.workers import Dispatcher
 
 _EMAIL = re.compile(r"[^@\s<>\"]{1,64}@[A-Za-z0-9.-]{1,253}")
 _MAX_BODY = 64 * 1024
+_MAX_HOOK_BODY = 4 * 1024 * 1024  # a SendGrid batch can hold many events
 _ROUTES = {"/otp": Kind.OTP, "/password-reset": Kind.PASSWORD_RESET, "/newsletter": Kind.NEWSLETTER}
 
 
@@ -79,6 +82,7 @@ class Handler(BaseHTTPRequestHandler):
                         "state": message.state.value,
                         "attempts": message.attempts,
                         "vendor": message.vendor,
+                        "webhook": self.server.dispatcher.webhook_state.get(message.id),
                     },
                 )
         elif path in _ROUTES:
@@ -88,6 +92,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
+        if path.startswith("/hooks/"):
+            self._hook(path[len("/hooks/") :])
+            return
         kind = _ROUTES.get(path)
         if kind is None:
             self._not_found(path)
@@ -123,6 +130,31 @@ class Handler(BaseHTTPRequestHandler):
         if not coalesced:
             dispatcher.notify()
         self._json(202, {"id": message.id, "message_id": message.message_id, "coalesced": coalesced})
+
+    def _hook(self, vendor: str) -> None:
+        """A vendor's delivery webhook: update the delivery records by the vendor's message id."""
+        dispatcher = self.server.dispatcher
+        endpoint = dispatcher.api_endpoints.get(vendor)
+        length = self.headers.get("Content-Length", "")
+        if endpoint is None:
+            self.close_connection = True
+            self._error(
+                404,
+                f"POST /hooks/{vendor}: no API vendor {vendor!r}",
+                f"the mailer's API vendors: {sorted(dispatcher.api_endpoints) or 'none'}",
+            )
+            return
+        if not length.isdigit() or int(length) > _MAX_HOOK_BODY:
+            self.close_connection = True
+            self._error(400, f"POST /hooks/{vendor}: Content-Length {length!r} missing or too large", "send JSON")
+            return
+        try:
+            events = parse_webhook(endpoint.api, self.rfile.read(int(length)))
+        except WebhookError as exc:
+            self._error(400, f"POST /hooks/{vendor}: not a {endpoint.api} webhook: {exc}", "see the vendor's docs")
+            return
+        applied = dispatcher.webhook(vendor, events)
+        self._json(200, {"events": [{"message": m, "event": e, "result": r} for m, e, r in applied]})
 
     def _not_found(self, path: str) -> None:
         self._error(404, f"no route {path}", "routes: POST /otp, /password-reset, /newsletter; GET /healthz, /metrics")
@@ -183,7 +215,7 @@ def api_banner(settings: Settings) -> str:
         + ",".join(f"{ep.name}:{ep.api}@{ep.url}" for ep in eps)
         + f" honour_retry_after={settings.honour_retry_after} api_timeout={settings.api_timeout_s or 'sdk-default'}"
         f" sdk_retries={settings.sdk_retries} idempotency_key={settings.api_idempotency_key}"
-        f" hold_unknown={settings.hold_unknown}"
+        f" hold_unknown={settings.hold_unknown} ignore_late_webhooks={settings.ignore_late_webhooks}"
     )
 
 

@@ -14,6 +14,7 @@ from maildrill.examples.mailer.delivery import attempt, vendor_accepted
 from maildrill.examples.mailer.policy import Attempt, Outcome, PoolBackoff, TokenBucket, retry_delay_s
 from maildrill.examples.mailer.queue import Message, MessageQueue, State
 from maildrill.examples.mailer.transports.api import IDEMPOTENT_APIS, ApiAttempt, ApiClients, SdkOptions
+from maildrill.examples.mailer.transports.webhooks import normal_id
 
 # How long (unscaled seconds) a primary that refused a connection is treated as dark before it is probed again.
 DARK_PROBE_S = 5.0
@@ -38,6 +39,11 @@ class Dispatcher:
         self._primary_dark_until = 0.0
         self.api: ApiClients | None = None
         self.api_endpoints = {ep.name: ep for ep in (settings.api_primary, settings.api_backup) if ep is not None}
+        # webhooks: the vendor's message id of each API send, the vendor that owns each message, its last event
+        self._hooks_lock = threading.Lock()
+        self.by_vendor_id: dict[tuple[str, str], int] = {}
+        self.owner: dict[int, str] = {}
+        self.webhook_state: dict[int, str] = {}
         if self.api_endpoints:
             self.api = ApiClients(
                 SdkOptions(settings.api_timeout_s, settings.sdk_retries, settings.api_idempotency_key)
@@ -164,6 +170,11 @@ class Dispatcher:
         reply = f"{result.code} {result.text}".strip()[:300]
         if result.outcome is Outcome.SENT:
             self.pool.succeeded(vendor.name)
+            api = self.api_endpoints.get(vendor.name)
+            if api is not None and isinstance(result, ApiAttempt) and result.vendor_id:
+                with self._hooks_lock:
+                    self.by_vendor_id[(vendor.name, normal_id(api.api, result.vendor_id))] = message.id
+                    self.owner[message.id] = vendor.name
             self.queue.finish(message.id, State.SENT, vendor=vendor.name, reply=reply)
             self.count("sent")
             return
@@ -217,6 +228,29 @@ class Dispatcher:
             unknown_vendor=vendor.name if result.outcome is Outcome.UNKNOWN else message.unknown_vendor,
         )
         self.count("deferred")
+
+    def webhook(self, vendor: str, events: list[tuple[str, str]]) -> list[tuple[int | None, str, str]]:
+        """Apply one webhook POST's events to the delivery records: [(message, event, applied|late|unknown)]."""
+        out: list[tuple[int | None, str, str]] = []
+        for vendor_id, event in events:
+            with self._hooks_lock:
+                msg_id = self.by_vendor_id.get((vendor, vendor_id))
+                owner = self.owner.get(msg_id) if msg_id is not None else None
+                if msg_id is None:
+                    verdict = "unknown"
+                elif owner != vendor and self.settings.ignore_late_webhooks:
+                    verdict = "late"  # the message moved to another vendor: this one no longer speaks for it
+                else:
+                    verdict = "applied"
+                    self.webhook_state[msg_id] = event
+            self.count(f"webhooks_{verdict}")
+            print(
+                f"mailer: webhook vendor={vendor} vendor_id={vendor_id} message={msg_id} event={event} {verdict}",
+                file=sys.stderr,
+                flush=True,
+            )
+            out.append((msg_id, event, verdict))
+        return out
 
     def _log(self, message: Message, vendor: str, outcome: str, code: int, text: str) -> None:
         print(
