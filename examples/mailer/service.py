@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from maildrill.examples.mailer.config import ConfigError, Settings, from_environ
+from maildrill.examples.mailer.config import ConfigError, Endpoint, Settings, from_environ
 from maildrill.examples.mailer.queue import LANE_NAMES, Kind, MessageQueue, SqliteQueue, State
 from maildrill.examples.mailer.transports.webhooks import WebhookError
 from maildrill.examples.mailer.transports.webhooks import parse as parse_webhook
@@ -205,6 +205,10 @@ def render_metrics(queue: MessageQueue, dispatcher: Dispatcher) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _where(endpoint: Endpoint) -> str:
+    return endpoint.host if endpoint.port == 0 else f"{endpoint.host}:{endpoint.port}"  # an API vendor: its URL
+
+
 def api_banner(settings: Settings) -> str:
     """The API transports and their policies, for the start-up line (empty on the SMTP path)."""
     eps = [ep for ep in (settings.api_primary, settings.api_backup) if ep is not None]
@@ -261,7 +265,7 @@ def serve(settings: Settings) -> int:
         f"profile={settings.profile or '-'} retry={settings.retry.kind.value}:{settings.retry.base_s},"
         f"{settings.retry.cap_s} jitter={settings.jitter.value} retry_5xx={settings.retry_5xx} "
         f"lanes={settings.lanes} pool_backoff={settings.pool_backoff} idempotency={settings.idempotency} "
-        f"primary={settings.primary.name}@{settings.primary.host}:{settings.primary.port} "
+        f"primary={settings.primary.name}@{_where(settings.primary)} "
         f"backup={settings.backup.name if settings.backup else '-'} time_scale={settings.time_scale}"
         + api_banner(settings),
         flush=True,
