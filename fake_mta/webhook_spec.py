@@ -76,13 +76,16 @@ LagSpec = Annotated[FixedLag | UniformLag | LognormalLag, Field(discriminator="d
 class OutcomeSpec(_Frozen):
     """What becomes of an accepted message, drawn once per recipient: probabilities of a bounce, a drop (SendGrid
     `dropped`, SES `Reject`, Mailgun `failed` permanent, Resend `email.failed`) and a deferral before the final
-    event; the rest is delivered. `bounce_match_rcpt`: recipients matching this regex always bounce."""
+    event; the rest is delivered, and `bounce_after_delivery` of those bounce after the delivery event.
+    `bounce_match_rcpt`: recipients matching this regex always bounce."""
 
     bounce: float = Field(default=0.0, ge=0, le=1)
     bounce_type: Literal["permanent", "transient"] = "permanent"
     bounce_match_rcpt: str | None = None
     dropped: float = Field(default=0.0, ge=0, le=1)
     deferred: float = Field(default=0.0, ge=0, le=1)
+    # a delivered message that bounces later anyway (SES documents a Delivery followed by a Bounce; async bounces)
+    bounce_after_delivery: float = Field(default=0.0, ge=0, le=1)
 
     @field_validator("bounce_match_rcpt")
     @classmethod
@@ -114,6 +117,7 @@ class WebhookSpec(_Frozen):
     Mailgun — the HTTP webhook signing key; Resend — the ``whsec_...`` endpoint secret. Without one, Mailgun and
     Resend use a key derived from the seed (the dispatcher's `verification_key`). SES and Postmark sign nothing
     here; `headers` adds fixed headers to every POST (e.g. Postmark's basic-auth or custom headers).
+    `confirm` (SES): whether notifications wait until the SUT visits the SubscriptionConfirmation's SubscribeURL.
     """
 
     url: str
@@ -128,6 +132,9 @@ class WebhookSpec(_Frozen):
     timeout_s: float = Field(default=10.0, gt=0, le=600)
     secret: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    # SES: `answer` — notifications flow whatever the SUT does with the SubscriptionConfirmation; `visit` — as SNS,
+    # nothing is delivered until the SUT GETs its SubscribeURL (until then they are held)
+    confirm: Literal["answer", "visit"] = "answer"
 
     @field_validator("url")
     @classmethod
@@ -160,6 +167,8 @@ class WebhookSpec(_Frozen):
         unsupported = [e for e in self.events if e not in VENDOR_EVENTS[api]]
         if unsupported:
             out.append(f"events: {api} sends no {unsupported} webhook; it sends {list(VENDOR_EVENTS[api])}")
+        if self.confirm == "visit" and api != "ses":
+            out.append(f"confirm: only SES (through SNS) has a subscription to confirm; a {api} vendor has none")
         if self.secret is not None:
             if api in ("ses", "postmark"):
                 out.append(f"secret: {api} webhooks carry no shared-secret signature here; remove it (Postmark: "

@@ -681,7 +681,7 @@ class FakeVendor:
                 else:
                     data["reason"] = f"{decider}: success sent, message never delivered"
                 items.append((event, self.corr_of(rcpt), data))
-                if kind == "accepted" and self.webhooks is not None:
+                if kind == "accepted" and self.webhooks is not None:  # its events follow, from the event loop
                     self.webhooks.accepted(message_id, rcpt, self.corr_of(rcpt), msg.sender)
             if kind == "accepted" and len(self.messages) < MAX_REMEMBERED_MESSAGES:
                 self.messages.setdefault(message_id, {"message_id": message_id, "accepted": True,

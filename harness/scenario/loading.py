@@ -251,6 +251,13 @@ def _cross_problems(data: dict[str, Any]) -> list[Problem]:
     if needs_sut and sut is None:
         out.append(Problem("sut", "required: a load class sends to the SUT; give `sut: {command: [...]}` or "
                                   "`sut: {url: http://127.0.0.1:PORT}`"))
+    if sut is None:  # a vendor's webhooks.url that is a path needs a SUT to be a path on
+        for i, v in _items(data, "vendors"):
+            hooks = v.get("webhooks")
+            url = hooks.get("url") if isinstance(hooks, dict) else None
+            if isinstance(url, str) and url.startswith("/"):
+                out.append(Problem(f"vendors[{i}].webhooks.url", "is a path on the SUT, and the scenario has no "
+                                   "`sut`; add one, or give a full http(s):// URL", url, True))
     thresholds = data.get("thresholds")
     if isinstance(thresholds, dict):
         out += _threshold_problems(thresholds, class_names, mta_names, vendor_names)

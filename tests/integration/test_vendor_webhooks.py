@@ -235,7 +235,7 @@ def test_resend_events_verify_with_svix():
                 await wait_for(lambda: len(rx.hits) == 4, what="4 webhooks (2 events, each duplicated)")
             return rx, v, json.loads(text)
 
-    rx, v, sent = run(main())
+    rx, _v, sent = run(main())
     wh = Webhook(secret)
     payloads = []
     for h in rx.hits:
@@ -247,3 +247,98 @@ def test_resend_events_verify_with_svix():
     assert {p["data"]["email_id"] for p in payloads} == {sent["data"][0]["id"]}
     ids = [h.headers["svix-id"] for h in rx.hits]
     assert len(set(ids)) == 2  # a duplicate carries the same svix-id
+
+
+def test_a_sut_that_does_not_answer_in_time_gets_the_webhook_again():
+    never = asyncio.Event()
+
+    async def main():
+        async def slow_first(request):
+            if not slow_first.seen:
+                slow_first.seen = True
+                await never.wait()  # the first POST is never answered
+            return aiohttp.web.Response(text="ok")
+
+        slow_first.seen = False
+        app = aiohttp.web.Application()
+        app.router.add_post("/rs", slow_first)
+        runner = aiohttp.web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/rs"
+        try:
+            v = make_vendor("resend", {"url": url, **FAST, "timeout_s": 0.3, "time_scale": 0.01})
+            async with v, aiohttp.ClientSession() as s:
+                await send(s, v, ["u1@users.test"])
+                await wait_for(lambda: any(e["kind"] == "mta.webhook.answered" for e in kinds(v)), what="answer")
+            return v
+        finally:
+            never.set()
+            await runner.cleanup()
+
+    v = run(main())
+    assert [(e["kind"], e["attempt"], e.get("error"), e.get("status")) for e in kinds(v)] == [
+        ("mta.webhook.sent", 1, None, None), ("mta.webhook.failed", 1, "timeout", None),
+        ("mta.webhook.sent", 2, None, None), ("mta.webhook.answered", 2, None, 200)]
+    assert kinds(v)[1]["latency_ms"] >= 300
+
+
+def test_reorder_false_keeps_each_messages_events_in_order_and_true_lets_them_cross():
+    async def main(reorder: bool):
+        async with Receiver() as rx:
+            v = make_vendor("sendgrid", {"url": rx.url + "/h", "events": ["processed", "delivered"],
+                                         "lag_s": {"distribution": "uniform", "min_s": 0, "max_s": 1},
+                                         "time_scale": 0.1, "reorder": reorder}, seed=3)
+            async with v, aiohttp.ClientSession() as s:
+                await send(s, v, [f"u{i}@users.test" for i in range(100)])
+                await wait_for(lambda: len(rx.hits) == 200, what="200 webhooks")
+            return v
+
+    def crossed(v) -> int:
+        order = [(e["rcpt"], e["event"]) for e in kinds(v) if e["kind"] == "mta.webhook.sent"]
+        return sum(order.index((r, "delivered")) < order.index((r, "processed")) for r, ev in order
+                   if ev == "processed")
+
+    assert crossed(run(main(False))) == 0
+    assert crossed(run(main(True))) > 20  # independent uniform lags: about half of them cross
+
+
+def test_ses_can_report_a_delivery_then_a_bounce_for_the_same_recipient():
+    async def main():
+        async with Receiver() as rx:
+            v = make_vendor("ses", {"url": rx.url + "/ses", **FAST, "outcomes": {"bounce_after_delivery": 1.0}})
+            async with v, aiohttp.ClientSession() as s:
+                await send(s, v, ["u1@users.test"])
+                await wait_for(lambda: len(rx.hits) == 3, what="confirmation, Delivery, Bounce")
+            return rx
+
+    rx = run(main())
+    msgs = [json.loads(json.loads(h.body)["Message"]) for h in rx.hits[1:]]
+    assert [(m["eventType"], m["mail"]["destination"]) for m in msgs] == [("Delivery", ["u1@users.test"]),
+                                                                         ("Bounce", ["u1@users.test"])]
+    assert msgs[0]["mail"]["messageId"] == msgs[1]["mail"]["messageId"]
+
+
+def test_ses_confirm_visit_holds_notifications_until_the_sut_visits_the_subscribe_url():
+    async def main():
+        async with Receiver() as rx:
+            v = make_vendor("ses", {"url": rx.url + "/ses", **FAST, "confirm": "visit"})
+            async with v, aiohttp.ClientSession() as s:
+                await send(s, v, ["u1@users.test", "u2@users.test"])
+                await wait_for(lambda: len(kinds(v, "mta.webhook.held")) == 2 and len(kinds(v)) == 4,
+                               what="both held, the confirmation answered")
+                assert [h.headers["x-amz-sns-message-type"] for h in rx.hits] == ["SubscriptionConfirmation"]
+                r = await s.get(json.loads(rx.hits[0].body)["SubscribeURL"])
+                assert r.status == 200
+                await wait_for(lambda: len(rx.hits) == 3, what="both notifications")
+            return rx, v
+
+    rx, v = run(main())
+    assert [h.headers["x-amz-sns-message-type"] for h in rx.hits] == ["SubscriptionConfirmation", "Notification",
+                                                                       "Notification"]
+    assert [e["kind"] for e in kinds(v)] == [
+        "mta.webhook.held", "mta.webhook.held",
+        "mta.webhook.sent", "mta.webhook.answered",  # the confirmation, sent when the first notification was due
+        "mta.webhook.subscription_confirmed",
+        "mta.webhook.sent", "mta.webhook.sent", "mta.webhook.answered", "mta.webhook.answered"]

@@ -104,6 +104,9 @@ class WebhookDispatcher:
     def set_pauses(self, pauses: list[tuple[str, str | None]]) -> None:
         """The webhook_pause behaviours now in force, as (mode, match_rcpt). Ending a hold releases what it held."""
         self.pauses = [(mode, re.compile(rx) if rx else None) for mode, rx in pauses]
+        self._release()
+
+    def _release(self) -> None:
         if self.held:
             still, release = [], []
             for n, attempt in self.held:
@@ -113,6 +116,8 @@ class WebhookDispatcher:
                 self._spawn(n, attempt)
 
     def _paused(self, n: Notice) -> str | None:
+        if self.spec.confirm == "visit" and not getattr(self.format, "confirmed", True):
+            return "hold"  # SNS delivers nothing to a subscription still pending confirmation
         for mode, rx in self.pauses:
             if rx is None or rx.search(n.rcpt):
                 return mode
@@ -133,6 +138,8 @@ class WebhookDispatcher:
         if final == "delivered" and rng.random() < out.deferred:
             seq.append("deferred")
         seq.append(final)
+        if final == "delivered" and out.bounce_after_delivery and rng.random() < out.bounce_after_delivery:
+            seq.append("bounce")
         seq = [e for e in seq if e in spec.events]
         lags = [spec.lag_s.sample(rng) for _ in seq]
         if not spec.reorder:
@@ -148,7 +155,9 @@ class WebhookDispatcher:
             extra = {"accepted_wall": wall, "suffix": f"{index:04d}-{self._suffix}", "sns_published_wall": wall + lag}
             if rng.random() < spec.loss:
                 n = Notice(copy=0, occurred=wall + lag, extra=extra, **base)  # type: ignore[arg-type]
-                self._dropped(n, "loss", attempt=0, lag_s=lag)
+                # recorded from the loop, after the acceptance it is about
+                asyncio.get_running_loop().call_soon(lambda n=n, lag=lag: self._dropped(n, "loss", attempt=0,
+                                                                                          lag_s=lag))
                 continue
             self._schedule(Notice(copy=0, occurred=wall + lag, extra=extra, **base), 1, lag)  # type: ignore[arg-type]
             if rng.random() < spec.duplicate:
@@ -159,10 +168,7 @@ class WebhookDispatcher:
     def _schedule(self, n: Notice, attempt: int, delay_s: float) -> None:
         self._pending[(n.webhook, n.copy)] = n
         loop = asyncio.get_running_loop()
-        delay = delay_s * self.scale
-        if delay <= 0:
-            self._due(n, attempt)
-            return
+        delay = max(0.0, delay_s * self.scale)  # call_later(0): after the acceptance's own events
         handle: asyncio.TimerHandle | None = None
 
         def fire() -> None:
@@ -172,7 +178,14 @@ class WebhookDispatcher:
         handle = loop.call_later(delay, fire)
         self._timers.add(handle)
 
+    def _ensure_preamble(self) -> asyncio.Task[None]:
+        """SNS's SubscriptionConfirmation goes out when the first notification is due (the SUT is up by then)."""
+        if self._preamble is None:
+            self._preamble = asyncio.get_running_loop().create_task(self._send_preamble())
+        return self._preamble
+
     def _due(self, n: Notice, attempt: int) -> None:
+        self._ensure_preamble()
         mode = self._paused(n)
         if mode == "drop":
             self._dropped(n, "paused", attempt=attempt - 1)
@@ -219,9 +232,7 @@ class WebhookDispatcher:
                                      latency_ms=ms)
 
     async def _attempt(self, n: Notice, attempt: int) -> None:
-        if self._preamble is None:
-            self._preamble = asyncio.get_running_loop().create_task(self._send_preamble())
-        await asyncio.shield(self._preamble)
+        await asyncio.shield(self._ensure_preamble())
         body, headers = self.format.render(n, attempt)
         data = self._data(n, attempt)
         t0 = self.clock.now()
@@ -260,8 +271,11 @@ class WebhookDispatcher:
         if path == ses.CONFIRM_PATH:
             if query.get("Token") != fmt.token:
                 return 400, "text/xml", b"<ErrorResponse><Error><Code>InvalidParameter</Code></Error></ErrorResponse>"
+            first = not fmt.confirmed
             fmt.confirmed = True
-            self.recorder.record("mta.webhook.subscription_confirmed", None, topic_arn=fmt.topic_arn)
+            if first:
+                self.recorder.record("mta.webhook.subscription_confirmed", None, topic_arn=fmt.topic_arn)
+                self._release()
             return 200, "text/xml", (f"<ConfirmSubscriptionResponse><ConfirmSubscriptionResult><SubscriptionArn>"
                                      f"{fmt.subscription_arn}</SubscriptionArn></ConfirmSubscriptionResult>"
                                      f"</ConfirmSubscriptionResponse>").encode()
