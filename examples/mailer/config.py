@@ -116,6 +116,7 @@ class Settings:
     api_idempotency_key: bool = False
     hold_unknown: bool = False
     ignore_late_webhooks: bool = False
+    failover_on_silence_s: float = 0.0  # scaled; 0 = fail over only on explicit errors
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
@@ -217,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--hold-unknown",
         action=argparse.BooleanOptionalAction,
         help="after a response lost mid-request, don't re-send (unless the vendor takes an idempotency key)",
+    )
+    p.add_argument(
+        "--failover-on-silence",
+        type=float,
+        default=0.0,
+        help="seconds (scaled) after an accepted API send with no webhook before it is sent again via the backup; "
+        "0 (default) = fail over only on explicit errors",
     )
     p.add_argument(
         "--ignore-late-webhooks",
@@ -323,6 +331,10 @@ def resolve(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         )
     api_primary = api_backup = None
     backup_transport = args.backup_transport or args.transport
+    if args.failover_on_silence < 0:
+        raise ConfigError(f"--failover-on-silence {args.failover_on_silence}: must be >= 0 seconds (0 = off)")
+    if args.failover_on_silence > 0 and (args.failover_to is None or backup_transport == "smtp"):
+        raise ConfigError("--failover-on-silence needs an API backup: --failover-to NAME with an API transport")
     if args.api_timeout is not None and args.api_timeout < 0:
         raise ConfigError(f"--api-timeout {args.api_timeout}: must be >= 0 seconds (0 = the SDK's default)")
     try:
@@ -413,6 +425,7 @@ def resolve(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         api_idempotency_key=bool(chosen["api_idempotency_key"]),
         hold_unknown=bool(chosen["hold_unknown"]),
         ignore_late_webhooks=bool(chosen["ignore_late_webhooks"]),
+        failover_on_silence_s=args.failover_on_silence * time_scale,
     )
 
 

@@ -220,6 +220,7 @@ def api_banner(settings: Settings) -> str:
         + f" honour_retry_after={settings.honour_retry_after} api_timeout={settings.api_timeout_s or 'sdk-default'}"
         f" sdk_retries={settings.sdk_retries} idempotency_key={settings.api_idempotency_key}"
         f" hold_unknown={settings.hold_unknown} ignore_late_webhooks={settings.ignore_late_webhooks}"
+        f" failover_on_silence={settings.failover_on_silence_s or 'off'}"
     )
 
 
@@ -250,6 +251,8 @@ def serve(settings: Settings) -> int:
     workers = [
         threading.Thread(target=dispatcher.run_worker, name=f"worker-{i}", daemon=True) for i in range(settings.workers)
     ]
+    if settings.failover_on_silence_s > 0:
+        workers.append(threading.Thread(target=dispatcher.watch_silence, name="silence-watch", daemon=True))
     for worker in workers:
         worker.start()
     if settings.idempotency and not settings.control_url:

@@ -44,6 +44,7 @@ class Dispatcher:
         self.by_vendor_id: dict[tuple[str, str], int] = {}
         self.owner: dict[int, str] = {}
         self.webhook_state: dict[int, str] = {}
+        self.awaiting: dict[int, tuple[float, Message]] = {}  # primary sends waiting for a webhook (silence failover)
         if self.api_endpoints:
             self.api = ApiClients(
                 SdkOptions(settings.api_timeout_s, settings.sdk_retries, settings.api_idempotency_key)
@@ -175,6 +176,8 @@ class Dispatcher:
                 with self._hooks_lock:
                     self.by_vendor_id[(vendor.name, normal_id(api.api, result.vendor_id))] = message.id
                     self.owner[message.id] = vendor.name
+                    if s.failover_on_silence_s > 0 and s.api_backup is not None and vendor.name == s.primary.name:
+                        self.awaiting[message.id] = (now + s.failover_on_silence_s, message)
             self.queue.finish(message.id, State.SENT, vendor=vendor.name, reply=reply)
             self.count("sent")
             return
@@ -229,6 +232,29 @@ class Dispatcher:
         )
         self.count("deferred")
 
+    def watch_silence(self) -> None:
+        """Failover on webhook silence: a primary send with no webhook within the window goes out via the backup."""
+        s = self.settings
+        assert s.api_backup is not None and self.api is not None
+        while not self.stop.wait(min(0.1, s.failover_on_silence_s / 4)):
+            now = time.time()
+            with self._hooks_lock:
+                due = [(i, m) for i, (t, m) in self.awaiting.items() if t <= now and i not in self.webhook_state]
+                for i in [i for i in self.awaiting if i in self.webhook_state] + [i for i, _ in due]:
+                    del self.awaiting[i]
+            for msg_id, message in due:
+                self._log(message, s.api_backup.name, "silence", 0, f"no webhook from {s.primary.name}: failing over")
+                result = self.api.send(s.api_backup, message)
+                self.count("failovers_on_silence")
+                self._log(message, s.api_backup.name, result.outcome.value, result.code, result.text)
+                if result.outcome is Outcome.SENT:
+                    with self._hooks_lock:
+                        self.owner[msg_id] = s.api_backup.name
+                        if isinstance(result, ApiAttempt) and result.vendor_id:
+                            key = (s.api_backup.name, normal_id(s.api_backup.api, result.vendor_id))
+                            self.by_vendor_id[key] = msg_id
+                    self.queue.finish(msg_id, State.SENT, vendor=s.api_backup.name, reply="sent again: webhook silence")
+
     def webhook(self, vendor: str, events: list[tuple[str, str]]) -> list[tuple[int | None, str, str]]:
         """Apply one webhook POST's events to the delivery records: [(message, event, applied|late|unknown)]."""
         out: list[tuple[int | None, str, str]] = []
@@ -241,9 +267,9 @@ class Dispatcher:
                 elif owner != vendor and self.settings.ignore_late_webhooks:
                     verdict = "late"  # the message moved to another vendor: this one no longer speaks for it
                 else:
-                    verdict = "applied"
+                    verdict = "applied" if owner == vendor else f"applied (owner {owner})"
                     self.webhook_state[msg_id] = event
-            self.count(f"webhooks_{verdict}")
+            self.count(f"webhooks_{verdict.split()[0]}")
             print(
                 f"mailer: webhook vendor={vendor} vendor_id={vendor_id} message={msg_id} event={event} {verdict}",
                 file=sys.stderr,

@@ -126,6 +126,27 @@ def test_api_vendor_outage_failover_boto3_defaults_outlast_the_outage_hardened_f
     assert "vendor=primary outcome=timeout" in log_h
 
 
+def test_webhook_silence_failover_double_sends_naive_only(tmp_path: Path) -> None:
+    """The naive run fails over on 2 s of webhook silence (`--failover-on-silence 2`): every code sent while the
+    primary's webhooks are held goes out again via SES; the hardened one fails over only on explicit errors."""
+    r = both(tmp_path, "webhook-silence-failover", "--transport", "sendgrid", "--primary", "primary",
+             "--failover-to", "backup", "--backup-transport", "ses", "--failover-on-silence", "2")
+    (code_n, _, naive, log_n), (code_h, _, hardened, log_h) = r["naive"], r["hardened"]
+    assert (code_n, checks(naive)) == (1, {"duplicates": False, "otp_expired_ratio": True, "undelivered": True})
+    assert (code_h, checks(hardened)) == (0, {"duplicates": True, "otp_expired_ratio": True, "undelivered": True})
+    for s in (naive, hardened):
+        assert pick(s, "messages_requested", "delivered") == {"messages_requested": 80, "delivered": 80}
+        assert s["by_mta"]["primary"]["delivered"] == 80  # the primary accepted every send throughout
+    # ~8 s of held webhooks at 5/s, less the 2 s window: each of those codes sent twice, once per vendor
+    m = naive["metrics"]
+    assert 15 <= m["duplicates"] == m["duplicates_failover"] == naive["by_mta"]["backup"]["delivered"]
+    assert log_n.count(" outcome=silence ") == m["duplicates"]
+    # the held webhooks arrive late and speak for messages the backup owns now (naive applies them anyway)
+    assert log_n.count(" applied (owner backup)") >= 10
+    assert hardened["by_mta"]["backup"]["delivered"] == 0 and " outcome=silence " not in log_h
+    assert log_h.count("mailer: webhook vendor=primary ") >= 40 and " applied (owner" not in log_h
+
+
 def test_the_api_demo_shows_naive_failing_and_hardened_passing_side_by_side(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "maildrill.harness.demo_api", "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=400, check=False)
