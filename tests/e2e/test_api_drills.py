@@ -26,13 +26,15 @@ def mailer(*flags: str) -> str:
     return "sut.command=[python, -m, maildrill.examples.mailer, " + ", ".join(flags) + "]"
 
 
-def both(tmp_path: Path, name: str, *transport: str) -> dict[str, tuple[int, Path, dict[str, Any], str]]:
+def both(tmp_path: Path, name: str, *transport: str,
+         naive_extra: tuple[str, ...] = ()) -> dict[str, tuple[int, Path, dict[str, Any], str]]:
     """Run the drill with the naive and the hardened profile side by side: {profile: (exit, run dir, summary, log)}."""
     procs = {}
     for profile in ("naive", "hardened"):
         out = tmp_path / profile
+        flags = ("--profile", profile, *transport, *(naive_extra if profile == "naive" else ()))
         cmd = [sys.executable, "-m", "maildrill", "run", str(SCENARIOS / f"{name}.yaml"), "--out", str(out),
-               "--quiet", "--set", mailer("--profile", profile, *transport)]
+               "--quiet", "--set", mailer(*flags)]
         procs[profile] = (out, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                                 text=True))
     results = {}
@@ -130,7 +132,7 @@ def test_webhook_silence_failover_double_sends_naive_only(tmp_path: Path) -> Non
     """The naive run fails over on 2 s of webhook silence (`--failover-on-silence 2`): every code sent while the
     primary's webhooks are held goes out again via SES; the hardened one fails over only on explicit errors."""
     r = both(tmp_path, "webhook-silence-failover", "--transport", "sendgrid", "--primary", "primary",
-             "--failover-to", "backup", "--backup-transport", "ses", "--failover-on-silence", "2")
+             "--failover-to", "backup", "--backup-transport", "ses", naive_extra=("--failover-on-silence", "2"))
     (code_n, _, naive, log_n), (code_h, _, hardened, log_h) = r["naive"], r["hardened"]
     assert (code_n, checks(naive)) == (1, {"duplicates": False, "otp_expired_ratio": True, "undelivered": True})
     assert (code_h, checks(hardened)) == (0, {"duplicates": True, "otp_expired_ratio": True, "undelivered": True})
