@@ -79,3 +79,43 @@ def test_delivery_webhooks_update_the_record_by_the_vendors_message_id(api: str,
     assert bad[0] == 400 and bad[1]["error"].startswith(f"POST /hooks/v: not a {api} webhook: not JSON")
     assert nobody == (404, {"error": "POST /hooks/elsewhere: no API vendor 'elsewhere'",
                             "fix": "the mailer's API vendors: ['v']"})
+
+
+@pytest.mark.parametrize("ignore_late", [True, False])
+def test_after_a_failover_on_silence_the_late_webhook_of_the_old_vendor_is_ignored_or_applied(
+    ignore_late: bool, tmp_path: Path
+) -> None:
+    """SendGrid accepts but holds its webhooks; after 1 s of silence the mailer sends again via SES (which then
+    owns the message); when the held webhook finally comes, a hardened mailer marks it late, a naive one applies it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    hooks = {"url": f"{base}/hooks/primary", "events": ["delivered"], "lag_s": {"distribution": "fixed",
+                                                                              "value_s": 0.1}}
+    spec = FleetSpec(vendors=[
+        VendorSpec(name="primary", api="sendgrid", webhooks=hooks, behaviors=[{"kind": "webhook_pause"}]),
+        VendorSpec(name="backup", api="ses")])
+    with FleetThread(spec, control=False) as fleet:
+        env = {**os.environ, "MAILDRILL_API_PRIMARY_URL": fleet["primary"].base_url,
+               "MAILDRILL_API_BACKUP_URL": fleet["backup"].base_url}
+        cmd = [sys.executable, "-m", "maildrill.examples.mailer", "--transport", "sendgrid", "--primary", "primary",
+               "--failover-to", "backup", "--backup-transport", "ses", "--failover-on-silence", "1", "--port",
+               str(port), "--db", str(tmp_path / "q.sqlite3"), "--profile", "hardened", "--seed", "1",
+               "--ignore-late-webhooks" if ignore_late else "--no-ignore-late-webhooks"]
+        mailer = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait(lambda: up(f"{base}/healthz"), "the mailer to listen")
+            msg = call(f"{base}/otp", {"email": "u1@users.drill.test"})[1]["id"]
+            wait(lambda: call(f"{base}/messages/{msg}")[1]["vendor"] == "backup", "the failover on silence")
+            fleet.set_behaviors("primary", [])  # the held webhook goes out now: late
+            fleet.wait_for(lambda evs: any(e["kind"] == "mta.webhook.answered" for e in evs), 30,
+                           what="the mailer's answer to the held webhook")
+            record = call(f"{base}/messages/{msg}")[1]
+        finally:
+            mailer.terminate()
+            _, stderr = mailer.communicate(timeout=30)
+    hooks_seen = [line.split(" event=")[1] for line in stderr.splitlines() if line.startswith("mailer: webhook ")]
+    assert hooks_seen == (["delivered late"] if ignore_late else ["delivered applied (owner backup)"])
+    assert (record["state"], record["vendor"], record["webhook"]) == (
+        "sent", "backup", None if ignore_late else "delivered")
+    sent = [line for line in stderr.splitlines() if " outcome=sent " in line]
+    assert [line.split(" vendor=")[1].split()[0] for line in sent] == ["primary", "backup"]
