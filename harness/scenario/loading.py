@@ -9,11 +9,12 @@ from typing import Any
 
 import yaml
 from maildrill.fake_mta.config import BEHAVIOR_KINDS, parse_behaviors, vendor_misfits
+from maildrill.fake_mta.webhook_spec import LAG_DISTRIBUTIONS
 from maildrill.harness.errors import Problem, ScenarioError
 from maildrill.harness.scenario.models import SHAPE_KINDS, Scenario
 from pydantic import ValidationError
 
-_TAGS = set(BEHAVIOR_KINDS) | set(SHAPE_KINDS)
+_TAGS = set(BEHAVIOR_KINDS) | set(SHAPE_KINDS) | set(LAG_DISTRIBUTIONS)
 _NO_VALUE = ("missing", "union_tag_not_found", "model_attributes_type", "model_type", "dict_type", "list_type")
 
 

@@ -169,3 +169,14 @@ def test_a_webhook_path_without_a_sut_is_a_scenario_problem():
         "w.yaml: 1 problem\n"
         "  vendors[0].webhooks.url = '/hooks/sendgrid': is a path on the SUT, and the scenario has no "
         "`sut`; add one, or give a full http(s):// URL (line 8)")
+
+
+def test_a_bad_lag_in_a_scenario_is_reported_at_its_path_without_the_distribution_tag():
+    from maildrill.harness.errors import ScenarioError
+    from maildrill.harness.scenario import parse_scenario_text
+
+    text = SCENARIO.replace("lag_s: {distribution: uniform, min_s: 1, max_s: 30}",
+                            "lag_s: {distribution: uniform, min_s: 1, max_s: -1}")
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario_text(text, source="w.yaml")
+    assert str(info.value) == "w.yaml: 1 problem\n  vendors[0].webhooks.lag_s.max_s = -1: must be >= 0 (line 8)"
