@@ -150,7 +150,7 @@ def test_webhook_silence_failover_double_sends_naive_only(tmp_path: Path) -> Non
 
 
 def test_the_api_demo_shows_naive_failing_and_hardened_passing_side_by_side(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "maildrill.harness.demo_api", "--out", str(tmp_path)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "maildrill", "demo", "--api", "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=400, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()
