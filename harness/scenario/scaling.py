@@ -52,6 +52,10 @@ def scaled(scenario: Scenario) -> Scenario:
             # Toxiproxy's attributes are whole milliseconds (microseconds for slicer delay)
             toxic["attributes"] = {a: (round(v * k) if a in _TOXIC_MS else v)
                                    for a, v in toxic.get("attributes", {}).items()}
+    for v_in, v_out in zip(d.get("vendors", []), out.get("vendors", []), strict=True):
+        if v_in.get("webhooks"):  # lags and retry intervals scale by the webhooks' own factor; timeout_s is the SUT's
+            wh = v_in["webhooks"]
+            v_out["webhooks"] = {**wh, "time_scale": wh.get("time_scale", 1.0) * k}
     out["time_scale"] = 1.0
     if sut is not None:
         out["sut"] = sut
@@ -62,7 +66,7 @@ def scaled(scenario: Scenario) -> Scenario:
 
 def action_label(action: ActionSpec) -> str:
     """What an action does, in a few words (for events and the status line)."""
-    if action.mta is not None:
+    if action.mta is not None or action.vendor is not None:
         kinds = ",".join(b.kind + (f"({b.mode})" if b.kind == "go_dark" else "") for b in action.set or [])
         return f"set {kinds or '[]'}"
     if action.sut is not None:
