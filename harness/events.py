@@ -35,6 +35,7 @@ class EventKind(StrEnum):
     MTA_MESSAGE_ACCEPTED = "mta.message.accepted"
     MTA_MESSAGE_DISCARDED = "mta.message.discarded"
     MTA_MESSAGE_ACK_LOST = "mta.message.ack_lost"
+    MTA_REQUEST_RECEIVED = "mta.request.received"
     MTA_PROTOCOL_ERROR = "mta.protocol.error"
     MTA_BEHAVIORS_CHANGED = "mta.behaviors.changed"
     MTA_RESET = "mta.reset"

@@ -560,6 +560,13 @@ class FakeVendor:
         if limit is None:
             limit = self._limit(None, api_key, c)
 
+        if outcome in ("hang", "reset") or delay:
+            held = self._received(c, endpoint, mail, decider)  # the attempt, before the vendor waits or drops it
+            if outcome in ("hang", "reset") or (delay and outcome not in ("accept", "blackhole", "lose_response")):
+                self._flush(held)
+                held = []
+        else:
+            held = []
         if outcome == "hang":
             self.counts["hung"] += 1
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -574,11 +581,13 @@ class FakeVendor:
             if isinstance(replay, Answer) and replay.status == 409:
                 return self._reply(c, request, replay, mail, api_key, idem, "idempotency")
             if replay is not None:
-                if delay:
-                    await asyncio.sleep(delay)
                 if outcome == "lose_response":
+                    self._flush(held or self._received(c, endpoint, mail, decider))
                     self._close(c, f"{decider}: idempotent replay, connection closed before the response")
                     return web.Response(status=204)
+                if delay:
+                    self._flush(held)
+                    await asyncio.sleep(delay)
                 return self._reply(c, request, replay, mail, api_key, idem, "idempotency", replayed=True)
             ids = [wire.message_id(i) for i in range(len(mail.messages))]
             kind = "discarded" if outcome == "blackhole" else "accepted"
@@ -589,7 +598,7 @@ class FakeVendor:
             if idem is not None:
                 self._idempotency[idem] = (self.clock.now(), body, answer)
             if outcome == "lose_response" or delay:
-                self._flush(pending)  # stored before the connection closes / the tarpit holds the reply
+                self._flush([*held, *pending])  # stored before the connection closes / the tarpit holds the reply
                 pending = []
             if outcome == "lose_response":
                 self._close(c, f"{decider}: message stored, connection closed before the response")
@@ -645,6 +654,14 @@ class FakeVendor:
                 ctx = Context(Verb.DOT, self.clock.now(), c.ip, c.conn, api_key=api_key)
                 return self._bucket_limit(b, ctx)
         return None
+
+    def _received(self, c: _Conn, endpoint: str, mail: Mail,
+                  decider: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+        """mta.request.received, one per recipient: the attempt of a request the vendor holds (tarpit) or never
+        answers (go_dark hang, reset, a lost replay), which no reply event would otherwise show."""
+        return [("mta.request.received", self.corr_of(rcpt),
+                 {"conn": c.conn, "txn": c.txn, "rcpt": rcpt, "api": self.api, "endpoint": endpoint,
+                  "behavior": decider}) for rcpt in mail.rcpts]
 
     def _store(self, c: _Conn, mail: Mail, ids: list[str], kind: str, ack: str,
                decider: str) -> list[tuple[str, str | None, dict[str, Any]]]:
