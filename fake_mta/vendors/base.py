@@ -46,6 +46,8 @@ ENHANCED = {CODE_ACCEPTED: "2.0.0", CODE_THROTTLED: "4.7.0", CODE_TEMPFAIL: "4.3
 IDEMPOTENCY_WINDOW_S = 24 * 3600.0
 DAY_S = 86400.0
 MAX_REMEMBERED_MESSAGES = 1_000_000
+_HTTP_COUNT = {s: f"http_{s}" for s in range(100, 600)}  # counts keys, built once
+_NO_RCPTS: list[str] = []
 
 
 @dataclass(slots=True)
@@ -65,7 +67,8 @@ class Mail:
 
     @property
     def rcpts(self) -> list[str]:
-        return [r for m in self.messages for r in m.rcpts]
+        msgs = self.messages
+        return msgs[0].rcpts if len(msgs) == 1 else [r for m in msgs for r in m.rcpts]
 
     @property
     def sender(self) -> str | None:
@@ -120,12 +123,18 @@ class Wire:
         self.vendor_name = vendor_name
         self.ids = rng
         self._routes = [(m, re.compile(p), name) for (m, p), name in self.endpoints.items()]
+        self._routed: dict[tuple[str, str], str] = {}  # (method, path) -> endpoint, of paths seen (bounded)
 
     def route(self, method: str, path: str) -> str:
+        hit = self._routed.get((method, path))
+        if hit is not None:
+            return hit
         allowed = []
         for m, rx, name in self._routes:
             if rx.fullmatch(path):
                 if m == method:
+                    if len(self._routed) < 1024:
+                        self._routed[(method, path)] = name
                     return name
                 allowed.append(m)
         if allowed:
@@ -510,55 +519,10 @@ class FakeVendor:
                       api_key: str | None, idem: str | None) -> web.StreamResponse:
         wire = self.wire
         rcpts = mail.rcpts
-        ctx = Context(Verb.DOT, self.clock.now(), c.ip, c.conn, mail.sender, rcpts[0] if rcpts else None, rcpts,
-                      api_key)
-        delay = 0.0
-        decider = "default"
-        outcome = "accept"
-        detail: Any = None
-        limit: Limit | None = None
-        daily_passed: list[int] = []
-        for i, b in enumerate(self.runtime):
-            if not b.fires(ctx, self.rng):
-                continue
-            kind = b.kind
-            if kind == "tarpit":
-                delay += b.spec.delay_s  # type: ignore[attr-defined]
-                continue
-            if kind == "throttle":
-                assert isinstance(b, Throttle)
-                quota = b.spec.daily_quota  # type: ignore[attr-defined]
-                if quota is not None:
-                    window = self._daily.setdefault(i, [ctx.now, 0.0])
-                    if ctx.now - window[0] >= DAY_S:
-                        window[0], window[1] = ctx.now, 0.0
-                    if window[1] + len(rcpts) > quota:
-                        decider, outcome = b.label, "throttle"
-                        limit = Limit(quota, max(0, int(quota - window[1])), DAY_S - (ctx.now - window[0]), True)
-                        break
-                    daily_passed.append(i)
-                over = b.decide(ctx) is not None
-                if limit is None:
-                    limit = self._bucket_limit(b, ctx)
-                if over:
-                    decider, outcome = b.label, "throttle"
-                    limit = self._bucket_limit(b, ctx)
-                    break
-                continue
-            decider = b.label
-            if kind == "accept":
-                break
-            if kind == "go_dark":
-                mode = b.spec.mode  # type: ignore[attr-defined]
-                if mode is GoDarkMode.REFUSE:
-                    continue  # acts on the listener
-                outcome = mode.value
-                break
-            outcome = kind
-            detail = b.spec.reason if kind == "reject" else b.spec.code  # type: ignore[attr-defined]
-            break
-        if limit is None:
-            limit = self._limit(None, api_key, c)
+        if self.runtime:
+            delay, decider, outcome, detail, limit, daily_passed = self._behave(c, mail, rcpts, api_key)
+        else:  # no behaviours: accept
+            delay, decider, outcome, detail, limit, daily_passed = 0.0, "default", "accept", None, None, ()
 
         if outcome in ("hang", "reset") or delay:
             held = self._received(c, endpoint, mail, decider)  # the attempt, before the vendor waits or drops it
@@ -629,6 +593,60 @@ class FakeVendor:
         wire.rate_headers(limit, answer)
         return self._reply(c, request, answer, mail, api_key, idem, decider)
 
+    def _behave(self, c: _Conn, mail: Mail, rcpts: list[str], api_key: str | None,
+                ) -> tuple[float, str, str, Any, Limit | None, list[int] | tuple[int, ...]]:
+        """Ask the behaviours, in order: (tarpit delay, decider, outcome, detail, rate limit, daily quotas passed)."""
+        ctx = Context(Verb.DOT, self.clock.now(), c.ip, c.conn, mail.sender, rcpts[0] if rcpts else None, rcpts,
+                      api_key)
+        delay = 0.0
+        decider = "default"
+        outcome = "accept"
+        detail: Any = None
+        limit: Limit | None = None
+        daily_passed: list[int] = []
+        for i, b in enumerate(self.runtime):
+            if not b.fires(ctx, self.rng):
+                continue
+            kind = b.kind
+            if kind == "tarpit":
+                delay += b.spec.delay_s  # type: ignore[attr-defined]
+                continue
+            if kind == "throttle":
+                assert isinstance(b, Throttle)
+                quota = b.spec.daily_quota  # type: ignore[attr-defined]
+                if quota is not None:
+                    window = self._daily.setdefault(i, [ctx.now, 0.0])
+                    if ctx.now - window[0] >= DAY_S:
+                        window[0], window[1] = ctx.now, 0.0
+                    if window[1] + len(rcpts) > quota:
+                        decider, outcome = b.label, "throttle"
+                        limit = Limit(quota, max(0, int(quota - window[1])), DAY_S - (ctx.now - window[0]), True)
+                        break
+                    daily_passed.append(i)
+                over = b.decide(ctx) is not None
+                if limit is None:
+                    limit = self._bucket_limit(b, ctx)
+                if over:
+                    decider, outcome = b.label, "throttle"
+                    limit = self._bucket_limit(b, ctx)
+                    break
+                continue
+            decider = b.label
+            if kind == "accept":
+                break
+            if kind == "go_dark":
+                mode = b.spec.mode  # type: ignore[attr-defined]
+                if mode is GoDarkMode.REFUSE:
+                    continue  # acts on the listener
+                outcome = mode.value
+                break
+            outcome = kind
+            detail = b.spec.reason if kind == "reject" else b.spec.code  # type: ignore[attr-defined]
+            break
+        if limit is None:
+            limit = self._limit(None, api_key, c)
+        return delay, decider, outcome, detail, limit, daily_passed
+
     def _replayed(self, idem: str, body: bytes) -> Answer | None:
         hit = self._idempotency.get(idem)
         if hit is None:
@@ -667,25 +685,32 @@ class FakeVendor:
                decider: str) -> list[tuple[str, str | None, dict[str, Any]]]:
         """The mta.message.accepted (or .discarded) events of a request, one per recipient, to be recorded (by
         `_flush` or with the reply) before any response about them is written."""
-        event = f"mta.message.{kind}"
+        accepted = kind == "accepted"
+        event = "mta.message.accepted" if accepted else "mta.message.discarded"
+        conn, txn, size, corr_of = c.conn, c.txn, mail.size, self.corr_of
+        reason = None if accepted else f"{decider}: success sent, message never delivered"
+        remember = self.messages if accepted and len(self.messages) < MAX_REMEMBERED_MESSAGES else None
+        now = self.clock.now() if remember is not None else 0.0
         items: list[tuple[str, str | None, dict[str, Any]]] = []
+        n = 0
         for msg, message_id in zip(mail.messages, ids, strict=True):
+            sender = msg.sender
             for rcpt in msg.rcpts:
-                data: dict[str, Any] = {"conn": c.conn, "txn": c.txn, "mail_from": msg.sender, "rcpt": rcpt,
-                                        "size_bytes": mail.size, "message_id": message_id}
-                if kind == "accepted":
-                    data["ack"] = ack
+                if accepted:
+                    data: dict[str, Any] = {"conn": conn, "txn": txn, "mail_from": sender, "rcpt": rcpt,
+                                            "size_bytes": size, "message_id": message_id, "ack": ack}
                 else:
-                    data["reason"] = f"{decider}: success sent, message never delivered"
-                items.append((event, self.corr_of(rcpt), data))
-            if kind == "accepted" and len(self.messages) < MAX_REMEMBERED_MESSAGES:
-                self.messages.setdefault(message_id, {"message_id": message_id, "accepted": True,
-                                                      "t_s": self.clock.now(), "ack": ack,
-                                                      "rcpts": len(msg.rcpts)})
-        n = len(mail.rcpts)
-        self.counts[f"messages_{kind}"] += n
+                    data = {"conn": conn, "txn": txn, "mail_from": sender, "rcpt": rcpt, "size_bytes": size,
+                            "message_id": message_id, "reason": reason}
+                items.append((event, corr_of(rcpt), data))
+            n += len(msg.rcpts)
+            if remember is not None and message_id not in remember:
+                remember[message_id] = {"message_id": message_id, "accepted": True, "t_s": now, "ack": ack,
+                                        "rcpts": len(msg.rcpts)}
+        counts = self.counts
+        counts["messages_accepted" if accepted else "messages_discarded"] += n
         if ack == "lost":
-            self.counts["acks_lost"] += n
+            counts["acks_lost"] += n
         return items
 
     def _flush(self, items: list[tuple[str, str | None, dict[str, Any]]]) -> None:
@@ -698,23 +723,38 @@ class FakeVendor:
     def _reply(self, c: _Conn, request: web.BaseRequest, answer: Answer, mail: Mail | None, api_key: str | None,
                idem: str | None, decider: str, *, replayed: bool = False,
                pending: list[tuple[str, str | None, dict[str, Any]]] | None = None) -> web.StreamResponse:
-        rcpts = mail.rcpts if mail is not None else []
-        rcpt = rcpts[0] if rcpts else None
+        if mail is not None:
+            rcpts = mail.rcpts
+            rcpt = rcpts[0] if rcpts else None
+            sender = mail.sender
+        else:
+            rcpts, rcpt, sender = _NO_RCPTS, None, None
         code = answer.code
+        status = answer.status
         self.replies_by_code[code] += 1
-        self.counts[f"http_{answer.status}"] += 1
+        self.counts[_HTTP_COUNT.get(status) or f"http_{status}"] += 1
         data: dict[str, Any] = {
             "conn": c.conn, "txn": c.txn, "verb": "API", "code": code, "enhanced": ENHANCED.get(code),
             "text": answer.text, "behavior": decider, "closes": False,
-            "mail_from": mail.sender if mail is not None else None, "rcpt": rcpt, "rcpt_count": len(rcpts),
-            "api": self.api, "method": request.method, "path": request.path, "http_status": answer.status,
+            "mail_from": sender, "rcpt": rcpt, "rcpt_count": len(rcpts),
+            "api": self.api, "method": request.method, "path": request.path, "http_status": status,
             "error_code": answer.error_code, "api_key": api_key, "idempotency_key": idem,
         }
         if replayed:
             data["replayed"] = True
-        item = ("mta.reply.sent", self.corr_of(rcpt) if rcpt else None, data)
-        self._flush([*pending, item] if pending else [item])
-        return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
+        if rcpt is None:
+            corr = None
+        elif pending and pending[0][2]["rcpt"] is rcpt:  # the first acceptance's recipient: its corr is known
+            corr = pending[0][1]
+        else:
+            corr = self.corr_of(rcpt)
+        item = ("mta.reply.sent", corr, data)
+        if pending:
+            pending.append(item)
+            self._flush(pending)
+        else:
+            self._flush([item])
+        return web.Response(status=status, body=answer.body, content_type=answer.content_type,
                             headers=answer.headers)
 
     # --- lookups ---------------------------------------------------------------------------------
