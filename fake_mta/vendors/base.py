@@ -174,7 +174,7 @@ class Wire:
         return None
 
     def json_body(self, body: bytes, request: web.BaseRequest) -> Any:
-        ctype = request.content_type
+        ctype = content_type(request)
         if ctype != "application/json":
             raise WireError(self.error(415 if ctype else 400, "content_type",
                                        f"Content-Type must be application/json, got {ctype or 'none'}"))
@@ -182,6 +182,15 @@ class Wire:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise WireError(self.error(400, "bad_json", f"request body is not valid JSON: {exc}")) from None
+
+
+_PLAIN_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded", "application/x-amz-json-1.1"})
+
+
+def content_type(request: web.BaseRequest) -> str:
+    """`request.content_type`, without aiohttp's header parse when the header is just one of the usual types."""
+    raw = request.headers.get("Content-Type")
+    return raw if raw in _PLAIN_TYPES else request.content_type  # type: ignore[return-value]
 
 
 def bearer(request: web.BaseRequest) -> str | None:
