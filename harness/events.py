@@ -39,6 +39,13 @@ class EventKind(StrEnum):
     MTA_PROTOCOL_ERROR = "mta.protocol.error"
     MTA_BEHAVIORS_CHANGED = "mta.behaviors.changed"
     MTA_RESET = "mta.reset"
+    # fake vendors' delivery webhooks (source "mta/<name>")
+    MTA_WEBHOOK_SENT = "mta.webhook.sent"
+    MTA_WEBHOOK_ANSWERED = "mta.webhook.answered"
+    MTA_WEBHOOK_FAILED = "mta.webhook.failed"
+    MTA_WEBHOOK_HELD = "mta.webhook.held"
+    MTA_WEBHOOK_DROPPED = "mta.webhook.dropped"
+    MTA_WEBHOOK_SUBSCRIPTION_CONFIRMED = "mta.webhook.subscription_confirmed"
     # fault proxy (source "proxy" or "proxy/<name>")
     PROXY_CREATED = "proxy.created"
     PROXY_DELETED = "proxy.deleted"
