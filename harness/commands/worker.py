@@ -20,7 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import subprocess
+    import os
+    import sys
 
     from maildrill.harness.errors import UsageError
     from maildrill.harness.load.link import INDEX_HINT_ENV, parse_host_port
@@ -37,14 +38,9 @@ def main(args: argparse.Namespace) -> int:
     env = worker_env()
     if args.index is not None:
         env[INDEX_HINT_ENV] = str(args.index)
-    # Locust in a child process (gevent patches the interpreter; maildrill's own code never runs under it here).
-    # It ends when the master says the drill is over; Ctrl-C ends it too.
-    proc = subprocess.Popen(worker_command(host, port or DEFAULT_MASTER_PORT, "--loglevel", args.loglevel), env=env)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        return proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # this process becomes the Locust worker (exec): its PID is the worker's, a signal to it reaches Locust;
+    # it ends when the master says the drill is over
+    cmd = worker_command(host, port or DEFAULT_MASTER_PORT, "--loglevel", args.loglevel)
+    sys.stdout.flush()
+    os.execve(cmd[0], cmd, env)
+    return 3  # not reached

@@ -138,16 +138,21 @@ class LocustRun:
             deadline = time.monotonic() + STARTUP_TIMEOUT_S + self.worker_wait_s
             joined = 0
             armed: Event | None = None
+            waiting_since: float | None = None  # when the master began waiting for workers
             while armed is None:
                 for e in self._master_events():
-                    if e.kind == "load.worker.joined":
+                    if e.kind == "load.master.started":
+                        waiting_since = time.monotonic()
+                    elif e.kind == "load.worker.joined":
                         joined += 1
                     elif e.kind == "load.armed":
                         armed = e
                 if armed is not None:
                     break
                 master_dead = self.main is not None and self.main.returncode is not None
-                if master_dead or time.monotonic() >= deadline:
+                nobody = joined == 0 and waiting_since is not None and (
+                    time.monotonic() >= waiting_since + self.worker_wait_s + 1.0)  # +1: a hello under way
+                if master_dead or nobody or time.monotonic() >= deadline:
                     why = (f"the Locust master exited with code {self.main.returncode}" if master_dead and self.main
                            else f"no Locust worker joined the master at {self.master_address} within "
                                 f"{self.worker_wait_s:g} s" if joined == 0
