@@ -205,9 +205,9 @@ def _on_events(environment: Any, msg: Any, **_: Any) -> None:
     w = _roster_worker(msg)
     if w is None or w.writer is None:
         return
-    for t_s, kind, corr, data in msg.data:
-        if kind == "load.request.completed":
-            w.writer.write(Event(float(t_s), w.writer.source, kind, corr, data))
+    source = w.writer.source
+    w.writer.write_many(Event(float(t_s), source, kind, corr, data) for t_s, kind, corr, data in msg.data
+                        if kind == "load.request.completed")
 
 
 def _on_done(environment: Any, msg: Any, **_: Any) -> None:
