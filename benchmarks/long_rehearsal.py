@@ -33,8 +33,10 @@ from maildrill.harness.scenario.models import ConstantShape
 from maildrill.harness.store import EventStore
 
 
-def scenario(minutes: float, rps: int, drain_s: float) -> dict[str, object]:
+def scenario(minutes: float, rps: int, drain_s: float, mailer_workers: int | None) -> dict[str, object]:
     doc = yaml.safe_load((scenarios_dir() / "otp-launch-spike.yaml").read_text())
+    if mailer_workers:
+        doc["sut"]["command"] = [*doc["sut"]["command"], "--workers", str(mailer_workers)]
     doc["name"] = "long-rehearsal"
     doc["duration_s"] = minutes * 60
     doc["drain_timeout_s"] = drain_s
@@ -100,14 +102,15 @@ def main() -> int:
     ap.add_argument("--rps", type=int, default=300, help="messages requested per second (default 300)")
     ap.add_argument("--workers", type=int, default=0, help="Locust workers (default 0: one process)")
     ap.add_argument("--drain", type=float, default=120.0, help="drain timeout, seconds (default 120)")
+    ap.add_argument("--mailer-workers", type=int, help="the mailer's delivery workers (default: the drill's, 4)")
     ap.add_argument("--keep", action="store_true", help="keep the run directory (printed)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="maildrill-long-"))
     path = tmp / "long-rehearsal.yaml"
-    path.write_text(yaml.safe_dump(scenario(args.minutes, args.rps, args.drain), sort_keys=False))
+    path.write_text(yaml.safe_dump(scenario(args.minutes, args.rps, args.drain, args.mailer_workers), sort_keys=False))
     out = tmp / "runs"
     print(f"CPUs: {os.cpu_count()}, load before: {os.getloadavg()[0]:.2f}; {args.minutes:g} min at {args.rps}/s, "
-          f"workers={args.workers or 'none (1 process)'}", flush=True)
+          f"Locust workers={args.workers or 'none (1 process)'}, mailer workers={args.mailer_workers or 4}", flush=True)
     cmd = [sys.executable, "-m", "maildrill", "run", str(path), "--out", str(out), "--quiet"]
     if args.workers:
         cmd += ["--workers", str(args.workers)]

@@ -154,7 +154,7 @@ class _Master:
     armed = False
     users = 0
     go_sent = False
-    started_t_s = 0.0
+    wait_s = float(os.environ.get(link.WAIT_ENV, "60"))
 
 
 def _master_writer() -> EventWriter:
@@ -242,7 +242,7 @@ def _master_loop(environment: Any) -> None:
     assert _State.plan is not None
     plan = _State.plan
     expected = max(1, int(os.environ.get(link.EXPECT_ENV, "1")))
-    wait_s = float(os.environ.get(link.WAIT_ENV, "60"))
+    wait_s = _Master.wait_s
     began = CLOCK.now()
     _master_writer().record("load.master.started", None, expected=expected, worker_wait_s=wait_s,
                             clock_origin_s=round(CLOCK.origin, 6), pid=os.getpid())
@@ -539,7 +539,7 @@ class DrillShape(LoadTestShape):
         assert plan is not None
         if _State.role == "master":
             if not _Master.armed:
-                return (0, 1.0) if self.get_run_time() < STARTUP_TIMEOUT_S else None
+                return (0, 1.0) if self.get_run_time() < STARTUP_TIMEOUT_S + _Master.wait_s else None
             t0 = _go_t0()
             if t0 is None:
                 return (_Master.users, _Master.users * 10.0) if self.get_run_time() < STARTUP_TIMEOUT_S else None

@@ -274,3 +274,65 @@ def test_workers_in_another_namespace_give_the_same_per_message_results_as_local
     # each request precedes its acceptance by the fleet (stamped by another process, on the harness's clock)
     accepted = {e.corr: e.t_s for e in events if e.kind == "mta.message.accepted"}
     assert all(e["started_t_s"] < accepted[e.corr] for e in reqs if e.corr in accepted)
+
+
+PATIENCE = """\
+version: 1
+name: patience-over-the-link
+seed: 3
+duration_s: 3
+drain_timeout_s: 20
+mtas:
+  - name: primary
+    port: {port}
+    behaviors: [{{kind: go_dark, mode: blackhole, match_rcpt: "^u00000[13]@"}}]
+load:
+  shape: {{kind: burst, count: 4, at_s: 0}}
+  classes:
+    - name: otp
+      ttl_s: 30
+      resend_after_s: 1
+      max_resends: 2
+      smtp: {{host: 127.0.0.1, port: {port}}}
+"""
+
+
+def test_deliveries_reach_the_worker_that_sent_the_need_so_its_patient_users_stop_resending(tmp_path: Path) -> None:
+    # the fake MTA is the SMTP target; it swallows u000001 and u000003 (blackhole) and accepts the others. The
+    # master tails the fleet's events and tells the worker that sent each need; the two it accepted are never
+    # asked for again, the two swallowed are asked twice more. One worker is local, one is `maildrill worker`
+    # in its own directory with no maildrill variable (a remote one, as far as the run can tell).
+    port = free_port("127.0.0.1")
+    master_port = free_port("127.0.0.1")
+    scenario = tmp_path / "patience.yaml"
+    scenario.write_text(PATIENCE.format(port=port))
+    drill = subprocess.Popen([sys.executable, "-m", "maildrill", "run", str(scenario), "--out", str(tmp_path / "r"),
+                              "--quiet", "--workers", "1", "--expect-workers", "1",
+                              "--master-bind", f"127.0.0.1:{master_port}"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    home = tmp_path / "remote-home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILDRILL_")}
+    with open(home / "worker.log", "wb") as log:
+        remote = subprocess.Popen([sys.executable, "-m", "maildrill", "worker", "--master", f"127.0.0.1:{master_port}"],
+                                  cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _, err = drill.communicate(timeout=180)
+        remote.wait(60)
+    finally:
+        stop(remote)
+        stop(drill)
+    assert drill.returncode == 0, err
+    assert remote.returncode == 0
+    run_dir = only_run_dir(tmp_path / "r")
+    events = EventStore(run_dir / "events").events()
+    requests = sorted((e.corr, e["resend"], e["status"], e.source) for e in events
+                      if e.kind == "load.request.completed")
+    owner = {c: f"load/{int(c[1:]) % 2}" for c in (f"u{k:06d}" for k in range(4))}
+    assert requests == sorted([("u000000", 0, 250, owner["u000000"]), ("u000002", 0, 250, owner["u000002"])] +
+                              [(c, r, 250, owner[c]) for c in ("u000001", "u000003") for r in range(3)])
+    assert sorted(e.corr for e in events if e.kind == "mta.message.accepted") == ["u000000", "u000002"]
+    stopped = {e.source: e["skipped_resends"] for e in events if e.kind == "load.stopped"}
+    assert stopped == {"load/0": 2, "load/1": 0}  # worker 0's two needs were delivered: their resends skipped
+    hosts = {e.source: e["pid"] for e in events if e.kind == "load.started"}
+    assert remote.pid in hosts.values()
