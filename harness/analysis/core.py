@@ -5,7 +5,9 @@ join. Pure: no I/O, no clock; the same events in any order give the same result.
 Definitions (also in the README, "Metrics"): times are scenario seconds since the load phase began
 (event seconds since the run-clock origin, minus the load start, divided by `time_scale`).
 - A *delivery attempt* is one SMTP transaction (an MTA's connection and transaction number) that reached
-  MAIL FROM; it belongs to every correlation id a reply in it carried. Its *outcome* is `accepted` (a
+  MAIL FROM, or one HTTP request to a fake email-API vendor (which records as `mta/<name>` with the same
+  kinds: its reply carries the SMTP-equivalent code class); it belongs to every correlation id a reply in
+  it carried. Its *outcome* is `accepted` (a
   message was stored, or a blackholing 250 was sent), else `5xx` (a permanent reply), else `4xx`
   (deferred), else `other` (the connection ended without a verdict).
 - A message is *delivered* once any MTA records `mta.message.accepted` for its id (`ack: lost` included:
@@ -163,6 +165,9 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
             a = attempts.get(key)
             if a is None:
                 a = attempts[key] = _Attempt(key, t)
+            elif t < a.start:  # a vendor records the acceptance before its reply: the attempt starts here
+                a.start = t
+            a.end = max(a.end, t)
             a.accepted = True
             if e.corr is not None:
                 a.corrs.add(e.corr)
@@ -257,8 +262,7 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
     metrics["http_error_ratio_in_faults"] = _error_ratio(in_fault) if windows else None
     metrics["request_latency_p99_ms_in_faults"] = percentile(sorted(r[3] for r in in_fault), 99) if windows else None
 
-    by_mta = _mta_metrics(sorted(mtas_seen | {str(m["name"]) for m in scenario.get("mtas", []) if "name" in m}),
-                          all_attempts, requested, discarded_by_mta)
+    by_mta = _mta_metrics(sorted(mtas_seen | _receiver_names(scenario)), all_attempts, requested, discarded_by_mta)
 
     series["requests"] = _count([r[0] for r in requests], bins)
     series["delivered"] = _count([m.acceptances[0][0] for m in requested.values() if m.acceptances], bins)
@@ -320,7 +324,7 @@ def _windows(fired: list[tuple[float, int, str, str]], undone: dict[int, float],
         for t2, _, target2, what2 in fired[i + 1:]:
             if target2 != target:
                 continue
-            if target.startswith("mta/") or (what == "disable" and what2 == "enable"):
+            if target.startswith(("mta/", "vendor/")) or (what == "disable" and what2 == "enable"):
                 stop = min(stop, t2)  # a later set replaces this one; an enable ends a disable
                 break
         out.append(FaultWindow(target, what, t, max(t, stop)))
@@ -339,6 +343,11 @@ def _attempts_of(subset: list[tuple[str, _Message]]) -> list[_Attempt]:
         for a in m.attempts:
             seen[id(a)] = a
     return sorted(seen.values(), key=lambda a: (a.start, a.mta))
+
+
+def _receiver_names(scenario: Mapping[str, Any]) -> set[str]:
+    """The scenario's MTAs and fake email-API vendors: both record as `mta/<name>` and are scoped alike."""
+    return {str(r["name"]) for key in ("mtas", "vendors") for r in scenario.get(key, []) if "name" in r}
 
 
 def _mta_of(source: str) -> str:

@@ -39,6 +39,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="how long the master waits for every worker to join; after that the drill runs on "
                              "the ones that did, marked degraded (default 60)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no live status line (for CI logs)")
+    parser.add_argument("--repeat", type=int, metavar="N",
+                        help="run the drill N times (seeds seed, seed+1, ...) and judge how stable its verdict is: "
+                             "stable pass (exit 0), stable fail or flaky (exit 1); the combined report goes to "
+                             "<run-id>-repeat/ beside the N run directories")
+    parser.add_argument("--same-seed", action="store_true", help="with --repeat: give every run the same seed")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -56,6 +61,13 @@ def main(args: argparse.Namespace) -> int:
         from maildrill.harness.load.link import parse_host_port
 
         parse_host_port(args.master_bind, "--master-bind")
+    if args.repeat is not None:
+        from maildrill.harness.run.repeat import MAX_REPEAT
+
+        if not 1 <= args.repeat <= MAX_REPEAT:
+            raise UsageError(f"--repeat {args.repeat}: must be 1 to {MAX_REPEAT} (the number of runs)")
+    if args.same_seed and args.repeat is None:
+        raise UsageError("--same-seed needs --repeat N (it sets the seed of every repeated run)")
     scenario = load_scenario(args.scenario, args.overrides)
     if args.compose or args.toxiproxy_server:
         import contextlib
@@ -79,6 +91,13 @@ def main(args: argparse.Namespace) -> int:
                          expect_workers=args.expect_workers, master_bind=args.master_bind,
                          worker_wait_s=args.worker_wait,
                          scenario_file=args.scenario, overrides=tuple(args.overrides))
+    if args.repeat is not None:
+        from maildrill.harness.run.repeat import run_repeats
+
+        repeated = run_repeats(scenario, options, repeat=args.repeat, same_seed=args.same_seed)
+        for line in repeated.summary:
+            print(line, file=sys.stdout if repeated.exit_code in (0, 1) else sys.stderr)
+        return repeated.exit_code
     result = run_drill(scenario, options)
     out = sys.stdout if result.exit_code in (0, 1) else sys.stderr
     for line in result.summary:

@@ -29,5 +29,6 @@ def main(args: argparse.Namespace) -> int:
         if scenario.thresholds and known_metrics() is None:
             note = " (threshold metric names not checked: maildrill.harness.analysis is not installed)"
         print(f"{name}: ok — {scenario.name}, {scenario.duration_s:g} s load, {len(scenario.mtas)} MTA(s), "
-              f"{len(scenario.timeline)} timeline action(s){note}")
+              + (f"{len(scenario.vendors)} vendor(s), " if scenario.vendors else "")
+              + f"{len(scenario.timeline)} timeline action(s){note}")
     return code
