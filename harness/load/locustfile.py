@@ -40,6 +40,17 @@ from maildrill.harness.load.plan import PLAN_ENV, Dispatcher, Job, LoadPlan, ren
 from maildrill.harness.store import EventWriter
 
 PLAN_FILE = os.environ.get(PLAN_ENV)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("maildrill")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
 CLOCK = clock_from_env()  # a worker re-bases it on the master's run clock (the clock handshake)
 STARTUP_TIMEOUT_S = 120.0  # no go signal by then: the harness is gone; stop
 _POLL_S = 0.005
@@ -47,6 +58,7 @@ _FLUSH_S = 0.1  # a worker sends its request events to the master this often (or
 _FLUSH_N = 500
 _DELIVERY_POLL_S = 0.01  # the master tails the fake MTAs' events this often when users are patient
 _LATE_S = 1.0  # a worker takes no job after load second duration + this (the shape's tick, as in one process)
+_VERSION = _version()  # master and workers must run the same maildrill
 
 
 class _State:
@@ -173,9 +185,12 @@ def _on_hello(environment: Any, msg: Any, **_: Any) -> None:
     if msg.node_id in _Master.workers:
         return
     w = _Worker(msg.node_id, dict(msg.data or {}), CLOCK.now())
-    if _Master.armed:  # the roster is fixed: this one gets no share; it is asked to quit (Locust's own message)
-        _master_writer().record("load.worker.turned_away", None, worker_host=w.host, worker_pid=w.pid,
-                                reason="joined after the roster was fixed")
+    theirs = (msg.data or {}).get("version")
+    why = ("joined after the roster was fixed" if _Master.armed
+           else f"runs maildrill {theirs}, the master {_VERSION}: install the same version on every machine"
+           if theirs != _VERSION else None)
+    if why is not None:  # this one gets no share; it is asked to quit (Locust's own message)
+        _master_writer().record("load.worker.turned_away", None, worker_host=w.host, worker_pid=w.pid, reason=why)
         environment.runner.server.send_to_client(Message("quit", None, msg.node_id))
         return
     _Master.workers[msg.node_id] = w
@@ -348,6 +363,7 @@ def _worker_loop(environment: Any) -> None:
     hint = os.environ.get(link.INDEX_HINT_ENV)
     environment.runner.send_message(link.HELLO, {
         "host": socket.gethostname(), "pid": os.getpid(), "index": int(hint) if hint and hint.isdigit() else None,
+        "version": _VERSION,
         "clock": _State.sync.stats()})
     last_ping = last_flush = time.monotonic()
     while not _State.done_sent:

@@ -139,12 +139,15 @@ class LocustRun:
             joined = 0
             armed: Event | None = None
             waiting_since: float | None = None  # when the master began waiting for workers
+            away: list[str] = []  # workers the master turned away, with why
             while armed is None:
                 for e in self._master_events():
                     if e.kind == "load.master.started":
                         waiting_since = time.monotonic()
                     elif e.kind == "load.worker.joined":
                         joined += 1
+                    elif e.kind == "load.worker.turned_away":
+                        away.append(f"{e.get('worker_host')}:{e.get('worker_pid')} {e.get('reason')}")
                     elif e.kind == "load.armed":
                         armed = e
                 if armed is not None:
@@ -157,14 +160,16 @@ class LocustRun:
                            else f"no Locust worker joined the master at {self.master_address} within "
                                 f"{self.worker_wait_s:g} s" if joined == 0
                            else f"not ready after {STARTUP_TIMEOUT_S + self.worker_wait_s:g} s")
+                    turned = f"; turned away: {'; '.join(away)}" if away else ""
                     raise self._fail(f"{why} (expected {self.expected} workers: {self.workers} local, "
-                                     f"{self.expect_remote} remote)", joined, self.expected)
+                                     f"{self.expect_remote} remote{turned})", joined, self.expected)
                 await asyncio.sleep(0.05)  # poll interval of a deadline-bounded wait
             want = self.roster_size = int(armed["workers"])
             if want < self.expected and self.on_degraded is not None:
                 self.on_degraded("load", f"{self.expected} Locust workers expected, {want} joined the master at "
                                          f"{self.master_address} within {self.worker_wait_s:g} s; the load was "
-                                         f"split among the {want} that did (roster {armed.get('roster')})")
+                                         f"split among the {want} that did (roster {armed.get('roster')})"
+                                         + (f"; turned away: {'; '.join(away)}" if away else ""))
             self._watches.append(asyncio.ensure_future(self._watch_master()))
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         follower = store.follow()
