@@ -33,6 +33,7 @@ from maildrill.fake_mta.behaviors import Behavior, Context, Throttle, build
 from maildrill.fake_mta.config import BehaviorSpec, GoDarkMode, VendorSpec, Verb, parse_vendor_behaviors
 from maildrill.fake_mta.presets import GENERIC
 from maildrill.fake_mta.recording import MemoryRecorder, Recorder
+from maildrill.fake_mta.vendors.webhooks import WebhookDispatcher
 from pydantic import BaseModel
 
 # SMTP-equivalent reply code in mta.reply.sent (the analysis reads these), per outcome
@@ -228,7 +229,7 @@ class FakeVendor:
     """
 
     def __init__(self, spec: VendorSpec, *, recorder: Recorder | None = None, clock: Any = None, seed: int = 0,
-                 allow_remote: bool = False, reuse_port: bool = False) -> None:
+                 allow_remote: bool = False, reuse_port: bool = False, webhook_base_url: str | None = None) -> None:
         from maildrill.fake_mta.clock import MonotonicClock
         from maildrill.fake_mta.server import is_loopback
 
@@ -249,6 +250,12 @@ class FakeVendor:
         self._corr_rx = re.compile(spec.corr_pattern)
         self.behaviors: list[BehaviorSpec] = []
         self.runtime: list[Behavior] = []
+        # delivery webhooks (fake_mta.vendors.webhooks); `webhook_base_url`: the SUT's, for a path in webhooks.url
+        self.webhooks: WebhookDispatcher | None = None
+        if spec.webhooks is not None and spec.webhooks.enabled:
+            self.webhooks = WebhookDispatcher(self.name, self.api, spec.webhooks, recorder=self.recorder,
+                                              clock=self.clock, seed=seed, base_url=webhook_base_url,
+                                              vendor_url=lambda: self.base_url)
         self._install(list(spec.behaviors))
         self._conns: dict[RequestHandler, _Conn] = {}
         self._conn_seq = 0
@@ -263,11 +270,15 @@ class FakeVendor:
         self.messages: dict[str, dict[str, Any]] = {}
         self.replies_by_code: Counter[int] = Counter()
         self.counts: Counter[str] = Counter()
+        self._record_many = getattr(self.recorder, "record_many", None)
 
     # --- behaviours -------------------------------------------------------------------------------
     def _install(self, specs: list[BehaviorSpec]) -> None:
         self.behaviors = specs
         self.runtime = build(specs, GENERIC)
+        if self.webhooks is not None:
+            self.webhooks.set_pauses([(b.spec.mode, b.spec.match_rcpt) for b in self.runtime  # type: ignore[attr-defined]
+                                      if b.kind == "webhook_pause"])
 
     def set_behaviors(self, behaviors: Sequence[BehaviorSpec | dict[str, Any]], *, by: str = "api") -> None:
         """Replace the behaviour list; applies from the next request. go_dark refuse closes the listener and
@@ -311,6 +322,8 @@ class FakeVendor:
     async def start(self) -> None:
         if self._started:
             return
+        if self.webhooks is not None:
+            await self.webhooks.start()  # a webhooks.url it cannot resolve fails here, before anything listens
         self._http = _Server(self, keepalive_timeout=300.0, request_factory=self._make_request,
                              handler_cancellation=False, access_log=None)
         self._started = True
@@ -338,6 +351,8 @@ class FakeVendor:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if getattr(self, "_serving", None) is not None and not self._serving.done():
             await self._serving
         server = self._server
@@ -384,6 +399,7 @@ class FakeVendor:
     def _open_listener(self, reason: str) -> None:
         sock = self._reserved or self._socket()
         self._reserved = None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted connections
         sock.listen(1024)
         sock.setblocking(False)
         self._listening_sock = sock
@@ -466,6 +482,10 @@ class FakeVendor:
         c = self._conns.get(request.protocol)  # type: ignore[arg-type]
         if c is None:  # the connection is already gone
             return web.Response(status=204)
+        if self.webhooks is not None and request.path.startswith("/_maildrill/"):
+            served = self.webhooks.serve(request.method, request.path, dict(request.query))
+            if served is not None:  # SNS's signing certificate and subscription links: not a send
+                return web.Response(status=served[0], content_type=served[1], body=served[2])
         c.txn += 1
         wire = self.wire
         api_key: str | None = None
@@ -520,6 +540,8 @@ class FakeVendor:
             if not b.fires(ctx, self.rng):
                 continue
             kind = b.kind
+            if kind == "webhook_pause":
+                continue  # the webhook dispatcher reads it; a send is answered as if it were not there
             if kind == "tarpit":
                 delay += b.spec.delay_s  # type: ignore[attr-defined]
                 continue
@@ -580,12 +602,15 @@ class FakeVendor:
                 return self._reply(c, request, replay, mail, api_key, idem, "idempotency", replayed=True)
             ids = [wire.message_id(i) for i in range(len(mail.messages))]
             kind = "discarded" if outcome == "blackhole" else "accepted"
-            self._store(c, mail, ids, kind, "lost" if outcome == "lose_response" else "sent", decider)
+            pending = self._store(c, mail, ids, kind, "lost" if outcome == "lose_response" else "sent", decider)
             for i in daily_passed:
                 self._daily[i][1] += len(rcpts)
             answer = wire.success(endpoint, mail, ids)
             if idem is not None:
                 self._idempotency[idem] = (self.clock.now(), body, answer)
+            if outcome == "lose_response" or delay:
+                self._flush(pending)  # stored before the connection closes / the tarpit holds the reply
+                pending = []
             if outcome == "lose_response":
                 self._close(c, f"{decider}: message stored, connection closed before the response")
                 return web.Response(status=204)
@@ -599,7 +624,7 @@ class FakeVendor:
                         self.counts["acks_lost"] += len(rcpts)
                     return web.Response(status=204)
             wire.rate_headers(limit, answer)
-            return self._reply(c, request, answer, mail, api_key, idem, decider)
+            return self._reply(c, request, answer, mail, api_key, idem, decider, pending=pending)
         if outcome == "throttle":
             assert limit is not None
             answer = wire.error(429, "throttle", "daily message quota exceeded" if limit.daily
@@ -641,8 +666,12 @@ class FakeVendor:
                 return self._bucket_limit(b, ctx)
         return None
 
-    def _store(self, c: _Conn, mail: Mail, ids: list[str], kind: str, ack: str, decider: str) -> None:
+    def _store(self, c: _Conn, mail: Mail, ids: list[str], kind: str, ack: str,
+               decider: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+        """The mta.message.accepted (or .discarded) events of a request, one per recipient, to be recorded (by
+        `_flush` or with the reply) before any response about them is written."""
         event = f"mta.message.{kind}"
+        items: list[tuple[str, str | None, dict[str, Any]]] = []
         for msg, message_id in zip(mail.messages, ids, strict=True):
             for rcpt in msg.rcpts:
                 data: dict[str, Any] = {"conn": c.conn, "txn": c.txn, "mail_from": msg.sender, "rcpt": rcpt,
@@ -651,7 +680,9 @@ class FakeVendor:
                     data["ack"] = ack
                 else:
                     data["reason"] = f"{decider}: success sent, message never delivered"
-                self.recorder.record(event, self.corr_of(rcpt), **data)
+                items.append((event, self.corr_of(rcpt), data))
+                if kind == "accepted" and self.webhooks is not None:  # its events follow, from the event loop
+                    self.webhooks.accepted(message_id, rcpt, self.corr_of(rcpt), msg.sender)
             if kind == "accepted" and len(self.messages) < MAX_REMEMBERED_MESSAGES:
                 self.messages.setdefault(message_id, {"message_id": message_id, "accepted": True,
                                                       "t_s": self.clock.now(), "ack": ack,
@@ -660,9 +691,18 @@ class FakeVendor:
         self.counts[f"messages_{kind}"] += n
         if ack == "lost":
             self.counts["acks_lost"] += n
+        return items
+
+    def _flush(self, items: list[tuple[str, str | None, dict[str, Any]]]) -> None:
+        if self._record_many is not None:
+            self._record_many(items)
+        else:
+            for kind, corr, data in items:
+                self.recorder.record(kind, corr, **data)
 
     def _reply(self, c: _Conn, request: web.BaseRequest, answer: Answer, mail: Mail | None, api_key: str | None,
-               idem: str | None, decider: str, *, replayed: bool = False) -> web.StreamResponse:
+               idem: str | None, decider: str, *, replayed: bool = False,
+               pending: list[tuple[str, str | None, dict[str, Any]]] | None = None) -> web.StreamResponse:
         rcpts = mail.rcpts if mail is not None else []
         rcpt = rcpts[0] if rcpts else None
         code = answer.code
@@ -677,7 +717,8 @@ class FakeVendor:
         }
         if replayed:
             data["replayed"] = True
-        self.recorder.record("mta.reply.sent", self.corr_of(rcpt) if rcpt else None, **data)
+        item = ("mta.reply.sent", self.corr_of(rcpt) if rcpt else None, data)
+        self._flush([*pending, item] if pending else [item])
         return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
                             headers=answer.headers)
 
@@ -691,4 +732,8 @@ class FakeVendor:
 
         return {"name": self.name, "api": self.api, "host": self.host, "port": self.port, "base_url": self.base_url,
                 "listening": self.listening, "connections_open": len(self._conns),
-                "behaviors": json.loads(behaviors_json(self.behaviors))}
+                "behaviors": json.loads(behaviors_json(self.behaviors)),
+                **({"webhooks": {"url": self.webhooks.url or self.spec.webhooks.url,  # type: ignore[union-attr]
+                                 "verification_key": self.webhooks.verification_key,
+                                 "paused": [m for m, _ in self.webhooks.pauses], "held": len(self.webhooks.held)}}
+                   if self.webhooks is not None else {})}

@@ -27,6 +27,7 @@ from typing import Any
 
 from maildrill.harness.analysis.model import Analysis, FaultWindow, Offender, Series, Value
 from maildrill.harness.analysis.stats import cv, percentile, sync_index
+from maildrill.harness.analysis.webhooks import WebhookTally
 from maildrill.harness.events import Event
 
 MAX_BINS = 200_000
@@ -108,6 +109,7 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
     discarded_by_mta: dict[str, int] = defaultdict(int)
     mtas_seen: set[str] = set()
     t_last = 0.0
+    webhooks = WebhookTally()  # the fake vendors' delivery webhooks (analysis.webhooks)
 
     for e in evs:
         kind = e.kind
@@ -115,6 +117,8 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
         if t > t_last:
             t_last = t
         d = e.data
+        if kind.startswith("mta.webhook.") or kind == "mta.message.accepted":
+            webhooks.add(kind, e.source, t, d)
         if kind == "mta.reply.sent":
             txn = d.get("txn") or 0
             if txn < 1:
@@ -261,6 +265,7 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
     windows = [_with_app_side(w, requests) for w in windows]  # the app side inside each fault window
     metrics["http_error_ratio_in_faults"] = _error_ratio(in_fault) if windows else None
     metrics["request_latency_p99_ms_in_faults"] = percentile(sorted(r[3] for r in in_fault), 99) if windows else None
+    metrics.update(webhooks.metrics())
 
     by_mta = _mta_metrics(sorted(mtas_seen | _receiver_names(scenario)), all_attempts, requested, discarded_by_mta)
 

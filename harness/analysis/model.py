@@ -49,7 +49,7 @@ _ALL = [
     _m("attempts_total", "count", "run,class,mta", "lower",
        "delivery attempts (SMTP transactions that reached MAIL FROM, or API requests to a vendor) seen by any MTA or vendor"),
     _m("retry_amplification", "ratio", "run,class", "lower", "attempts_total / messages_requested"),
-    _m("deferred_ratio", "ratio", "run,mta", "lower", "delivery attempts that ended with a 4xx reply / all delivery attempts (seed 000's deferred-queue alert)"),
+    _m("deferred_ratio", "ratio", "run,mta", "lower", "delivery attempts that ended with a 4xx reply / all delivery attempts (what a deferred-queue alert watches)"),
     _m("attempts_per_s_peak", "1/s", "run", "lower", "highest attempts per second (1 s bins)"),
     _m("attempts_per_s_peak_after_fault", "1/s", "run", "lower",
        "highest attempts per second after the first fault window began (with no timeline: after the first 4xx); retry storms peak here"),
@@ -86,6 +86,13 @@ _ALL = [
     # failover accounting
     _m("first_delivery_s", "s", "run,mta", None, "when the first message was accepted (per MTA: when traffic reached it)"),
     _m("last_delivery_s", "s", "run,mta", None, "when the last message was accepted (per MTA: when traffic left it)"),
+    # delivery webhooks of the fake vendors (harness/analysis/webhooks.py); absent when no vendor sends webhooks
+    _m("webhook_lag_p50_s", "s", "run", "lower", "median over accepted messages (per recipient) of acceptance -> the first webhook about it the SUT answered with a 2xx"),
+    _m("webhook_lag_p99_s", "s", "run", "lower", "99th percentile of the same"),
+    _m("webhooks_sent", "count", "run", None, "webhook events the vendors generated (a duplicate copy and retries belong to their event; events lost on purpose included)"),
+    _m("webhooks_lost", "count", "run", "lower", "webhook events the SUT never answered with a 2xx (lost, retries exhausted, refused, dropped while paused, pending at the end)"),
+    _m("webhook_retries", "count", "run", None, "webhook POSTs beyond each event's first attempt (the vendors' retry schedules at work)"),
+    _m("webhook_duplicates_delivered", "count", "run", None, "webhook events the SUT answered with a 2xx more than once (a vendor's duplicate copy got through too)"),
 ]
 METRICS: Mapping[str, MetricInfo] = {m.name: m for m in _ALL}
 

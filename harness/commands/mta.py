@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from maildrill.harness.aio import loop_name
 from maildrill.harness.errors import AddressInUse, InfrastructureError, Problem, ScenarioError, UsageError
 
 HELP = "run a fleet of fake MTAs (real SMTP) standalone, with its control API"
@@ -119,9 +120,16 @@ def _reserve_ports(spec: Any) -> tuple[Any, list[socket.socket]]:
 def main(args: argparse.Namespace) -> int:
     spec = _fleet_spec(args)
     _check_hosts(spec, args.allow_remote)
+    paths = [f"vendors[{i}].webhooks.url = {v.webhooks.url!r}" for i, v in enumerate(spec.vendors)
+             if v.webhooks is not None and v.webhooks.enabled and v.webhooks.url.startswith("/")]
+    if paths:  # in a drill a path resolves against the SUT; standalone there is no SUT to resolve it against
+        raise UsageError(f"{'; '.join(paths)}: a path on the system under test needs a drill to resolve it; "
+                         "standalone, give the full URL (http://127.0.0.1:PORT/hooks/...)")
     if args.processes < 1:
         raise UsageError(f"--processes {args.processes}: must be >= 1")
-    return asyncio.run(_run(spec, args))
+    from maildrill.harness import aio  # uvloop when installed: about 2x the fake MTAs' and vendors' throughput
+
+    return aio.run(_run(spec, args))
 
 
 async def _run(spec: Any, args: argparse.Namespace) -> int:
@@ -217,6 +225,10 @@ def _print_ready(fleet: Any, args: argparse.Namespace, workers: list[Any]) -> No
         print(f"maildrill mta: {mta.name} smtp://{mta.host}:{mta.port}{preset}", flush=False)
     for vendor in fleet.vendors.values():
         print(f"maildrill mta: {vendor.name} {vendor.base_url}", flush=False)
+        if vendor.webhooks is not None:  # where its webhooks go, and what verifies their signatures
+            key = vendor.webhooks.verification_key
+            shown = f" verification key {key}" if key and "\n" not in key else ""
+            print(f"maildrill mta: {vendor.name} webhooks {vendor.webhooks.url}{shown}", flush=False)
     if fleet.control_url:
         print(f"maildrill mta: control {fleet.control_url}", flush=False)
         if fleet.control_token:
@@ -226,4 +238,4 @@ def _print_ready(fleet: Any, args: argparse.Namespace, workers: list[Any]) -> No
     if workers:
         print(f"maildrill mta: {len(workers) + 1} processes share each port (pids {os.getpid()} "
               f"{' '.join(str(w.pid) for w in workers)}); control API changes are forwarded to all")
-    print("maildrill mta: ready (Ctrl-C or SIGTERM stops)", flush=True)
+    print(f"maildrill mta: ready ({loop_name()}; Ctrl-C or SIGTERM stops)", flush=True)

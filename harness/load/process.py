@@ -61,7 +61,8 @@ class LocustRun:
         self.master_port = port or (DEFAULT_MASTER_PORT if expect_remote else 0)
         self.worker_wait_s = worker_wait_s
         self.on_degraded = on_degraded
-        self.plan_file = run_dir / "load" / "plan.json"
+        # absolute: Locust runs in <run>/locust, and `--out` may be relative (the default is reports/)
+        self.plan_file = (run_dir / "load" / "plan.json").resolve()
         self.main: Child | None = None
         self.worker_children: list[Child] = []
         self._watches: list[asyncio.Task[None]] = []
