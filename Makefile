@@ -4,12 +4,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test test-fast test-wheel lint demo demo-fleet bench system-deps clean
+.PHONY: help install test test-fast test-wheel lint demo demo-api demo-fleet bench system-deps clean
 
 help:
 	@echo "make test         ruff + the whole test suite (creates .venv, installs maildrill[dev])"
 	@echo "make test-wheel   the product as users get it: build the wheel, pip install it into a fresh venv, use it (~3 min)"
 	@echo "make demo         the throttle-storm drill against the naive and the hardened mailer, side by side (~3 min; runs maildrill demo)"
+	@echo "make demo-api     SES losing responses: boto3's retries duplicate (naive) or not (hardened), side by side (~1 min)"
 	@echo "make demo-fleet   the fake MTA fleet alone: every behaviour answering a real SMTP client"
 	@echo "make bench        every benchmark: MTA throughput, proxy overhead, analysis scale, scale-out (make system-deps)"
 	@echo "make system-deps  optional Debian packages for the optional tests/benchmarks (Postfix, socat, Redis, Chromium, iproute2)"
@@ -42,6 +43,9 @@ test-wheel:
 
 demo: $(STAMP)
 	$(VENV)/bin/maildrill demo
+
+demo-api: $(STAMP)
+	$(VENV)/bin/maildrill demo --api
 
 demo-fleet: $(STAMP)
 	$(PY) -m maildrill.harness.demo_fleet
