@@ -60,6 +60,12 @@ class EventKind(StrEnum):
     LOAD_STARTED = "load.started"
     LOAD_REQUEST_COMPLETED = "load.request.completed"
     LOAD_STOPPED = "load.stopped"
+    # the Locust master (source "load/master"), distributed runs only
+    LOAD_MASTER_STARTED = "load.master.started"
+    LOAD_WORKER_JOINED = "load.worker.joined"
+    LOAD_ARMED = "load.armed"
+    LOAD_WORKER_LOST = "load.worker.lost"
+    LOAD_WORKER_TURNED_AWAY = "load.worker.turned_away"
     # system under test, as seen by the harness (source "sut")
     SUT_STARTED = "sut.started"
     SUT_READY = "sut.ready"
