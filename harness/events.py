@@ -35,6 +35,7 @@ class EventKind(StrEnum):
     MTA_MESSAGE_ACCEPTED = "mta.message.accepted"
     MTA_MESSAGE_DISCARDED = "mta.message.discarded"
     MTA_MESSAGE_ACK_LOST = "mta.message.ack_lost"
+    MTA_REQUEST_RECEIVED = "mta.request.received"
     MTA_PROTOCOL_ERROR = "mta.protocol.error"
     MTA_BEHAVIORS_CHANGED = "mta.behaviors.changed"
     MTA_RESET = "mta.reset"
@@ -59,6 +60,12 @@ class EventKind(StrEnum):
     LOAD_STARTED = "load.started"
     LOAD_REQUEST_COMPLETED = "load.request.completed"
     LOAD_STOPPED = "load.stopped"
+    # the Locust master (source "load/master"), distributed runs only
+    LOAD_MASTER_STARTED = "load.master.started"
+    LOAD_WORKER_JOINED = "load.worker.joined"
+    LOAD_ARMED = "load.armed"
+    LOAD_WORKER_LOST = "load.worker.lost"
+    LOAD_WORKER_TURNED_AWAY = "load.worker.turned_away"
     # system under test, as seen by the harness (source "sut")
     SUT_STARTED = "sut.started"
     SUT_READY = "sut.ready"
@@ -77,6 +84,18 @@ class EventKind(StrEnum):
 
 # one encoder for every event: json.dumps with options builds a new one per call (about twice as slow)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+try:  # the C encoder JSONEncoder.encode builds on every call, built once (same output; events are flat)
+    _C_ENCODE = json.encoder.c_make_encoder(None, _ENCODER.default, json.encoder.encode_basestring, None,  # type: ignore
+                                            ":", ",", False, False, True)
+except (AttributeError, TypeError):  # no C accelerator
+    _C_ENCODE = None
+
+
+def encode_event(d: dict[str, Any]) -> str:
+    """One event dict (``t_s, source, kind, corr`` + data) as its JSON line, without the newline."""
+    if _C_ENCODE is None:
+        return _ENCODER.encode(d)
+    return "".join(_C_ENCODE(d, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +118,7 @@ class Event:
         return {"t_s": self.t_s, "source": self.source, "kind": self.kind, "corr": self.corr, **self.data}
 
     def to_json(self) -> str:
-        return _ENCODER.encode(self.to_dict())
+        return encode_event(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Event:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from maildrill.harness.clock import Clock, MonotonicClock
 from maildrill.harness.errors import WaitTimeout
-from maildrill.harness.events import SCHEMA, SCHEMA_VERSION, Event, Scalar, header
+from maildrill.harness.events import SCHEMA, SCHEMA_VERSION, Event, Scalar, encode_event, header
 
 Predicate = Callable[[list[Event]], bool]
 
@@ -54,13 +54,21 @@ class EventWriter:
             raise ValueError(f"event writer for {self.path} is closed")
         t = self.clock.now()
         src = self.source
-        os.write(self._fd, "".join(Event(t, src, str(kind), corr, data).to_json() + "\n"
-                                   for kind, corr, data in items).encode())
+        os.write(self._fd, "".join([encode_event({"t_s": t, "source": src, "kind": str(kind), "corr": corr, **data})
+                                    + "\n" for kind, corr, data in items]).encode())
 
     def write(self, event: Event) -> None:
         if self._fd is None:
             raise ValueError(f"event writer for {self.path} is closed")
         os.write(self._fd, (event.to_json() + "\n").encode())
+
+    def write_many(self, events: Iterable[Event]) -> None:
+        """Events another process recorded (a Locust worker's batch), handed to the OS in one write."""
+        if self._fd is None:
+            raise ValueError(f"event writer for {self.path} is closed")
+        data = "".join(e.to_json() + "\n" for e in events).encode()
+        if data:
+            os.write(self._fd, data)
 
     def child(self, source: str) -> EventWriter:
         return EventWriter(self.path, source, self.clock, _fd=self._fd)

@@ -6,7 +6,8 @@ Definitions (also in the README, "Metrics"): times are scenario seconds since th
 (event seconds since the run-clock origin, minus the load start, divided by `time_scale`).
 - A *delivery attempt* is one SMTP transaction (an MTA's connection and transaction number) that reached
   MAIL FROM, or one HTTP request to a fake email-API vendor (which records as `mta/<name>` with the same
-  kinds: its reply carries the SMTP-equivalent code class); it belongs to every correlation id a reply in
+  kinds: its reply carries the SMTP-equivalent code class; a request it holds or never answers records
+  `mta.request.received`); it belongs to every correlation id a reply in
   it carried. Its *outcome* is `accepted` (a
   message was stored, or a blackholing 250 was sent), else `5xx` (a permanent reply), else `4xx`
   (deferred), else `other` (the connection ended without a verdict).
@@ -186,6 +187,17 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
                     m.discarded += 1
             if kind == "mta.message.discarded":
                 discarded_by_mta[mta] += 1
+        elif kind == "mta.request.received":  # a vendor request held or never answered (hang, reset): an attempt
+            key = (_mta_of(e.source), d.get("conn"), d.get("txn"))
+            a = attempts.get(key)
+            if a is None:
+                a = attempts[key] = _Attempt(key, t)
+            elif t < a.start:
+                a.start = t
+            a.end = max(a.end, t)
+            if e.corr is not None:
+                a.corrs.add(e.corr)
+                msgs.setdefault(e.corr, _Message())
         elif kind == "mta.message.ack_lost":  # stored, but the client was gone before its 250 (RFC 1047)
             mta = _mta_of(e.source)
             ack_lost.add((mta, d.get("conn"), d.get("txn"), e.corr))
