@@ -1,6 +1,6 @@
 """Shared test mechanism: the outside components the suite may need, and whether their absence skips or fails.
 
-`make system-deps` installs Postfix, Redis and Chromium. A test that needs one says so with
+`make system-deps` installs Postfix, Redis, Chromium and iproute2. A test that needs one says so with
 `@pytest.mark.requires("postfix")` (or calls the `require_system` fixture, e.g. in a parametrised fixture).
 Missing, the test skips with the reason and the fix; but when the environment variable `CI` is set (as CI
 services set it) it FAILS instead, so a broken install step shows as red rather than as a quietly smaller
@@ -48,6 +48,7 @@ SYSTEM: dict[str, SystemComponent] = {
                                install="apt-get install postfix"),
     "redis": SystemComponent("Redis", ("redis-server",), modules=("redis",), install="apt-get install redis-server"),
     "chromium": SystemComponent("Chromium", ("chromium",), install="apt-get install chromium"),
+    "iproute2": SystemComponent("iproute2", ("ip",), root=True, install="apt-get install iproute2"),
 }
 
 
