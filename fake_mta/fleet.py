@@ -13,8 +13,9 @@ from typing import Any
 from maildrill.fake_mta.clock import Clock, MonotonicClock
 from maildrill.fake_mta.config import FleetSpec, problems_of
 from maildrill.fake_mta.httpserver import HTTPServer, Request, Response
+from maildrill.fake_mta.net import is_loopback
 from maildrill.fake_mta.recording import MemoryRecorder, Recorder
-from maildrill.fake_mta.server import FakeMTA, is_loopback
+from maildrill.fake_mta.server import FakeMTA
 from pydantic import ValidationError
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import json
 import random
 import re
@@ -18,6 +17,7 @@ from typing import Any
 from maildrill.fake_mta.behaviors import Behavior, Throttle, build, by_verb, refuses
 from maildrill.fake_mta.clock import Clock, MonotonicClock
 from maildrill.fake_mta.config import BehaviorSpec, MTASpec, Verb, parse_behaviors
+from maildrill.fake_mta.net import is_loopback
 from maildrill.fake_mta.presets import GENERIC, persona
 from maildrill.fake_mta.recording import MemoryRecorder, Recorder
 from maildrill.fake_mta.session import MTAProtocol, escape_line
@@ -26,20 +26,6 @@ from pydantic import BaseModel
 
 _VERP = re.compile(r"^[^@+]+\+(?P<local>[^=@]+)=(?P<domain>[^@]+)@")
 MAX_REMEMBERED_MESSAGES = 1_000_000
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1, or a name resolving only to those."""
-    host = host.strip("[]")
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except OSError:
-        return False
-    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
 
 
 def behaviors_json(specs: Sequence[BehaviorSpec]) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from maildrill.fake_mta.httpserver import HTTPServer, Request, Response
-from maildrill.fake_mta.server import is_loopback
+from maildrill.fake_mta.net import is_loopback
 from maildrill.harness.faults.toxics import Toxic, ToxicError, parse_toxic, update_toxic
 
 VERSION = "2.12.0-maildrill"

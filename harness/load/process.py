@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from maildrill.fake_mta.net import free_port
+from maildrill.harness.children import Child, Children
 from maildrill.harness.clock import MonotonicClock, origin_env
 from maildrill.harness.errors import InfrastructureError
 from maildrill.harness.load.plan import PLAN_ENV, WORKER_COUNT_ENV, WORKER_INDEX_ENV, LoadPlan
-from maildrill.harness.run.children import Child, Children
-from maildrill.harness.run.sut import free_port
 from maildrill.harness.store import EventStore
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")

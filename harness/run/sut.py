@@ -6,24 +6,17 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from maildrill.fake_mta.net import free_port
+from maildrill.harness.children import Child, Children, resolve_command
 from maildrill.harness.errors import SUTFailed
 from maildrill.harness.netcheck import require_loopback
-from maildrill.harness.run.children import Child, Children, resolve_command
 from maildrill.harness.scenario.models import SUTSpec
 from maildrill.harness.store import EventWriter
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free now (the SUT binds it a moment later; a clash shows as a failed start)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 async def http_get(url: str, timeout_s: float) -> tuple[int, bytes]:

@@ -11,9 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from maildrill.harness.children import alive
 from maildrill.harness.events import Event
 from maildrill.harness.faults.real import find_toxiproxy
-from maildrill.harness.run.children import alive
 from maildrill.harness.store import EventStore
 
 ROOT = Path(__file__).resolve().parents[2]
