@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from maildrill.vocabulary import BEHAVIOR_KINDS
+
 DEFAULT_CORR_PATTERN = r"^(?P<corr>[A-Za-z0-9_.-]+)@"
 DEFAULT_DATA_SIZE_LIMIT = 10 * 1024 * 1024
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -168,7 +170,6 @@ BehaviorSpec = Annotated[
 # The provider personas of maildrill.fake_mta.presets, by name (declared here, below the presets, which import
 # this module; a test checks the two agree).
 PRESET_NAMES = ("gmail", "microsoft", "yahoo", "ses", "postgrey", "haraka")
-BEHAVIOR_KINDS = ("accept", "greylist", "throttle", "reject", "tempfail", "go_dark", "tarpit")
 _BEHAVIORS = TypeAdapter(list[BehaviorSpec])
 
 

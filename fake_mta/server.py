@@ -24,6 +24,8 @@ from maildrill.fake_mta.session import MTAProtocol, escape_line
 from maildrill.fake_mta.smtp_setup import make_authenticator
 from pydantic import BaseModel
 
+from maildrill.vocabulary import EventKind
+
 _VERP = re.compile(r"^[^@+]+\+(?P<local>[^=@]+)=(?P<domain>[^@]+)@")
 MAX_REMEMBERED_MESSAGES = 1_000_000
 
@@ -93,7 +95,7 @@ class FakeMTA:
         specs = parse_behaviors([b.model_dump() if isinstance(b, BaseModel) else b for b in behaviors])
         was_refusing = refuses(self.runtime)
         self._install(specs)
-        self.recorder.record("mta.behaviors.changed", None, behaviors=behaviors_json(specs), by=by)
+        self.recorder.record(EventKind.MTA_BEHAVIORS_CHANGED, None, behaviors=behaviors_json(specs), by=by)
         if not self._started:
             return
         if refuses(self.runtime) and not was_refusing:
@@ -108,7 +110,7 @@ class FakeMTA:
         for b in self.runtime:
             b.reset()
         self.rng = random.Random(f"{self.seed}:{self.name}")
-        self.recorder.record("mta.reset", None, by=by)
+        self.recorder.record(EventKind.MTA_RESET, None, by=by)
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -121,7 +123,8 @@ class FakeMTA:
         self._started = True
         if refuses(self.runtime):
             self._reserve()  # bound, not listening: connections are refused, the port stays ours
-            self.recorder.record("mta.listener.closed", None, host=self.host, port=self.port, reason="go_dark refuse")
+            self.recorder.record(EventKind.MTA_LISTENER_CLOSED, None, host=self.host, port=self.port,
+                                 reason="go_dark refuse")
         else:
             self._open_listener("started")
         if self._serving is not None:
@@ -192,7 +195,7 @@ class FakeMTA:
         sock.setblocking(False)
         self._listening_sock = sock
         self._serving = asyncio.get_running_loop().create_task(self._serve(sock))
-        self.recorder.record("mta.listener.opened", None, host=self.host, port=self.port, reason=reason)
+        self.recorder.record(EventKind.MTA_LISTENER_OPENED, None, host=self.host, port=self.port, reason=reason)
 
     async def _serve(self, sock: socket.socket) -> None:
         server = await asyncio.get_running_loop().create_server(self._protocol, sock=sock, backlog=1024)
@@ -210,7 +213,7 @@ class FakeMTA:
             self._listening_sock.close()  # create_server has not taken it yet
         self._server = None
         self._listening_sock = None
-        self.recorder.record("mta.listener.closed", None, host=self.host, port=self.port, reason=reason)
+        self.recorder.record(EventKind.MTA_LISTENER_CLOSED, None, host=self.host, port=self.port, reason=reason)
         if self._started:
             self._reserve()
 
@@ -227,14 +230,14 @@ class FakeMTA:
         self.connections.add(proto)
         self.counts["connections"] += 1
         peer_s = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self.recorder.record("mta.connection.opened", None, conn=proto.conn, peer=peer_s)
+        self.recorder.record(EventKind.MTA_CONNECTION_OPENED, None, conn=proto.conn, peer=peer_s)
 
     def connection_closed(self, proto: MTAProtocol, by: str, reason: str) -> None:
         self.connections.discard(proto)
         for b in self.runtime:
             if isinstance(b, Throttle):
                 b.forget_connection(proto.conn)
-        self.recorder.record("mta.connection.closed", None, conn=proto.conn, by=by, reason=reason)
+        self.recorder.record(EventKind.MTA_CONNECTION_CLOSED, None, conn=proto.conn, by=by, reason=reason)
 
     def reply_sent(self, proto: MTAProtocol, code: int, enhanced: str | None, text: str, closes: bool) -> None:
         self.replies_by_code[code] += 1
@@ -242,22 +245,22 @@ class FakeMTA:
         mail_from = proto.sender or (env.mail_from if env is not None else None)
         verb = proto.verb
         if verb in ("DATA", "DOT") and env is not None and env.rcpt_tos:
-            self.recorder.record("mta.reply.sent", proto.corr, conn=proto.conn, txn=proto.txn, verb=verb, code=code,
-                                 enhanced=enhanced, text=text, behavior=proto.decider, closes=closes,
+            self.recorder.record(EventKind.MTA_REPLY_SENT, proto.corr, conn=proto.conn, txn=proto.txn, verb=verb,
+                                 code=code, enhanced=enhanced, text=text, behavior=proto.decider, closes=closes,
                                  mail_from=mail_from, rcpt=env.rcpt_tos[0], rcpt_count=len(env.rcpt_tos))
             return
-        self.recorder.record("mta.reply.sent", proto.corr, conn=proto.conn, txn=proto.txn, verb=verb, code=code,
+        self.recorder.record(EventKind.MTA_REPLY_SENT, proto.corr, conn=proto.conn, txn=proto.txn, verb=verb, code=code,
                              enhanced=enhanced, text=text, behavior=proto.decider, closes=closes,
                              mail_from=mail_from, rcpt=proto.rcpt)
 
     def protocol_error(self, proto: MTAProtocol, error: str, line: bytes) -> None:
         self.counts["protocol_errors"] += 1
-        self.recorder.record("mta.protocol.error", None, conn=proto.conn, error=error, line=escape_line(line))
+        self.recorder.record(EventKind.MTA_PROTOCOL_ERROR, None, conn=proto.conn, error=error, line=escape_line(line))
 
     def message_stored(self, proto: MTAProtocol, mail_from: str, rcpts: list[str], size: int,
                        message_id: str | None, kind: str, ack: str) -> None:
         """One mta.message.accepted (or .discarded) per recipient, before any reply about it is sent."""
-        event = f"mta.message.{kind}"
+        event = EventKind.MTA_MESSAGE_ACCEPTED if kind == "accepted" else EventKind.MTA_MESSAGE_DISCARDED
         for rcpt in rcpts:
             data: dict[str, Any] = {"conn": proto.conn, "txn": proto.txn, "mail_from": mail_from, "rcpt": rcpt,
                                     "size_bytes": size, "message_id": message_id}
@@ -277,7 +280,7 @@ class FakeMTA:
         """The client was gone before the 250 for a stored message could be sent (it hung up or died while a
         tarpit held the reply): to the sender that is a lost 250, and a retry is a duplicate (RFC 1047)."""
         for rcpt in rcpts:
-            self.recorder.record("mta.message.ack_lost", self.rcpt_corr(rcpt), conn=proto.conn, txn=proto.txn,
+            self.recorder.record(EventKind.MTA_MESSAGE_ACK_LOST, self.rcpt_corr(rcpt), conn=proto.conn, txn=proto.txn,
                                  rcpt=rcpt, reason="the client was gone before the 250 was sent")
         self.counts["acks_lost"] += len(rcpts)
 

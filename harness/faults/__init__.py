@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from maildrill.harness.faults.adapter import TOXIC_TYPES, ProxyInfo, ToxiproxyAdapter, find_toxiproxy
+from maildrill.harness.faults.adapter import ProxyInfo, ToxiproxyAdapter, find_toxiproxy
+
+from maildrill.vocabulary import TOXIC_TYPES
 
 __all__ = ["TOXIC_TYPES", "EmbeddedToxiproxy", "EmbeddedToxiproxyThread", "ProxyInfo", "ToxiproxyAdapter",
            "find_toxiproxy"]

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from maildrill.fake_mta.config import NAME_RE, BehaviorSpec, MTASpec
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-TOXIC_TYPES = ("latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data")
 SHAPE_KINDS = ("constant", "ramp", "step", "spike", "burst")
 TEMPLATE_FIELDS = ("corr", "recipient", "class", "resend", "user")
 _FIELD_RE = re.compile(r"\{([^{}]*)\}")
