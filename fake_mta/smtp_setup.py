@@ -10,6 +10,17 @@ from typing import Any
 from aiosmtpd import smtp as aiosmtpd_smtp
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
+# Every private aiosmtpd name fake_mta uses (attributes it sets or reads, methods it overrides or calls), so an
+# aiosmtpd upgrade fails loudly with the names to revisit: a test compares this list with a scan of fake_mta
+# and checks each name still exists in the installed aiosmtpd. Supported: aiosmtpd 1.4.x (pyproject pins it).
+AIOSMTPD_PRIVATE_NAMES = (
+    "_AuthMechAttr", "_auth_callback", "_auth_methods", "_auth_require_tls", "_auth_required", "_authenticator",
+    "_call_handler_hook", "_cb_client_connected", "_decode_data", "_ehlo_hook_ver", "_enforce_call_limit",
+    "_getaddr", "_handle_client", "_handle_hooks", "_handler_coroutine", "_original_transport", "_proxy_timeout",
+    "_reader", "_reset_timeout", "_set_post_data_state", "_set_rset_state", "_smtp_methods", "_timeout_cb",
+    "_timeout_duration", "_timeout_handle", "_tls_handshake_okay", "_tls_protocol", "_writer",
+)
+
 # aiosmtpd's __init__ introspects the instance (inspect.getmembers, dir) on every connection, a third
 # of the per-connection cost; on the 1.4 series we set the same attributes from names found once.
 AUTH_MECH = getattr(aiosmtpd_smtp, "_AuthMechAttr", None)
