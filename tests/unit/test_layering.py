@@ -53,7 +53,9 @@ def _imported(name: str, path: Path) -> Iterator[tuple[str, int]]:
             base = node.module or ""
             if node.level:
                 base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
-            targets = [base, *(f"{base}.{a.name}" for a in node.names)]
+            subs = [f"{base}.{a.name}" for a in node.names]
+            # `from package import submodule` depends on the submodule; `from package import name`, on the package
+            targets = [*subs, *([base] if any(t not in MODULES for t in subs) else [])]
         else:
             continue
         for t in targets:
