@@ -106,6 +106,7 @@ class MTAProtocol(SMTP):
         self.hanging: str | None = None
         self.greeting_refused = False
         self._lost = False
+        self._refused_at_accept = False
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         m = _SIMPLE_ADDR.match(arg)
@@ -116,6 +117,12 @@ class MTAProtocol(SMTP):
     # --- connection lifecycle -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self._original_transport is None  # STARTTLS calls this again with the TLS transport
+        if first and not self.mta.listening:
+            # accepted from the backlog in the same turn the listener closed (go_dark refuse): to the client this
+            # is the reset a connection still queued on a closed listening socket gets, so no session starts
+            self._refused_at_accept = True
+            transport.abort()
+            return
         if first:
             peer = transport.get_extra_info("peername")
             self.ip = peer[0] if isinstance(peer, tuple) else str(peer or "")
@@ -123,6 +130,8 @@ class MTAProtocol(SMTP):
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._refused_at_accept:
+            return
         if not self._lost:
             self._lost = True
             if self.close_by is None:
@@ -447,6 +456,8 @@ class MTAProtocol(SMTP):
             await self.push(status)
             self._set_post_data_state()  # refused after the data: nothing stored
             return
+        if self.closing:  # the server closed this connection (go_dark refuse, stop) before the final dot was
+            return        # processed: a dropped connection commits nothing, so nothing is stored
         message_id = message_id_of(content)
         kind = "discarded" if action is Action.BLACKHOLE else "accepted"
         ack = "lost" if action is Action.LOSE_ACK else "sent"

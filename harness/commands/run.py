@@ -30,6 +30,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="run Locust distributed: a master and N worker processes (default: one process)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no live status line (for CI logs)")
+    parser.add_argument("--repeat", type=int, metavar="N",
+                        help="run the drill N times (seeds seed, seed+1, ...) and judge how stable its verdict is: "
+                             "stable pass (exit 0), stable fail or flaky (exit 1); the combined report goes to "
+                             "<run-id>-repeat/ beside the N run directories")
+    parser.add_argument("--same-seed", action="store_true", help="with --repeat: give every run the same seed")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -39,6 +44,13 @@ def main(args: argparse.Namespace) -> int:
 
     if args.workers < 0 or args.workers > 64:
         raise UsageError(f"--workers {args.workers}: must be 0 (one process) to 64")
+    if args.repeat is not None:
+        from maildrill.harness.run.repeat import MAX_REPEAT
+
+        if not 1 <= args.repeat <= MAX_REPEAT:
+            raise UsageError(f"--repeat {args.repeat}: must be 1 to {MAX_REPEAT} (the number of runs)")
+    if args.same_seed and args.repeat is None:
+        raise UsageError("--same-seed needs --repeat N (it sets the seed of every repeated run)")
     scenario = load_scenario(args.scenario, args.overrides)
     if args.compose or args.toxiproxy_server:
         import contextlib
@@ -60,6 +72,13 @@ def main(args: argparse.Namespace) -> int:
     options = RunOptions(seed=args.seed, out=args.out, sut_url=args.sut_url, toxiproxy_url=args.toxiproxy_url,
                          allow_remote=args.allow_remote, workers=args.workers, quiet=args.quiet,
                          scenario_file=args.scenario, overrides=tuple(args.overrides))
+    if args.repeat is not None:
+        from maildrill.harness.run.repeat import run_repeats
+
+        repeated = run_repeats(scenario, options, repeat=args.repeat, same_seed=args.same_seed)
+        for line in repeated.summary:
+            print(line, file=sys.stdout if repeated.exit_code in (0, 1) else sys.stderr)
+        return repeated.exit_code
     result = run_drill(scenario, options)
     out = sys.stdout if result.exit_code in (0, 1) else sys.stderr
     for line in result.summary:

@@ -22,19 +22,20 @@ def write_reports(run_dir: str | Path, *, history: bool = True) -> Verdict:
     info, analysis, verdict = analyse_run(run_dir)
     path = info.path
     pngs = render_all(analysis, path / "figures")
-    _write(path / "summary.json", json.dumps(summary(info, analysis, verdict), indent=2) + "\n")
-    _write(path / "report.md", markdown(info, analysis, verdict))
+    write_atomic(path / "summary.json", json.dumps(summary(info, analysis, verdict), indent=2) + "\n")
+    write_atomic(path / "report.md", markdown(info, analysis, verdict))
     (path / "junit.xml").write_bytes(junit_xml(info, verdict))
-    _write(path / "report.html", html_report(info, analysis, verdict, pngs))
+    write_atomic(path / "report.html", html_report(info, analysis, verdict, pngs))
     if history and path.parent != path:
         write_index(path.parent)
     return verdict
 
 
-def _write(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Readers (a CI job, the history index) never see half a report."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 
 
-__all__ = ["write_reports"]
+__all__ = ["write_atomic", "write_reports"]

@@ -9,12 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from maildrill.harness.analysis import Analysis, Series
+from maildrill.harness.verdict import Stability
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 WINDOW_COLORS = ("#f4a261", "#e76f51", "#2a9d8f", "#8ab17d", "#b5838d", "#6d597a")
 BLUE, ORANGE, GREEN, RED, GREY = "#1d4e89", "#f4a261", "#2a9d8f", "#c0392b", "#7f8c8d"
+FLAKY = "#a85d00"
 
 
 def _figure(height: float = 4.0) -> Figure:
@@ -242,3 +244,51 @@ def render_all(analysis: Analysis, out_dir: Path) -> dict[str, bytes]:
         (out_dir / f"{name}.png").write_bytes(data)
         pngs[name] = data
     return pngs
+
+
+def stability(st: Stability) -> Figure:
+    """One panel per threshold: each run's value (green held, red failed, a cross at the top for a null), the
+    limits dashed, and the `over` statistic where the threshold has one."""
+    checks = st.checks or ()
+    cols = min(4, max(1, len(checks)))
+    rows = max(1, -(-len(checks) // cols))
+    fig = _figure(2.4 * rows)
+    if not checks:
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, "the scenario has no thresholds", ha="center", va="center", color=GREY)
+        ax.set_axis_off()
+        return fig
+    xs = list(range(1, st.runs + 1))
+    for i, c in enumerate(checks):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        measured = [v for v in c.values if v is not None]
+        marks = [x for x in (c.max, c.min, c.statistic) if x is not None]
+        lo, hi = min(measured + marks, default=0.0), max(measured + marks, default=1.0)
+        pad = (hi - lo) * 0.15 or max(abs(hi) * 0.15, 0.5)
+        top = hi + pad
+        for x, v, ok in zip(xs, c.values, c.passed_runs, strict=True):
+            if v is None:
+                ax.plot([x], [top], marker="x", color=RED, markersize=8, linestyle="none")
+            else:
+                ax.plot([x], [v], marker="o", color=GREEN if ok else RED, markersize=7, linestyle="none")
+        for limit, name in ((c.max, "max"), (c.min, "min")):
+            if limit is not None:
+                ax.axhline(limit, color=GREY, linestyle="--", linewidth=1.2, label=f"{name} {limit:g}")
+        if c.over is not None and c.statistic is not None:
+            ax.axhline(c.statistic, color=BLUE, linewidth=1.4, label=f"{c.over} {c.statistic:.3g}")
+        bottom = lo - pad if lo < 0 else max(lo - pad, -(top - lo) * 0.08)  # counts and ratios: hardly below 0
+        ax.set_ylim(bottom, top + pad * 0.6)
+        ax.set_xticks(xs)
+        ax.set_xlim(0.5, st.runs + 0.5)
+        ax.set_xlabel("run", fontsize=8)
+        color = GREEN if c.outcome.value == "pass" else RED if c.outcome.value == "fail" else FLAKY
+        ax.set_title(f"{c.threshold}\n{c.label}", fontsize=9, color=color)
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=7, loc="best", framealpha=0.5)
+    return fig
+
+
+def stability_png(st: Stability) -> bytes:
+    buf = io.BytesIO()
+    stability(st).savefig(buf, format="png")
+    return buf.getvalue()

@@ -17,16 +17,30 @@ TREND = ("retry_amplification", "retry_sync_index", "drain_s", "otp_expired_rati
          "permanent_failures_retried")
 
 
-def _runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+def _summaries(root: Path, schema: str) -> list[tuple[Path, dict[str, Any]]]:
     out = []
     for d in root.iterdir() if root.is_dir() else []:
         s = d / "summary.json"
         if d.is_dir() and s.exists():
             try:
-                out.append((d, json.loads(s.read_text(encoding="utf-8"))))
+                data = json.loads(s.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
+            if isinstance(data, dict) and data.get("schema", "maildrill.summary") == schema:
+                out.append((d, data))
+    return out
+
+
+def _runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The single runs (a repeat set's combined directory is listed on its own; its members are runs)."""
+    out = _summaries(root, "maildrill.summary")
     out.sort(key=lambda r: (r[1]["run"].get("started_at") or "", r[0].name))
+    return out
+
+
+def _repeat_sets(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    out = _summaries(root, "maildrill.repeat.summary")
+    out.sort(key=lambda r: (r[1]["repeat"].get("started_at") or "", r[0].name))
     return out
 
 
@@ -71,6 +85,18 @@ def write_index(root: str | Path) -> Path:
             passed = sum(1 for i in items if i["verdict"]["passed"])
             parts.append(f"<tr><td>{escape(name)}</td><td class=num>{len(items)}</td><td class=num>{passed}</td>"
                          + "".join(cells) + "</tr>")
+        parts.append("</table>")
+    sets = _repeat_sets(root)
+    if sets:
+        parts.append("<h2>Repeat sets (newest first)</h2><table><tr><th>started</th><th>scenario</th><th>runs</th>"
+                     "<th>seeds</th><th>stability</th></tr>")
+        for d, s in reversed(sets):
+            r, v = s["repeat"], s["verdict"]
+            cls = {"pass": "ok", "fail": "bad"}.get(v["outcome"], "bad")
+            parts.append(f"<tr><td><a href='{escape(d.name)}/report.html'>{escape(str(r.get('started_at') or d.name))}"
+                         f"</a></td><td>{escape(str(r['scenario']))}</td><td class=num>{r['runs']}</td>"
+                         f"<td>{escape(' '.join(str(x) for x in r['seeds']))}</td>"
+                         f"<td class={cls}>{escape(v['label'])}</td></tr>")
         parts.append("</table>")
     parts.append("<h2>Runs (newest first)</h2><table><tr><th>started</th><th>scenario</th><th>verdict</th>"
                  "<th>delivered</th><th>amplification</th><th>sync index</th><th>drain</th><th>expired</th>"

@@ -5,13 +5,18 @@ per-class and per-MTA tables, the messages that broke a rule, and what could not
 from __future__ import annotations
 
 import base64
+import os
 from html import escape
+from typing import TYPE_CHECKING
 
 from maildrill.harness.analysis import METRICS, Analysis
 from maildrill.harness.report.figures import FIGURES
 from maildrill.harness.report.run import RunInfo
 from maildrill.harness.report.summary import HEADLINE
-from maildrill.harness.verdict import Verdict, format_value
+from maildrill.harness.verdict import Outcome, Verdict, format_value, limits_text
+
+if TYPE_CHECKING:
+    from maildrill.harness.report.repeat import RepeatSet
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9}
@@ -129,3 +134,83 @@ def _scoped_table(title: str, scoped: dict[str, dict[str, object]] | object) -> 
             f"<td class=num>{_v(m.get(n), METRICS[n].unit, n)}</td>" for m in scoped.values()) + "</tr>")
     rows.append("</table>")
     return "".join(rows)
+
+
+REPEAT_CSS = ".verdict.flaky{background:#a85d00}span.flaky{color:#a85d00;font-weight:700}td.bad{background:#fbeaea}"
+_CLASS = {"pass": "ok", "fail": "bad", "flaky": "flaky"}
+
+
+def html_repeat_report(rs: RepeatSet, png: bytes) -> str:
+    """The combined report.html of a repeat set: the stability verdict first, then each threshold across the runs
+    (min / median / max, the `over` statistic, how many runs passed), the per-run values, and the runs."""
+    st = rs.stability
+    outcome = st.outcome.value
+    title = f"maildrill {escape(rs.scenario_name)}, {st.runs} runs: {escape(st.label)}"
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+             f"<meta name=viewport content='width=device-width,initial-scale=1'>"
+             f"<title>{title}</title><style>{CSS}{REPEAT_CSS}</style></head><body><main>"]
+    why = st.summary_lines()[0].partition(": ")[2]  # the head without the label the h1 shows
+    parts.append(f"<div class='verdict {outcome}' id=verdict><h1>{escape(st.label.upper())} — "
+                 f"{escape(rs.scenario_name)}, {st.runs} runs</h1><p>{escape(why)}</p>")
+    bad = [c for c in st.checks if c.outcome is not Outcome.PASS]
+    if bad:
+        parts.append("<ul>" + "".join(f"<li><code style='background:rgba(255,255,255,.2);color:#fff'>"
+                                      f"{escape(c.threshold)}</code> {escape(c.label)}: {escape(c.reason)}</li>"
+                                      for c in bad) + "</ul>")
+    parts.append("</div>")
+    rec = rs.record
+    seeds = ", ".join(str(s) for s in rs.seeds)
+    parts.append(f"<p class=meta>{escape(rs.description)}<br>repeat <code>{escape(str(rec.get('repeat_id')))}</code>"
+                 f" · {st.runs} of {st.runs_requested} runs · seeds {escape(seeds)}"
+                 f"{' (the same seed each run)' if rec.get('same_seed') else ''} · started "
+                 f"{escape(str(rec.get('started_at') or '?'))} · {escape(st.status_text())}</p>")
+    if st.checks:
+        parts.append(f"<h2>Thresholds across {st.runs} runs</h2><table><tr><th>threshold</th><th>limit</th>"
+                     "<th>min</th><th>median</th><th>max</th><th>statistic</th><th>runs passed</th>"
+                     "<th>stability</th></tr>")
+        for c in st.checks:
+            unit = METRICS[c.metric].unit if c.metric in METRICS else ""
+            stat = f"{c.over} {_v(c.statistic, unit, c.metric)}" if c.over else "—"
+            parts.append(f"<tr><td><code>{escape(c.threshold)}</code></td><td>{escape(limits_text(c.max, c.min))}</td>"
+                         + "".join(f"<td class=num>{_v(v, unit, c.metric)}</td>"
+                                   for v in (c.spread.min, c.spread.median, c.spread.max))
+                         + f"<td class=num>{stat}</td><td class=num>{c.runs_passed} of {st.runs}</td>"
+                           f"<td><span class={_CLASS[c.outcome.value]}>{escape(c.label)}</span></td></tr>")
+        parts.append("</table>")
+        data = base64.b64encode(png).decode()
+        parts.append("<figure id='fig-stability'><img alt='each run against each threshold' "
+                     f"src='data:image/png;base64,{data}'><figcaption>Each run's value against each threshold: "
+                     "green held, red failed, a cross at the top was not measured; dashed the limits, blue the "
+                     "statistic a threshold is judged on (figures/stability.png)</figcaption></figure>")
+    spreads = rs.spreads()
+    if spreads:
+        parts.append(f"<h2>Headline metrics across {st.runs} runs</h2><table><tr><th>metric</th><th>min</th>"
+                     "<th>median</th><th>max</th></tr>")
+        for name, sp in spreads.items():
+            unit = METRICS[name].unit
+            parts.append(f"<tr><td><code>{name}</code></td>" + "".join(
+                f"<td class=num>{_v(v, unit, name)}</td>" for v in (sp.min, sp.median, sp.max)) + "</tr>")
+        parts.append("</table>")
+    parts.append("<h2>Runs</h2><table><tr><th>#</th><th>run</th><th>seed</th><th>status</th><th>verdict</th></tr>")
+    for i, m in enumerate(rs.members):
+        link = escape(f"{os.path.relpath(m.path, rs.path)}/report.html")
+        parts.append(f"<tr><td class=num>{i + 1}</td><td><a href='{link}'>{escape(m.run_id)}</a></td>"
+                     f"<td class=num>{escape(str(m.seed))}</td><td>{escape(str(m.summary['run']['status']))}</td>"
+                     f"<td class={'ok' if m.passed else 'bad'}>{'PASS' if m.passed else 'FAIL'}</td></tr>")
+    parts.append("</table>")
+    if st.checks:
+        parts.append("<h2>Each run's value</h2><table><tr><th>threshold</th>"
+                     + "".join(f"<th>run {i + 1}</th>" for i in range(st.runs)) + "</tr>")
+        for c in st.checks:
+            unit = METRICS[c.metric].unit if c.metric in METRICS else ""
+            parts.append(f"<tr><td><code>{escape(c.threshold)}</code></td>" + "".join(
+                f"<td class='num{'' if ok else ' bad'}'>{_v(v, unit, c.metric)}</td>"
+                for v, ok in zip(c.values, c.passed_runs, strict=True)) + "</tr>")
+        parts.append("</table><p class=meta>Red: the run's own check failed (for a threshold judged on a statistic "
+                     "across runs that alone does not fail it).</p>")
+    if st.stopped:
+        parts.append(f"<div class=warn>Stopped after {st.runs} of {st.runs_requested} runs: {escape(st.stopped)}</div>")
+    if rec.get("reproduce"):
+        parts.append(f"<h2>Reproduce</h2><p><code>{escape(str(rec['reproduce']))}</code></p>")
+    parts.append("</main></body></html>\n")
+    return "".join(parts)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from maildrill.harness.analysis import METRICS, Analysis
 from maildrill.harness.report.run import RunInfo
 from maildrill.harness.report.summary import HEADLINE
-from maildrill.harness.verdict import Verdict, format_value
+from maildrill.harness.verdict import Verdict, format_value, limits_text
+
+if TYPE_CHECKING:
+    from maildrill.harness.report.repeat import RepeatSet
 
 
 def markdown(info: RunInfo, analysis: Analysis, verdict: Verdict) -> str:
@@ -34,4 +39,35 @@ def markdown(info: RunInfo, analysis: Analysis, verdict: Verdict) -> str:
                     f"`{analysis.skipped[0]}`"]
     if info.reproduce:
         out += ["", f"Reproduce: `{info.reproduce}`"]
+    return "\n".join(out) + "\n"
+
+
+_MARK = {"pass": "✅", "fail": "❌", "flaky": "⚠️"}
+
+
+def markdown_repeat(rs: RepeatSet) -> str:
+    """The combined report.md of a repeat set: the stability verdict, each threshold across the runs, the runs."""
+    st = rs.stability
+    out = [f"## maildrill: {rs.scenario_name}, {st.runs} runs — {_MARK[st.outcome.value]} {st.label}", ""]
+    if rs.description:
+        out += [f"_{rs.description}_", ""]
+    seeds = ", ".join(str(s) for s in rs.seeds)
+    out += [f"{st.summary_lines()[0]}. Repeat `{rs.record.get('repeat_id', rs.path.name)}`, seeds {seeds}; "
+            f"{st.status_text()}.", ""]
+    if st.checks:
+        out += ["| threshold | min | median | max | limit | runs passed | stability |", "|---|---|---|---|---|---|---|"]
+        for c in st.checks:
+            unit = METRICS[c.metric].unit if c.metric in METRICS else ""
+            mn, md, mx = (format_value(v, unit, c.metric) for v in (c.spread.min, c.spread.median, c.spread.max))
+            limit = limits_text(c.max, c.min)
+            if c.over:
+                limit += f" on {c.over} ({format_value(c.statistic, unit, c.metric)})"
+            shown = c.label if c.outcome.value == "pass" else f"**{c.label}**"
+            out.append(f"| `{c.threshold}` | {mn} | {md} | {mx} | {limit} | {c.runs_passed} of {st.runs} | {shown} |")
+        out.append("")
+    out += ["| run | seed | status | verdict |", "|---|---|---|---|"]
+    for m in rs.members:
+        out.append(f"| `{m.run_id}` | {m.seed} | {m.summary['run']['status']} | {'PASS' if m.passed else 'FAIL'} |")
+    if rs.record.get("reproduce"):
+        out += ["", f"Reproduce: `{rs.record['reproduce']}`"]
     return "\n".join(out) + "\n"

@@ -45,10 +45,15 @@ def _load_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def read_run(run_dir: str | Path) -> RunInfo:
+    from maildrill.harness.report.repeat import is_repeat_dir
+
     path = Path(run_dir)
     if not path.is_dir():
         raise UsageError(f"{path}: no such run directory (give a directory that `maildrill run` wrote, "
                          f"e.g. reports/<run-id>)")
+    if is_repeat_dir(path) and not (path / "manifest.json").exists():
+        raise UsageError(f"{path}: a repeat set (the combined directory of `maildrill run --repeat N`), not one run; "
+                         f"give one of its member runs, named in its repeat.json, or open its report.html")
     if not (path / "events").is_dir() and not (path / "manifest.json").exists():
         raise UsageError(f"{path}: not a run directory (no manifest.json and no events/); give a directory that "
                          f"`maildrill run` wrote, e.g. reports/<run-id>")

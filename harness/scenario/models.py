@@ -277,9 +277,16 @@ class ActionSpec(_Frozen):
         return f"mta/{self.mta}" if self.mta is not None else f"proxy/{self.proxy}"
 
 
+OVER = ("min", "median", "mean", "p90", "max")  # the statistics `over` takes (maildrill.harness.verdict computes them)
+
+
 class ThresholdSpec(_Frozen):
+    """`max` and/or `min` on a metric; with `over`, a statistic of the metric across the runs of
+    `maildrill run --repeat N` is judged instead of each run (one run: the statistic is its value)."""
+
     max: float | None = None
     min: float | None = None
+    over: Literal["min", "median", "mean", "p90", "max"] | None = None
 
     @model_validator(mode="after")
     def _some(self) -> ThresholdSpec:
