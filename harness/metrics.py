@@ -89,3 +89,8 @@ _ALL = [
     _m("last_delivery_s", "s", "run,mta", None, "when the last message was accepted (per MTA: when traffic left it)"),
 ]
 METRICS: Mapping[str, MetricInfo] = {m.name: m for m in _ALL}
+
+# The headline metrics: summary.json's and the reports' first table, and the spread a repeat set shows.
+HEADLINE = ("messages_requested", "delivered", "undelivered", "retry_amplification", "retry_sync_index",
+            "attempts_per_s_peak", "deferred_ratio", "drain_s", "otp_expired", "otp_expired_ratio", "duplicates",
+            "permanent_failures_retried", "http_error_ratio")
