@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import random
 import re
 import socket
 import ssl
-import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +24,7 @@ from maildrill.fake_mta.session import MTAProtocol, escape_line
 from maildrill.fake_mta.smtp_setup import make_authenticator
 from pydantic import BaseModel
 
+from maildrill.polling import poll_until_async
 from maildrill.vocabulary import EventKind
 
 _VERP = re.compile(r"^[^@+]+\+(?P<local>[^=@]+)=(?P<domain>[^@]+)@")
@@ -153,9 +154,8 @@ class FakeMTA:
             self._reserved = None
         for proto in list(self.connections):
             proto.close("server", "server stopped")
-        deadline = time.monotonic() + 5.0
-        while self.connections and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)  # bounded poll: transports report connection_lost on a later loop turn
+        with contextlib.suppress(TimeoutError):  # transports report connection_lost on a later loop turn
+            await poll_until_async(lambda: not self.connections, 5.0, interval_s=0.01)
         if server is not None:
             await server.wait_closed()
 

@@ -5,7 +5,8 @@ TYPE_CHECKING alike — is read from the source, and the graph must keep these c
 `maildrill.harness` / `maildrill.fake_mta` are installed from their own folders; so the graph is built here.)
 
 The layers, bottom up (a module may import its own layer and the ones below it):
-- `maildrill.vocabulary` — the declared names (event kinds and their fields, behaviour kinds, toxic types)
+- `maildrill.vocabulary`, `maildrill.polling` — the declared names (event kinds and their fields, behaviour
+  kinds, toxic types) and the one deadline-bounded wait; they import nothing from maildrill
 - `maildrill.fake_mta` — runs on its own; never imports `maildrill.harness`
 - harness foundation: errors, events, clock, store, metrics, netcheck, children, bundled, polling
 - `harness.scenario` — the validated model; nothing above it
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 ROOTS = ("maildrill", "maildrill.harness", "maildrill.fake_mta", "maildrill.examples")
+BOTTOM = ("maildrill.vocabulary", "maildrill.polling")  # import nothing from maildrill
 FOUNDATION = ("errors", "events", "clock", "store", "metrics", "netcheck", "children", "bundled", "polling")
 
 
@@ -68,7 +70,7 @@ GRAPH = {name: sorted(set(_imported(name, path))) for name, path in MODULES.item
 
 def _layer(module: str) -> str:
     parts = module.split(".")
-    if module == "maildrill.vocabulary":
+    if module in BOTTOM:
         return "vocabulary"
     if module.startswith("maildrill.fake_mta"):
         return "fake_mta"
@@ -106,8 +108,7 @@ def test_each_layer_imports_only_its_own_and_lower_layers() -> None:
 
 def test_fake_mta_never_imports_harness_or_examples() -> None:
     bad = [f"{MODULES[a]}:{line}: {a} imports {b}" for a, b, line in _edges()
-           if a.startswith(("maildrill.fake_mta", "maildrill.vocabulary"))
-           and not b.startswith(("maildrill.fake_mta", "maildrill.vocabulary"))]
+           if a.startswith(("maildrill.fake_mta", *BOTTOM)) and not b.startswith(("maildrill.fake_mta", *BOTTOM))]
     assert bad == []
 
 

@@ -1,0 +1,46 @@
+"""The one deadline-bounded wait, sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+from maildrill.polling import poll_until, poll_until_async
+
+
+def test_returns_the_first_truthy_value() -> None:
+    calls = itertools.count(1)
+    assert poll_until(lambda: (n := next(calls)) >= 3 and n, 30.0, interval_s=0.001) == 3
+
+
+def test_times_out_with_the_error_it_is_given_or_one_naming_what_it_waited_for() -> None:
+    with pytest.raises(TimeoutError, match=r"^timed out after 0.05 s waiting for the moon$"):
+        poll_until(lambda: False, 0.05, what="the moon", interval_s=0.01)
+    with pytest.raises(LookupError, match="gone"):
+        poll_until(lambda: None, 0.0, error=lambda: LookupError("gone"))
+
+
+def test_an_exception_from_the_condition_ends_the_wait_at_once() -> None:
+    def died() -> bool:
+        raise ChildProcessError("exited with code 3")
+
+    with pytest.raises(ChildProcessError):
+        poll_until(died, 60.0)
+
+
+def test_async_accepts_plain_and_coroutine_conditions() -> None:
+    calls = itertools.count(1)
+
+    async def ready() -> int | None:
+        n = next(calls)
+        return n if n >= 2 else None
+
+    async def main() -> tuple[int, int]:
+        a = await poll_until_async(ready, 30.0, interval_s=0.001)
+        b = await poll_until_async(lambda: 7, 30.0)
+        with pytest.raises(TimeoutError, match="waiting for condition"):
+            await poll_until_async(lambda: 0, 0.02, interval_s=0.005)
+        return a, b
+
+    assert asyncio.run(main()) == (2, 7)
