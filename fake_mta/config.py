@@ -178,7 +178,8 @@ class AuthSpec(_Frozen):
 
     username: str
     password: str
-    mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(default_factory=lambda: ["PLAIN", "LOGIN"], min_length=1)
+    mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(default_factory=lambda: ["PLAIN", "LOGIN"],  # type: ignore[arg-type]
+                                                        min_length=1)  # (mypy infers the lambda as list[str])
     required: bool = False
 
 

@@ -13,7 +13,7 @@ import random
 import re
 import ssl
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from aiosmtpd.smtp import MISSING, SMTP
 from maildrill.fake_mta.behaviors import Action, Behavior, Context, Decision, evaluate
@@ -54,7 +54,11 @@ class SessionHost(Protocol):
     rng: random.Random
     tls_context: ssl.SSLContext | None
     authenticate: Any  # an aiosmtpd authenticator, or None without AUTH
-    watchers: Mapping[Verb, tuple[Behavior, ...]]
+
+    @property
+    def watchers(self) -> Mapping[Verb, tuple[Behavior, ...]]: ...
+    @property
+    def listening(self) -> bool: ...
 
     def connection_opened(self, proto: MTAProtocol, peer: Any) -> None: ...
     def connection_closed(self, proto: MTAProtocol, by: str, reason: str) -> None: ...
@@ -121,7 +125,7 @@ class MTAProtocol(SMTP):
             # accepted from the backlog in the same turn the listener closed (go_dark refuse): to the client this
             # is the reset a connection still queued on a closed listening socket gets, so no session starts
             self._refused_at_accept = True
-            transport.abort()
+            cast(asyncio.Transport, transport).abort()
             return
         if first:
             peer = transport.get_extra_info("peername")

@@ -23,7 +23,7 @@ AIOSMTPD_PRIVATE_NAMES = (
 
 # aiosmtpd's __init__ introspects the instance (inspect.getmembers, dir) on every connection, a third
 # of the per-connection cost; on the 1.4 series we set the same attributes from names found once.
-AUTH_MECH = getattr(aiosmtpd_smtp, "_AuthMechAttr", None)
+AUTH_MECH: Any = getattr(aiosmtpd_smtp, "_AuthMechAttr", None)  # a private aiosmtpd class (None off 1.4)
 SMTP_NAMES = tuple(sorted(n[5:] for n in dir(SMTP) if n.startswith("smtp_")))
 FAST_INIT = AUTH_MECH is not None and aiosmtpd_smtp.__version__.startswith("1.4.")
 

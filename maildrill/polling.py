@@ -21,8 +21,8 @@ def _timeout(what: str, timeout_s: float) -> Callable[[], BaseException]:
     return lambda: TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
-def poll_until(condition: Callable[[], T], timeout_s: float, *, what: str = "condition", interval_s: float = 0.02,
-               error: Callable[[], BaseException] | None = None) -> T:
+def poll_until(condition: Callable[[], T | None], timeout_s: float, *, what: str = "condition",
+               interval_s: float = 0.02, error: Callable[[], BaseException] | None = None) -> T:
     deadline = time.monotonic() + timeout_s
     while True:
         got = condition()
@@ -33,8 +33,9 @@ def poll_until(condition: Callable[[], T], timeout_s: float, *, what: str = "con
         time.sleep(interval_s)
 
 
-async def poll_until_async(condition: Callable[[], T | Awaitable[T]], timeout_s: float, *, what: str = "condition",
-                           interval_s: float = 0.02, error: Callable[[], BaseException] | None = None) -> T:
+async def poll_until_async(condition: Callable[[], T | Awaitable[T | None] | None], timeout_s: float, *,
+                           what: str = "condition", interval_s: float = 0.02,
+                           error: Callable[[], BaseException] | None = None) -> T:
     """As `poll_until`; `condition` may be a plain function or a coroutine function."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -42,7 +43,7 @@ async def poll_until_async(condition: Callable[[], T | Awaitable[T]], timeout_s:
         if isinstance(got, Awaitable):
             got = await got
         if got:
-            return got  # type: ignore[return-value]
+            return got
         if time.monotonic() >= deadline:
             raise (error or _timeout(what, timeout_s))()
         await asyncio.sleep(interval_s)

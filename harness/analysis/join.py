@@ -181,7 +181,7 @@ class _Pass:
     msgs: dict[str, _MessageDraft] = field(default_factory=dict)
     attempts: dict[AttemptKey, _AttemptDraft] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
-    accepted_at: dict[tuple[str, Any, Any, str], tuple[_MessageDraft, int]] = field(default_factory=dict)
+    accepted_at: dict[tuple[str, Any, Any, str | None], tuple[_MessageDraft, int]] = field(default_factory=dict)
     ack_lost: set[tuple[str, Any, Any, str | None]] = field(default_factory=set)
     depth: list[tuple[float, float]] = field(default_factory=list)
     fired: list[FaultAction] = field(default_factory=list)
@@ -277,7 +277,7 @@ class _Pass:
         self.ack_lost.add((mta_of(e.source), e.data.get("conn"), e.data.get("txn"), e.corr))
 
     def depth_sampled(self, e: Event, t: float) -> None:
-        self.depth.append((t, float(e.data.get("depth") or 0.0)))  # type: ignore[arg-type]
+        self.depth.append((t, float(e.data.get("depth") or 0.0)))
 
     def action_fired(self, e: Event, t: float) -> None:
         d = e.data
@@ -294,16 +294,16 @@ class _Pass:
         for key in self.ack_lost:  # files are read in any order: the acceptance may come after its ack_lost
             hit = self.accepted_at.get(key)
             if hit is not None:
-                m, i = hit
-                m.acceptances[i] = Acceptance(m.acceptances[i].t, m.acceptances[i].mta, "lost")
+                lost, i = hit
+                lost.acceptances[i] = Acceptance(lost.acceptances[i].t, lost.acceptances[i].mta, "lost")
                 self.attempts[key[:3]].ack = "lost"
         frozen = {key: a.freeze() for key, a in self.attempts.items()}
         for a in frozen.values():
             self.mtas_seen.add(a.mta)
             for c in a.corrs:
-                m = self.msgs.get(c)
-                if m is not None:
-                    m.attempts.append(a)
+                story = self.msgs.get(c)
+                if story is not None:
+                    story.attempts.append(a)
         if not self.requests:  # MTA events only (a unit test of a sender): every message an MTA saw was "requested"
             for m in self.msgs.values():
                 starts = [a.start for a in m.attempts] + [acc.t for acc in m.acceptances]

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 
 import pytest
+
 from maildrill.polling import poll_until, poll_until_async
 
 
