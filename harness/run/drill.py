@@ -275,7 +275,7 @@ class Drill:
                                                          for m in rt.mtas}
         if not rt.proxies:
             return None
-        from maildrill.harness.faults import EmbeddedToxiproxy, ToxiproxyAdapter  # type: ignore[attr-defined]
+        from maildrill.harness.faults import EmbeddedToxiproxy, ToxiproxyAdapter
 
         url = self.options.toxiproxy_url
         if url is None:
