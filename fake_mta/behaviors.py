@@ -61,6 +61,7 @@ class Context:
     mail_from: str | None = None
     rcpt: str | None = None
     rcpts: Sequence[str] = ()
+    api_key: str | None = None  # HTTP vendors: the request's API key
 
 
 class Wording(Protocol):
@@ -227,7 +228,10 @@ class Throttle(Behavior):
         self.buckets: dict[object, TokenBucket] = {}
 
     def _key(self, ctx: Context) -> object:
-        return ctx.conn if self.scope == "connection" else ctx.ip if self.scope == "ip" else None
+        scope = self.scope
+        if scope == "global":
+            return None
+        return ctx.conn if scope == "connection" else ctx.ip if scope == "ip" else ("key", ctx.api_key)
 
     def decide(self, ctx: Context) -> Decision | None:
         key = self._key(ctx)
@@ -300,6 +304,10 @@ _GO_DARK = {
     GoDarkMode.DROP_MID_DATA: (Verb.DATA, Action.DROP),
     GoDarkMode.LOSE_ACK: (Verb.DOT, Action.LOSE_ACK),
     GoDarkMode.BLACKHOLE: (Verb.DOT, Action.BLACKHOLE),
+    # HTTP vendors' modes (an MTA's config refuses them; the vendor reads `mode` itself)
+    GoDarkMode.HANG: (Verb.DOT, Action.HANG),
+    GoDarkMode.RESET: (Verb.DATA, Action.DROP),
+    GoDarkMode.LOSE_RESPONSE: (Verb.DOT, Action.LOSE_ACK),
 }
 
 

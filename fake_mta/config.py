@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from maildrill.vocabulary import BEHAVIOR_KINDS
 
@@ -38,6 +47,20 @@ class GoDarkMode(StrEnum):
     DROP_MID_DATA = "drop_mid_data"  # closes the connection while the client sends the message
     LOSE_ACK = "lose_ack"  # stores the message (accepted, ack lost), closes without the 250
     BLACKHOLE = "blackhole"  # says 250, records the message as discarded
+    # HTTP vendors only (fake_mta.vendors)
+    HANG = "hang"  # reads the request, never answers
+    RESET = "reset"  # reads the request head, resets the connection before the body is read
+    LOSE_RESPONSE = "lose_response"  # records the message accepted, closes without the response
+
+
+MTA_ONLY_MODES = frozenset({GoDarkMode.HANG_BANNER, GoDarkMode.HANG_DATA, GoDarkMode.DROP_MID_DATA,
+                            GoDarkMode.LOSE_ACK})
+VENDOR_ONLY_MODES = frozenset({GoDarkMode.HANG, GoDarkMode.RESET, GoDarkMode.LOSE_RESPONSE})
+# the vendor mode closest to each SMTP-only mode, for the error message
+VENDOR_EQUIVALENT = {GoDarkMode.HANG_BANNER: "hang", GoDarkMode.HANG_DATA: "hang", GoDarkMode.DROP_MID_DATA: "reset",
+                     GoDarkMode.LOSE_ACK: "lose_response"}
+MTA_EQUIVALENT = {GoDarkMode.HANG: "hang_data", GoDarkMode.RESET: "drop_mid_data",
+                  GoDarkMode.LOSE_RESPONSE: "lose_ack"}
 
 
 class _Frozen(BaseModel):
@@ -129,11 +152,15 @@ class ThrottleSpec(_BehaviorBase):
     kind: Literal["throttle"] = "throttle"
     rate_per_s: float = Field(default=10.0, gt=0)
     burst: int = Field(default=10, ge=1)
-    scope: Literal["connection", "ip", "global"] = "global"
+    # api_key: one bucket per API key (HTTP vendors only)
+    scope: Literal["connection", "ip", "global", "api_key"] = "global"
     # "accepted": only commands let through use a token (a plain rate limit). "attempts": every attempt
     # counts, refused ones too, down to a debt of `burst` tokens: a sender that keeps hammering stays
     # over the limit (the self-sustaining retry storm of fixed-interval retries).
     count: Literal["accepted", "attempts"] = "accepted"
+    # SES only: at most this many messages accepted per 24 h (from the first request); beyond it the
+    # vendor answers SES's "Daily message quota exceeded"
+    daily_quota: int | None = Field(default=None, ge=1)
 
 
 class RejectSpec(_BehaviorBase):
@@ -171,6 +198,51 @@ BehaviorSpec = Annotated[
 # this module; a test checks the two agree).
 PRESET_NAMES = ("gmail", "microsoft", "yahoo", "ses", "postgrey", "haraka")
 _BEHAVIORS = TypeAdapter(list[BehaviorSpec])
+VENDOR_APIS = ("sendgrid", "ses", "postmark", "mailgun", "resend")
+
+
+def mta_misfits(specs: list[Any]) -> list[str]:
+    """What in a behaviour list only an HTTP vendor understands, as "[i] ..." messages (empty: all fits an MTA)."""
+    out = []
+    for i, b in enumerate(specs):
+        if b.kind == "go_dark" and b.mode in VENDOR_ONLY_MODES:
+            out.append(f"[{i}] go_dark mode {b.mode.value!r} is for HTTP vendors; the SMTP form is "
+                       f"{MTA_EQUIVALENT[b.mode]!r}")
+        elif b.kind == "throttle" and b.scope == "api_key":
+            out.append(f"[{i}] throttle scope 'api_key' is for HTTP vendors; an MTA throttles per connection, ip "
+                       "or global")
+        elif b.kind == "throttle" and b.daily_quota is not None:
+            out.append(f"[{i}] throttle daily_quota is for an SES vendor; remove it")
+    return out
+
+
+def vendor_misfits(specs: list[Any], api: str) -> list[str]:
+    """What in a behaviour list makes no sense for an HTTP vendor of `api`, as "[i] ..." messages."""
+    out = []
+    for i, b in enumerate(specs):
+        if b.kind == "greylist":
+            out.append(f"[{i}] greylist is an SMTP behaviour (a 4xx at RCPT per triplet); an email API has no "
+                       "equivalent: use tempfail or throttle")
+        elif b.kind == "go_dark" and b.mode in MTA_ONLY_MODES:
+            out.append(f"[{i}] go_dark mode {b.mode.value!r} is SMTP-only; for an HTTP vendor use "
+                       f"{VENDOR_EQUIVALENT[b.mode]!r} (modes: refuse, hang, reset, lose_response, blackhole)")
+        elif b.at is not None:
+            out.append(f"[{i}] `at` is an SMTP verb; a vendor decides once per request: remove it")
+        elif b.kind == "throttle" and b.daily_quota is not None and api != "ses":
+            out.append(f"[{i}] throttle daily_quota is SES's daily sending quota; a {api} vendor has none")
+        if b.reply is not None:
+            out.append(f"[{i}] `reply` is an SMTP reply; a vendor answers in its own wire format: remove it")
+    return out
+
+
+def _check_mta(specs: list[Any]) -> list[Any]:
+    misfits = mta_misfits(specs)
+    if misfits:
+        raise ValueError("; ".join(misfits))
+    return specs
+
+
+_MTA_BEHAVIORS = TypeAdapter(Annotated[list[BehaviorSpec], AfterValidator(_check_mta)])
 
 
 class AuthSpec(_Frozen):
@@ -237,6 +309,48 @@ class MTASpec(_Frozen):
             raise ValueError(f"phases must be in time order; got at_s {times}")
         return v
 
+    @model_validator(mode="after")
+    def _smtp_only(self) -> MTASpec:
+        misfits = [f"behaviors{m}" for m in mta_misfits(self.behaviors)]
+        for j, phase in enumerate(self.timeline):
+            misfits += [f"timeline[{j}].behaviors{m}" for m in mta_misfits(phase.behaviors)]
+        if misfits:
+            raise ValueError("; ".join(misfits))
+        return self
+
+
+class VendorSpec(_Frozen):
+    """A fake HTTP email-API vendor (fake_mta.vendors). `auth`: the one API key accepted (else any key is)."""
+
+    name: str = "vendor"
+    api: Literal["sendgrid", "ses", "postmark", "mailgun", "resend"]
+    behaviors: list[BehaviorSpec] = Field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    corr_pattern: str = DEFAULT_CORR_PATTERN
+    auth: str | None = None
+    timeline: list[PhaseSpec] = Field(default_factory=list)
+
+    _name = field_validator("name")(MTASpec._name.__func__)  # type: ignore[attr-defined]
+    _corr = field_validator("corr_pattern")(MTASpec._corr.__func__)  # type: ignore[attr-defined]
+    _ordered = field_validator("timeline")(MTASpec._ordered.__func__)  # type: ignore[attr-defined]
+
+    @field_validator("auth")
+    @classmethod
+    def _auth(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c in v for c in "\r\n")):
+            raise ValueError("an API key must be non-empty, one line")
+        return v
+
+    @model_validator(mode="after")
+    def _http_only(self) -> VendorSpec:
+        misfits = [f"behaviors{m}" for m in vendor_misfits(self.behaviors, self.api)]
+        for j, phase in enumerate(self.timeline):
+            misfits += [f"timeline[{j}].behaviors{m}" for m in vendor_misfits(phase.behaviors, self.api)]
+        if misfits:
+            raise ValueError("; ".join(misfits))
+        return self
+
 
 class ControlSpec(_Frozen):
     host: str = "127.0.0.1"
@@ -245,16 +359,20 @@ class ControlSpec(_Frozen):
 
 
 class FleetSpec(_Frozen):
-    mtas: list[MTASpec] = Field(min_length=1)
+    mtas: list[MTASpec] = Field(default_factory=list)
+    vendors: list[VendorSpec] = Field(default_factory=list)
     control: ControlSpec = Field(default_factory=ControlSpec)
 
     @model_validator(mode="after")
     def _unique(self) -> FleetSpec:
-        names = [m.name for m in self.mtas]
+        if not self.mtas and not self.vendors:
+            raise ValueError("a fleet needs at least one entry in `mtas` or `vendors`")
+        members: list[MTASpec | VendorSpec] = [*self.mtas, *self.vendors]
+        names = [m.name for m in members]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"MTA names must be unique; repeated: {dupes}")
-        ports = [(m.host, m.port) for m in self.mtas if m.port]
+            raise ValueError(f"MTA and vendor names must be unique across the fleet; repeated: {dupes}")
+        ports = [(m.host, m.port) for m in members if m.port]
         taken = sorted({f"{h}:{p}" for h, p in ports if ports.count((h, p)) > 1})
         if taken:
             raise ValueError(f"two MTAs cannot listen on the same address: {taken}")
@@ -310,15 +428,29 @@ def problems_of(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]
     return out
 
 
-def parse_behaviors(items: list[dict[str, Any]] | list[Any]) -> list[BehaviorSpec]:
-    """Validate a behaviour list (plain dicts or specs). Raises pydantic's ValidationError."""
-    return _BEHAVIORS.validate_python(items)
+def parse_behaviors(items: list[dict[str, Any]] | list[Any], *, for_mta: bool = False) -> list[BehaviorSpec]:
+    """Validate a behaviour list (plain dicts or specs). Raises pydantic's ValidationError.
+    `for_mta`: also refuse what only an HTTP vendor understands (see `mta_misfits`)."""
+    return (_MTA_BEHAVIORS if for_mta else _BEHAVIORS).validate_python(items)
+
+
+def parse_vendor_behaviors(items: list[dict[str, Any]] | list[Any], api: str) -> list[BehaviorSpec]:
+    """A behaviour list for a vendor of `api`; raises pydantic's ValidationError (what an MTA-only item is)."""
+
+    def check(specs: list[Any]) -> list[Any]:
+        misfits = vendor_misfits(specs, api)
+        if misfits:
+            raise ValueError("; ".join(misfits))
+        return specs
+
+    return TypeAdapter(Annotated[list[BehaviorSpec], AfterValidator(check)]).validate_python(items)
 
 
 def parse_fleet(data: Any, *, source: str = "fleet config") -> FleetSpec:
     """A fleet from plain data: a mapping with `mtas` (and optional `control`). Raises ConfigError."""
     if not isinstance(data, dict):
-        raise ConfigError(source, [("", f"must be a mapping with an `mtas` list, got {type(data).__name__}")])
+        raise ConfigError(source, [("", "must be a mapping with an `mtas` and/or `vendors` list, "
+                                        f"got {type(data).__name__}")])
     problems: list[tuple[str, str]] = []
     try:
         return FleetSpec.model_validate(data)
@@ -327,11 +459,15 @@ def parse_fleet(data: Any, *, source: str = "fleet config") -> FleetSpec:
     # cross-entry checks run in FleetSpec only once every entry is valid: repeat the name check here
     # so that one pass lists every problem
     mtas = data.get("mtas")
-    if isinstance(mtas, list) and not any(p.startswith("mtas:") or p == "mtas" for p, _ in problems):
-        names = [m.get("name", "mta") for m in mtas if isinstance(m, dict)]
-        for i, m in enumerate(mtas):
-            if isinstance(m, dict) and names.count(m.get("name", "mta")) > 1:
-                problems.append((f"mtas[{i}].name", f"= {m.get('name', 'mta')!r}: MTA names must be unique"))
+    vendors = data.get("vendors")
+    members = [("mtas", i, m, "mta") for i, m in enumerate(mtas)] if isinstance(mtas, list) else []
+    members += [("vendors", i, v, "vendor") for i, v in enumerate(vendors)] if isinstance(vendors, list) else []
+    if not any(p in ("mtas", "vendors") or p.startswith(("mtas:", "vendors:")) for p, _ in problems):
+        names = [m.get("name", default) for _, _, m, default in members if isinstance(m, dict)]
+        for key, i, m, default in members:
+            if isinstance(m, dict) and names.count(m.get("name", default)) > 1:
+                problems.append((f"{key}[{i}].name",
+                                 f"= {m.get('name', default)!r}: MTA and vendor names must be unique"))
     raise ConfigError(source, problems)
 
 

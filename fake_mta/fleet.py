@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
+import json
 import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
+from aiohttp import web
+from maildrill.fake_mta.apiguard import guards
 from maildrill.fake_mta.clock import Clock, MonotonicClock
 from maildrill.fake_mta.config import FleetSpec, problems_of
-from maildrill.fake_mta.httpserver import HTTPServer, Request, Response
 from maildrill.fake_mta.net import is_loopback
 from maildrill.fake_mta.recording import MemoryRecorder, Recorder
 from maildrill.fake_mta.server import FakeMTA
+from maildrill.fake_mta.vendors import FakeVendor
 from pydantic import ValidationError
 
 
@@ -36,6 +38,12 @@ class Fleet:
                             allow_remote=allow_remote, reuse_port=reuse_port)
             for m in spec.mtas
         }
+        self.vendors: dict[str, FakeVendor] = {
+            v.name: FakeVendor(v, recorder=self.recorder.child(f"mta/{v.name}"), clock=self.clock, seed=seed,
+                               allow_remote=allow_remote, reuse_port=reuse_port)
+            for v in spec.vendors
+        }
+        self.members: dict[str, FakeMTA | FakeVendor] = {**self.mtas, **self.vendors}
         self.control_enabled = control
         ctl = spec.control
         if control and not allow_remote and not is_loopback(ctl.host):
@@ -44,33 +52,39 @@ class Fleet:
         self.control_token: str | None = ctl.token
         if control and self.control_token is None and not is_loopback(ctl.host):
             self.control_token = secrets.token_urlsafe(24)
-        self._http: HTTPServer | None = None
+        self._runner: web.AppRunner | None = None
         self.control_url: str | None = None
         # control URLs of sibling processes serving the same ports (--processes N): behaviour changes
         # and resets made here are forwarded to them, so the whole fleet changes together
         self.peers: list[str] = []
 
-    def __getitem__(self, name: str) -> FakeMTA:
-        return self.mtas[name]
+    def __getitem__(self, name: str) -> Any:
+        """The FakeMTA or FakeVendor named `name`."""
+        return self.members[name]
 
     async def start(self) -> None:
         try:
-            for mta in self.mtas.values():
-                await mta.start()
+            for member in self.members.values():
+                await member.start()
             if self.control_enabled:
-                self._http = HTTPServer(self.handle, self.spec.control.host, self.spec.control.port)
-                await self._http.start()
-                self.control_url = self._http.url
+                ctl = self.spec.control
+                self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+                await self._runner.setup()
+                site = web.TCPSite(self._runner, ctl.host, ctl.port)
+                await site.start()
+                port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                host = f"[{ctl.host}]" if ":" in ctl.host else ctl.host
+                self.control_url = f"http://{host}:{port}"
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.stop()
-            self._http = None
-        for mta in self.mtas.values():
-            await mta.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for member in self.members.values():
+            await member.stop()
 
     async def __aenter__(self) -> Fleet:
         await self.start()
@@ -79,67 +93,115 @@ class Fleet:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # --- control API ------------------------------------------------------------------------------
-    async def handle(self, req: Request) -> Response:
-        """GET /mtas, GET/PUT /mtas/{name}/behaviors, POST /mtas/{name}/reset,
-        GET /mtas/{name}/messages/{message_id}, GET /metrics. JSON in and out (metrics: Prometheus text)."""
-        if self.control_token is not None:
-            given = req.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.control_token}".encode()):
-                return _error(401, "missing or wrong bearer token: send 'Authorization: Bearer <token>' "
-                                   "(printed by `maildrill mta` at start)", headers={"WWW-Authenticate": "Bearer"})
-        parts = [p for p in req.path.split("/") if p]
-        if parts == ["metrics"] and req.method == "GET":
-            return Response(200, self.metrics(), content_type="text/plain; version=0.0.4; charset=utf-8")
-        if parts == ["mtas"] and req.method == "GET":
-            return Response(200, {"mtas": [m.describe() for m in self.mtas.values()]})
-        if len(parts) < 2 or parts[0] != "mtas":
-            return _error(404, f"no such endpoint {req.method} {req.path}; see docs/fake-mta.md")
-        mta = self.mtas.get(parts[1])
-        if mta is None:
-            return _error(404, f"no MTA named {parts[1]!r}; defined: {sorted(self.mtas)}")
-        rest = parts[2:]
-        if rest == [] and req.method == "GET":
-            return Response(200, mta.describe())
-        if rest == ["behaviors"] and req.method == "GET":
-            return Response(200, {"behaviors": mta.describe()["behaviors"]})
-        if rest == ["behaviors"] and req.method == "PUT":
-            return await self._forwarded(req, self._put_behaviors(mta, req))
-        if rest == ["reset"] and req.method == "POST":
-            mta.reset(by="api")
-            return await self._forwarded(req, Response(200, {"reset": True, "name": mta.name}))
-        if len(rest) == 2 and rest[0] == "messages" and req.method == "GET":
-            found = mta.lookup_message(rest[1])
-            if found is None:
-                return _error(404, f"MTA {mta.name!r} accepted no message with Message-ID {rest[1]!r}",
-                              accepted=False)
-            return Response(200, found)
-        return _error(405 if rest in (["behaviors"], ["reset"]) else 404,
-                      f"no such endpoint {req.method} {req.path}; see docs/fake-mta.md")
+    # --- control API (aiohttp) --------------------------------------------------------------------
+    def _app(self) -> web.Application:
+        # the browser guard (User-Agent Mozilla/ -> 403) and, when a token is set, the bearer check
+        middlewares = [*guards(self.control_token, hint="printed by `maildrill mta` at start"), self._errors_mw]
+        app = web.Application(middlewares=middlewares, client_max_size=1 << 20)
+        r = app.router
+        r.add_get("/metrics", self._h_metrics)
+        for coll in ("mtas", "vendors"):
+            r.add_get(f"/{coll}", self._h_list)
+            r.add_get(f"/{coll}/{{name}}", self._h_one)
+            r.add_get(f"/{coll}/{{name}}/behaviors", self._h_get_behaviors)
+            r.add_put(f"/{coll}/{{name}}/behaviors", self._h_put_behaviors)
+            r.add_post(f"/{coll}/{{name}}/reset", self._h_reset)
+            r.add_get(f"/{coll}/{{name}}/messages/{{message_id:.+}}", self._h_message)
+        return app
 
-    async def _forwarded(self, req: Request, response: Response) -> Response:
+    @web.middleware
+    async def _errors_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """aiohttp's own 404/405 as the control API's JSON errors."""
+        try:
+            return await handler(request)
+        except web.HTTPMethodNotAllowed:
+            return _error(405, f"no such endpoint {request.method} {request.path}; see docs/fake-mta.md")
+        except web.HTTPNotFound:
+            return _error(404, f"no such endpoint {request.method} {request.path}; see docs/fake-mta.md")
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "request body too large")
+
+    def _member(self, request: web.Request) -> FakeMTA | FakeVendor:
+        name = request.match_info["name"]
+        coll = request.path.split("/")[1]
+        member = self.members.get(name)
+        if member is None or (coll == "vendors" and not isinstance(member, FakeVendor)):
+            what = "vendor" if coll == "vendors" else "MTA or vendor"
+            names = sorted(self.vendors) if coll == "vendors" else sorted(self.members)
+            raise _Stop(_error(404, f"no {what} named {name!r}; defined: {names}"))
+        return member
+
+    async def _h_metrics(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=self.metrics().encode(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def _h_list(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/vendors":
+            return _json(200, {"vendors": [v.describe() for v in self.vendors.values()]})
+        return _json(200, {"mtas": [m.describe() for m in self.mtas.values()],
+                           "vendors": [v.describe() for v in self.vendors.values()]})
+
+    async def _h_one(self, request: web.Request) -> web.StreamResponse:
+        return await _guard(lambda: _json(200, self._member(request).describe()))
+
+    async def _h_get_behaviors(self, request: web.Request) -> web.StreamResponse:
+        return await _guard(lambda: _json(200, {"behaviors": self._member(request).describe()["behaviors"]}))
+
+    async def _h_put_behaviors(self, request: web.Request) -> web.StreamResponse:
+        try:
+            member = self._member(request)
+        except _Stop as stop:
+            return stop.response
+        body = await request.read()
+        return await self._forwarded(request, body, self._put_behaviors(member, body))
+
+    async def _h_reset(self, request: web.Request) -> web.StreamResponse:
+        try:
+            member = self._member(request)
+        except _Stop as stop:
+            return stop.response
+        body = await request.read()
+        member.reset(by="api")
+        return await self._forwarded(request, body, _json(200, {"reset": True, "name": member.name}))
+
+    async def _h_message(self, request: web.Request) -> web.StreamResponse:
+        try:
+            member = self._member(request)
+        except _Stop as stop:
+            return stop.response
+        message_id = request.match_info["message_id"]
+        found = member.lookup_message(message_id)
+        if found is None:
+            what = "MTA" if isinstance(member, FakeMTA) else "vendor"
+            label = "Message-ID" if isinstance(member, FakeMTA) else "message id"
+            return _error(404, f"{what} {member.name!r} accepted no message with {label} {message_id!r}",
+                          accepted=False)
+        return _json(200, found)
+
+    async def _forwarded(self, request: web.Request, body: bytes, response: web.Response) -> web.Response:
         if response.status != 200 or not self.peers:
             return response
-        failed = await asyncio.to_thread(_forward, self.peers, req, self.control_token)
+        failed = await asyncio.to_thread(_forward, self.peers, request.method, request.path, body,
+                                         self.control_token)
         if failed:
             return _error(502, f"changed here, but not in {len(failed)} sibling process(es): {failed}")
         return response
 
-    def _put_behaviors(self, mta: FakeMTA, req: Request) -> Response:
+    def _put_behaviors(self, member: FakeMTA | FakeVendor, raw: bytes) -> web.Response:
         try:
-            body = req.json()
+            body = json.loads(raw) if raw.strip() else None
         except ValueError as exc:
-            return _error(400, str(exc))
+            return _error(400, f"request body is not valid JSON: {exc}")
         items = body.get("behaviors") if isinstance(body, dict) else body
         if not isinstance(items, list):
             return _error(400, 'body must be a JSON list of behaviours or {"behaviors": [...]}')
         try:
-            mta.set_behaviors(items, by="api")
+            member.set_behaviors(items, by="api")
         except ValidationError as exc:
             problems = [f"{p} {m}" if m.startswith("= ") else f"{p}: {m}"
                         for p, m in problems_of(exc, prefix="behaviors")]
             return _error(400, f"{len(problems)} problem(s) in the behaviour list", problems=problems)
-        return Response(200, {"behaviors": mta.describe()["behaviors"]})
+        return _json(200, {"behaviors": member.describe()["behaviors"]})
 
     def metrics(self) -> str:
         """Prometheus text exposition (format 0.0.4)."""
@@ -152,32 +214,53 @@ class Fleet:
                 label_s = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
                 out.append(f"{name}{{{label_s}}} {value:g}")
 
-        mtas = list(self.mtas.values())
-        family("maildrill_mta_up", "gauge", "1 when the MTA's listener accepts connections",
+        mtas: list[Any] = list(self.members.values())
+        family("maildrill_mta_up", "gauge", "1 when the MTA's (or vendor's) listener accepts connections",
                [({"mta": m.name}, 1 if m.listening else 0) for m in mtas])
         family("maildrill_mta_connections_total", "counter", "TCP connections accepted",
                [({"mta": m.name}, m.counts["connections"]) for m in mtas])
         family("maildrill_mta_connections_open", "gauge", "connections open now",
                [({"mta": m.name}, len(m.connections)) for m in mtas])
-        family("maildrill_mta_replies_total", "counter", "SMTP replies sent, by reply code",
+        family("maildrill_vendor_http_responses_total", "counter", "HTTP responses a fake vendor sent, by status",
+               [({"mta": v.name, "api": v.api, "status": k.removeprefix("http_")}, n) for v in self.vendors.values()
+                for k, n in sorted(v.counts.items()) if k.startswith("http_")])
+        family("maildrill_mta_replies_total", "counter", "SMTP replies sent (a vendor's: the SMTP-equivalent code), "
+               "by reply code",
                [({"mta": m.name, "code": str(code)}, n) for m in mtas for code, n in sorted(m.replies_by_code.items())])
         family("maildrill_mta_messages_accepted_total", "counter", "messages accepted (one per recipient)",
                [({"mta": m.name}, m.counts["messages_accepted"]) for m in mtas])
         family("maildrill_mta_messages_discarded_total", "counter", "messages blackholed (250 sent, not delivered)",
                [({"mta": m.name}, m.counts["messages_discarded"]) for m in mtas])
-        family("maildrill_mta_acks_lost_total", "counter", "messages stored whose 250 was never sent (lose_ack)",
+        family("maildrill_mta_acks_lost_total", "counter", "messages stored whose 250 (or response) was never sent",
                [({"mta": m.name}, m.counts["acks_lost"]) for m in mtas])
         family("maildrill_mta_protocol_errors_total", "counter", "malformed input, oversized data, timeouts",
                [({"mta": m.name}, m.counts["protocol_errors"]) for m in mtas])
         return "\n".join(out) + "\n"
 
 
-def _forward(peers: list[str], req: Request, token: str | None) -> list[str]:
+class _Stop(Exception):
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
+async def _guard(make: Any) -> web.Response:
+    try:
+        return make()
+    except _Stop as stop:
+        return stop.response
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=(json.dumps(body) + "\n").encode(), content_type="application/json",
+                        headers=headers)
+
+
+def _forward(peers: list[str], method: str, path: str, body: bytes, token: str | None) -> list[str]:
     """Send the same request to each peer; the peers that did not answer 200."""
     failed = []
     for peer in peers:
-        fwd = urllib.request.Request(f"{peer}{urllib.parse.quote(req.path)}", data=req.body or None,
-                                     method=req.method, headers={"Content-Type": "application/json"})
+        fwd = urllib.request.Request(f"{peer}{urllib.parse.quote(path)}", data=body or None,
+                                     method=method, headers={"Content-Type": "application/json"})
         if token:
             fwd.add_header("Authorization", f"Bearer {token}")
         try:
@@ -194,5 +277,5 @@ def _escape(v: str) -> str:
     return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _error(status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    return Response(status, {"error": message, "status": status, **extra}, headers=headers or {})
+def _error(status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+    return _json(status, {"error": message, "status": status, **extra}, headers)

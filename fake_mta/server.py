@@ -93,7 +93,7 @@ class FakeMTA:
         """Replace the behaviour list; applies from the next command on every open connection.
         go_dark refuse closes the listener and open connections; leaving it reopens the same port.
         Raises pydantic.ValidationError on a bad list (nothing changes then)."""
-        specs = parse_behaviors([b.model_dump() if isinstance(b, BaseModel) else b for b in behaviors])
+        specs = parse_behaviors([b.model_dump() if isinstance(b, BaseModel) else b for b in behaviors], for_mta=True)
         was_refusing = refuses(self.runtime)
         self._install(specs)
         self.recorder.record(EventKind.MTA_BEHAVIORS_CHANGED, None, behaviors=behaviors_json(specs), by=by)

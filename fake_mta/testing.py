@@ -180,3 +180,27 @@ def without_times(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             e["peer"] = e["peer"].rsplit(":", 1)[0]
         out.append(e)
     return out
+
+
+def api_events(fleet: FleetThread, name: str, *, closed: int = 0, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """One vendor's (or MTA's) events without times, listener and behaviour-change events; first waits until
+    `closed` connections have closed (clients close theirs a moment after the reply they read)."""
+    source = f"mta/{name}"
+    fleet.wait_for(lambda evs: sum(e["kind"] == "mta.connection.closed" and e["source"] == source
+                                   for e in evs) >= closed, timeout_s, what=f"{closed} closed connection(s)")
+    skip = ("mta.listener.opened", "mta.listener.closed", "mta.behaviors.changed")
+    return without_times([e for e in fleet.events(source=source) if e["kind"] not in skip])
+
+
+def reply_event(corr: str | None, conn: int, txn: int, code: int, status: int, *, api: str, path: str,
+                api_key: str | None, rcpt: str | None, text: str, behavior: str = "default",
+                error_code: str | None = None, mail_from: str | None = "app@app.drill.test", rcpt_count: int = 1,
+                idempotency_key: str | None = None, method: str = "POST") -> dict[str, Any]:
+    """The mta.reply.sent a fake vendor records, for whole-list comparisons in tests."""
+    from maildrill.fake_mta.vendors.base import ENHANCED
+
+    return {"kind": "mta.reply.sent", "corr": corr, "conn": conn, "txn": txn, "verb": "API", "code": code,
+            "enhanced": ENHANCED.get(code), "text": text, "behavior": behavior, "closes": False,
+            "mail_from": mail_from, "rcpt": rcpt, "rcpt_count": rcpt_count if rcpt else 0, "api": api,
+            "method": method, "path": path, "http_status": status, "error_code": error_code, "api_key": api_key,
+            "idempotency_key": idempotency_key}

@@ -5,7 +5,8 @@ scenario checks threshold names and scopes against it, the analysis computes exa
 so), and `summary.json`, the reports, the verdict and `maildrill compare` read them.
 
 A metric's *scopes* say where a threshold may narrow it: ``"run"`` (always), ``"class"`` (``latency_p99_s[otp]``)
-and/or ``"mta"`` (``duplicates[backup]``). All times are in scenario seconds (event seconds / ``time_scale``).
+and/or ``"mta"`` (``duplicates[backup]``; a fake email-API vendor is scoped by its name like an MTA). All times are in scenario
+seconds (event seconds / ``time_scale``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ _ALL = [
     _m("queue_depth_peak", "count", "run", "lower", "maximum queue depth the SUT's own probe reported; null without a probe"),
     # retry storm
     _m("attempts_total", "count", "run,class,mta", "lower",
-       "delivery attempts (SMTP transactions that reached MAIL FROM) seen by any MTA"),
+       "delivery attempts (SMTP transactions that reached MAIL FROM, or API requests to a vendor) seen by any MTA or vendor"),
     _m("retry_amplification", "ratio", "run,class", "lower", "attempts_total / messages_requested"),
     _m("deferred_ratio", "ratio", "run,mta", "lower", "delivery attempts that ended with a 4xx reply / all delivery attempts (seed 000's deferred-queue alert)"),
     _m("attempts_per_s_peak", "1/s", "run", "lower", "highest attempts per second (1 s bins)"),

@@ -38,7 +38,9 @@ class EventKind(StrEnum):
     MTA_CONNECTION_OPENED = "mta.connection.opened", "mta/<name>", "conn peer"
     MTA_CONNECTION_CLOSED = "mta.connection.closed", "mta/<name>", "conn by reason"
     MTA_REPLY_SENT = ("mta.reply.sent", "mta/<name>",
-                      "conn txn verb code enhanced text behavior closes mail_from rcpt", "rcpt_count")
+                      "conn txn verb code enhanced text behavior closes mail_from rcpt",
+                      # rcpt_count: DATA/DOT and vendors; the rest: a fake email-API vendor's reply only
+                      "rcpt_count api method path http_status error_code api_key idempotency_key replayed")
     MTA_MESSAGE_ACCEPTED = ("mta.message.accepted", "mta/<name>",
                             "conn txn mail_from rcpt size_bytes message_id ack")
     MTA_MESSAGE_DISCARDED = ("mta.message.discarded", "mta/<name>",

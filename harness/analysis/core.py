@@ -79,7 +79,9 @@ def _plan(j: Join, origin: Origin, scenario: Mapping[str, Any]) -> Plan:
     ttl = {str(c["name"]): float(c["ttl_s"]) for c in scenario.get("load", {}).get("classes", [])
            if "name" in c and "ttl_s" in c}
     classes = list(ttl) + sorted({m.cls for m in j.messages.values() if m.cls and m.cls not in ttl})
-    mtas = sorted(j.mtas_seen | {str(m["name"]) for m in scenario.get("mtas", []) if "name" in m})
+    # the scenario's MTAs and fake email-API vendors: both record as `mta/<name>` and are scoped alike
+    mtas = sorted(j.mtas_seen | {str(r["name"]) for key in ("mtas", "vendors") for r in scenario.get(key, [])
+                                 if "name" in r})
     return Plan(load_end, ttl, tuple(classes), tuple(mtas))
 
 

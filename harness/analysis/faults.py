@@ -15,7 +15,7 @@ CLEARS = ("set accept", "enable")  # actions that end a fault rather than start 
 
 def windows(fired: Sequence[FaultAction], undone: Mapping[int, float], end: float) -> list[FaultWindow]:
     """From each action's firing to its undoing, or to the next action on the same target (a later set replaces
-    an MTA's behaviours; an enable ends a disable), or to `end`."""
+    an MTA's or a vendor's behaviours; an enable ends a disable), or to `end`."""
     ordered = sorted(fired, key=lambda f: (f.t, f.action, f.target, f.what))
     out = []
     for i, f in enumerate(ordered):
@@ -25,7 +25,7 @@ def windows(fired: Sequence[FaultAction], undone: Mapping[int, float], end: floa
         for later in ordered[i + 1:]:
             if later.target != f.target:
                 continue
-            if f.target.startswith("mta/") or (f.what == "disable" and later.what == "enable"):
+            if f.target.startswith(("mta/", "vendor/")) or (f.what == "disable" and later.what == "enable"):
                 stop = min(stop, later.t)
                 break
         out.append(FaultWindow(f.target, f.what, f.t, max(f.t, stop)))

@@ -3,7 +3,9 @@ each MTA and their refusals, its acceptances — as named, frozen records the me
 
 Definitions (also in the README, "Metrics"):
 - A *delivery attempt* is one SMTP transaction (an MTA's connection and transaction number) that reached
-  MAIL FROM; it belongs to every correlation id a reply in it carried. Its *outcome* is `accepted` (a
+  MAIL FROM, or one HTTP request to a fake email-API vendor (which records as `mta/<name>` with the same
+  kinds: its reply carries the SMTP-equivalent code class); it belongs to every correlation id a reply in
+  it carried. Its *outcome* is `accepted` (a
   message was stored, or a blackholing 250 was sent), else `5xx` (a permanent reply), else `4xx`
   (deferred), else `other` (the connection ended without a verdict).
 - A message is *delivered* once any MTA records `mta.message.accepted` for its id (`ack: lost` included:
@@ -255,6 +257,10 @@ class _Pass:
         mta = mta_of(e.source)
         self.mtas_seen.add(mta)
         a = self.attempt((mta, d.get("conn"), d.get("txn")), t)
+        if t < a.start:  # a vendor records the acceptance before its reply: the attempt starts here
+            a.start = t
+        if t > a.end:
+            a.end = t
         a.accepted = True
         accepted = e.kind == EventKind.MTA_MESSAGE_ACCEPTED
         if not accepted:

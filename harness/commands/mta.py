@@ -79,6 +79,8 @@ def _check_hosts(spec: Any, allow_remote: bool) -> None:
 
     for m in spec.mtas:
         require_loopback(f"fake MTA {m.name!r} host", m.host, allow_remote=allow_remote)
+    for v in spec.vendors:
+        require_loopback(f"fake vendor {v.name!r} host", v.host, allow_remote=allow_remote)
     require_loopback("control API host", spec.control.host, allow_remote=allow_remote)
 
 
@@ -98,7 +100,20 @@ def _reserve_ports(spec: Any) -> tuple[Any, list[socket.socket]]:
             raise AddressInUse(f"fake MTA {m.name!r}", m.host, m.port) from exc
         held.append(sock)
         mtas.append(m.model_copy(update={"port": sock.getsockname()[1]}))
-    return spec.model_copy(update={"mtas": mtas}), held
+    vendors = []
+    for v in spec.vendors:
+        sock = socket.socket(socket.AF_INET6 if ":" in v.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((v.host, v.port))
+        except OSError as exc:
+            sock.close()
+            for s in held:
+                s.close()
+            raise AddressInUse(f"fake vendor {v.name!r}", v.host, v.port) from exc
+        held.append(sock)
+        vendors.append(v.model_copy(update={"port": sock.getsockname()[1]}))
+    return spec.model_copy(update={"mtas": mtas, "vendors": vendors}), held
 
 
 def main(args: argparse.Namespace) -> int:
@@ -200,6 +215,8 @@ def _print_ready(fleet: Any, args: argparse.Namespace, workers: list[Any]) -> No
     for mta in fleet.mtas.values():
         preset = f" (preset {mta.spec.preset})" if mta.spec.preset else ""
         print(f"maildrill mta: {mta.name} smtp://{mta.host}:{mta.port}{preset}", flush=False)
+    for vendor in fleet.vendors.values():
+        print(f"maildrill mta: {vendor.name} {vendor.base_url}", flush=False)
     if fleet.control_url:
         print(f"maildrill mta: control {fleet.control_url}", flush=False)
         if fleet.control_token:

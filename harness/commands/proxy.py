@@ -22,7 +22,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "{name, listen, upstream, enabled}")
     parser.add_argument("--seed", type=int, help="seed of the toxicity draws and jitter (default: random)")
     parser.add_argument("--allow-remote", action="store_true",
-                        help="allow a non-loopback --host and proxy listen addresses (only on networks you own)")
+                        help="allow a non-loopback --host and proxy listen/upstream addresses (only on networks "
+                             "you own); the API then requires a bearer token")
+    parser.add_argument("--token", help="with --allow-remote: the API's bearer token (default: generated and "
+                                        "printed at start)")
 
 
 def _config(path: Path) -> list[dict[str, Any]]:
@@ -68,7 +71,8 @@ def main(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace, config: list[dict[str, Any]]) -> int:
     from maildrill.harness.faults.embedded import APIError, EmbeddedToxiproxy
 
-    server = EmbeddedToxiproxy(args.host, args.port, args.seed, allow_remote=args.allow_remote)
+    server = EmbeddedToxiproxy(args.host, args.port, args.seed, allow_remote=args.allow_remote,
+                               token=args.token if args.allow_remote else None)
     try:
         await server.__aenter__()
     except OSError as exc:
@@ -83,6 +87,8 @@ async def _serve(args: argparse.Namespace, config: list[dict[str, Any]]) -> int:
                     raise InfrastructureError(f"{where}: {exc}") from None
                 raise UsageError(f"{where}: {exc}") from None
         print(f"maildrill proxy: Toxiproxy API on {server.url}", flush=True)
+        if server.token is not None:
+            print(f"  API token (send 'Authorization: Bearer <token>'): {server.token}", flush=True)
         for p in server.proxies.values():
             print(f"  proxy {p.name}: {p.listen} -> {p.upstream}{'' if p.enabled else ' (disabled)'}", flush=True)
         stop = asyncio.Event()

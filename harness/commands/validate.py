@@ -26,5 +26,6 @@ def main(args: argparse.Namespace) -> int:
             code = EXIT_USAGE
             continue
         print(f"{name}: ok — {scenario.name}, {scenario.duration_s:g} s load, {len(scenario.mtas)} MTA(s), "
-              f"{len(scenario.timeline)} timeline action(s)")
+              + (f"{len(scenario.vendors)} vendor(s), " if scenario.vendors else "")
+              + f"{len(scenario.timeline)} timeline action(s)")
     return code

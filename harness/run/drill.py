@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 from maildrill.harness.children import Children
 from maildrill.harness.clock import MonotonicClock, origin_env
@@ -67,6 +68,21 @@ def smtp_env(name: str, host: str, port: int, *, first: bool) -> dict[str, str]:
     return env
 
 
+def api_env(name: str, url: str, *, first: bool) -> dict[str, str]:
+    """A fake email-API vendor's base URL, the string the SUT gives its SDK as host / endpoint_url."""
+    env = {f"MAILDRILL_API_{name.upper().replace('-', '_')}_URL": url}
+    if first:
+        env["MAILDRILL_API_URL"] = url
+    return env
+
+
+def with_address(url: str, host: str, port: int) -> str:
+    """`url` with its host and port replaced (a vendor's base URL as seen through the proxy in front of it)."""
+    parts = urlsplit(url)
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 def reproduce_command(scenario_file: str | None, seed: int, options: RunOptions) -> list[str]:
     cmd = ["maildrill", "run", scenario_file or "SCENARIO.yaml", "--seed", str(seed)]
     for item in options.overrides:
@@ -107,6 +123,8 @@ class Drill:
         allow = self.options.allow_remote
         for m in self.scenario.mtas:
             require_loopback(f"fake MTA {m.name!r} host", m.host, allow_remote=allow)
+        for v in self.scenario.vendors:
+            require_loopback(f"fake vendor {v.name!r} host", v.host, allow_remote=allow)
         if self.options.sut_url or (self.scenario.sut and self.scenario.sut.url):
             require_loopback_url("the SUT at", self.options.sut_url or self.scenario.sut.url or "", allow_remote=allow)
         for c in self.scenario.load.classes:
@@ -218,8 +236,9 @@ class Drill:
             stack.callback(proxy_w.close)
             # last resort: whatever is still running when the stack unwinds is ended by PID
             stack.push_async_callback(lambda: children.stop_all(0.5))
-            fleet = Fleet(FleetSpec(mtas=list(rt.mtas)), recorder=mta_w, clock=self.clock, seed=self.seed,
-                          control=True, allow_remote=opts.allow_remote)
+            # fake email-API vendors record beside the MTAs (source mta/<name>, the same event kinds)
+            fleet = Fleet(FleetSpec(mtas=list(rt.mtas), vendors=list(rt.vendors)), recorder=mta_w, clock=self.clock,
+                          seed=self.seed, control=True, allow_remote=opts.allow_remote)
             await stack.enter_async_context(fleet)
             proxy = await self._proxies(stack, fleet, proxy_w)
             env = {**origin_env(self.clock), "MAILDRILL_RUN_DIR": str(rd.path.resolve()),
@@ -228,6 +247,8 @@ class Drill:
             for i, m in enumerate(rt.mtas):
                 host, port = self.smtp_targets[m.name]
                 env |= smtp_env(m.name, host, port, first=i == 0)
+            for i, v in enumerate(rt.vendors):
+                env |= api_env(v.name, self.api_urls[v.name], first=i == 0)
             sut = SUT(rt.sut, writer=sut_w, children=children, log_dir=rd.sut, url_override=opts.sut_url,
                       allow_remote=opts.allow_remote, cwd=opts.cwd)
             stack.push_async_callback(self._stop_child, sut.stop)
@@ -252,8 +273,9 @@ class Drill:
             await locust.start()
             await locust.wait_ready(store)
             timeline = Timeline(list(rt.timeline), writer=self.run_w, clock=self.clock,
-                                mtas={name: fleet[name] for name in fleet.mtas}, proxy=proxy,
-                                on_degraded=self._degrade, sut=sut)
+                                mtas={m.name: fleet[m.name] for m in rt.mtas}, proxy=proxy,
+                                on_degraded=self._degrade, sut=sut,
+                                vendors={v.name: fleet[v.name] for v in rt.vendors})
             stack.push_async_callback(timeline.stop)
             t0 = self.clock.now() + 0.25  # users are spawned and polling: a moment for the go file to reach them
             locust.go(t0)
@@ -273,6 +295,7 @@ class Drill:
         rt = self.runtime
         self.smtp_targets: dict[str, tuple[str, int]] = {m.name: (fleet[m.name].host, fleet[m.name].port)
                                                          for m in rt.mtas}
+        self.api_urls: dict[str, str] = {v.name: fleet[v.name].base_url for v in rt.vendors}
         if not rt.proxies:
             return None
         from maildrill.harness.faults import EmbeddedToxiproxy, ToxiproxyAdapter
@@ -287,7 +310,11 @@ class Drill:
             up = fleet[p.upstream]
             info = await asyncio.to_thread(adapter.create_proxy, p.name, upstream=f"{up.host}:{up.port}",
                                            listen="127.0.0.1:0")
-            self.smtp_targets[p.upstream] = (info.listen_host, info.listen_port)
+            if p.upstream in self.api_urls:  # a vendor: its SDK gets the proxy's address in the same URL
+                self.api_urls[p.upstream] = with_address(self.api_urls[p.upstream], info.listen_host,
+                                                         info.listen_port)
+            else:
+                self.smtp_targets[p.upstream] = (info.listen_host, info.listen_port)
         if self.options.toxiproxy_url:  # a shared Toxiproxy: leave it as we found it
             stack.push_async_callback(_delete_proxies, adapter, [p.name for p in rt.proxies])
         return adapter

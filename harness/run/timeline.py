@@ -50,7 +50,7 @@ def _is_clear(action: ActionSpec) -> bool:
     """An action that ends faults rather than starting one (plain accept, or re-enabling a proxy)."""
     if action.sut is not None:
         return False
-    if action.mta is not None:
+    if action.mta is not None or action.vendor is not None:
         return all(b.kind == "accept" and b.probability == 1.0 for b in action.set or [])
     return action.enabled is True
 
@@ -61,11 +61,13 @@ class Timeline:
 
     def __init__(self, actions: list[ActionSpec], *, writer: EventWriter, clock: Clock,
                  mtas: dict[str, MTAControl], proxy: ProxyControl | None,
-                 on_degraded: Callable[[str, str], None], sut: SUTControl | None = None) -> None:
+                 on_degraded: Callable[[str, str], None], sut: SUTControl | None = None,
+                 vendors: dict[str, MTAControl] | None = None) -> None:
         self.actions = actions
         self.writer = writer
         self.clock = clock
         self.mtas = mtas
+        self.vendors = vendors or {}  # fake email-API vendors: the same behaviour control as an MTA
         self.proxy = proxy
         self.sut = sut
         self.on_degraded = on_degraded
@@ -127,11 +129,11 @@ class Timeline:
                 raise RuntimeError("there is no SUT to crash")
             await sut.crash()
             return sut.restart
-        if action.mta is not None:
-            mta = self.mtas[action.mta]
+        if action.mta is not None or action.vendor is not None:
+            mta = self.mtas[action.mta] if action.mta is not None else self.vendors[action.vendor or ""]
             before = list(mta.behaviors)
             mta.set_behaviors(list(action.set or []), by="timeline")
-            # a later MTA action replaces this one: it is no longer "active"
+            # a later action on the same MTA or vendor replaces this one: it is no longer "active"
             for j, label in list(self.active.items()):
                 if label.startswith(f"{action.target} "):
                     self.active.pop(j, None)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from maildrill.fake_mta.config import BEHAVIOR_KINDS
+from maildrill.fake_mta.config import BEHAVIOR_KINDS, parse_behaviors, vendor_misfits
 from maildrill.harness.errors import Problem, ScenarioError
 from maildrill.harness.metrics import METRICS
 from maildrill.harness.scenario.models import SHAPE_KINDS, Scenario
@@ -96,7 +96,7 @@ def parse_scenario(data: Any, *, source: str = "scenario", lines: dict[str, int]
     if not isinstance(data, dict):
         got = "an empty file" if data is None else f"a {type(data).__name__}"
         raise ScenarioError(source, [Problem("(top level)", f"must be a mapping with version: 1, name, duration_s, "
-                                                            f"mtas and load; got {got}")])
+                                                            f"mtas and/or vendors, and load; got {got}")])
     problems: list[Problem] = []
     model: Scenario | None = None
     try:
@@ -176,6 +176,21 @@ def _cross_problems(data: dict[str, Any]) -> list[Problem]:
             out.append(Problem(f"mtas[{i}].name", "MTA names must be unique; rename this one", n, True))
         elif isinstance(n, str):
             mta_names.append(n)
+    vendor_names: list[str] = []
+    vendor_apis: dict[str, Any] = {}
+    for i, v in _items(data, "vendors"):
+        n = v.get("name", "vendor")
+        if not isinstance(n, str):
+            continue
+        vendor_apis.setdefault(n, v.get("api"))
+        if n in mta_names:
+            out.append(Problem(f"vendors[{i}].name", "an MTA has this name; MTA and vendor names share one "
+                               "namespace (events, proxies, thresholds): rename one", n, True))
+        elif n in vendor_names:
+            out.append(Problem(f"vendors[{i}].name", "vendor names must be unique; rename this one", n, True))
+        else:
+            vendor_names.append(n)
+    receivers = mta_names + vendor_names
     proxies = list(_items(data, "proxies"))
     proxy_names: list[str] = []
     upstreams: list[str] = []
@@ -186,22 +201,31 @@ def _cross_problems(data: dict[str, Any]) -> list[Problem]:
         elif isinstance(name, str):
             proxy_names.append(name)
         if isinstance(up, str):
-            if up not in mta_names:
-                out.append(Problem(f"proxies[{i}].upstream", f"no such MTA; defined: {mta_names}", up, True))
+            if up not in receivers:
+                what = "no such MTA or vendor; " if vendor_names else "no such MTA; "
+                out.append(Problem(f"proxies[{i}].upstream", what + _defined(mta_names, vendor_names), up, True))
             elif up in upstreams:
-                out.append(Problem(f"proxies[{i}].upstream", "this MTA already has a proxy; one proxy per MTA",
+                what = "MTA" if up in mta_names else "vendor"
+                out.append(Problem(f"proxies[{i}].upstream", f"this {what} already has a proxy; one proxy per {what}",
                                    up, True))
             upstreams.append(up)
     duration = _number(data.get("duration_s"))
     drain = _number(data.get("drain_timeout_s"))
     horizon = None if duration is None else duration + (60.0 if drain is None else drain)
     for i, a in _items(data, "timeline"):
-        mta, proxy = a.get("mta"), a.get("proxy")
+        mta, vendor, proxy = a.get("mta"), a.get("vendor"), a.get("proxy")
         if isinstance(mta, str) and mta not in mta_names:
-            out.append(Problem(f"timeline[{i}].mta", f"no such MTA; defined: {mta_names}", mta, True))
+            hint = " (that is a vendor: write `vendor: NAME`)" if mta in vendor_names else ""
+            out.append(Problem(f"timeline[{i}].mta", f"no such MTA; defined: {mta_names}{hint}", mta, True))
+        if isinstance(vendor, str) and vendor not in vendor_names:
+            hint = " (that is an MTA: write `mta: NAME`)" if vendor in mta_names else ""
+            out.append(Problem(f"timeline[{i}].vendor", f"no such vendor; defined: {vendor_names}{hint}", vendor,
+                               True))
+        elif isinstance(vendor, str) and vendor_apis.get(vendor) != "ses":
+            out += _api_misfits(f"timeline[{i}].set", a.get("set"), str(vendor_apis.get(vendor)))
         if isinstance(proxy, str) and proxy not in proxy_names:
             out.append(Problem(f"timeline[{i}].proxy", f"no such proxy; defined: {proxy_names}"
-                               + ("" if proxy_names else " (add a `proxies:` entry with upstream: <mta>)"),
+                               + ("" if proxy_names else " (add a `proxies:` entry with upstream: <mta or vendor>)"),
                                proxy, True))
         if a.get("sut") is not None:
             sut = data.get("sut")
@@ -230,11 +254,27 @@ def _cross_problems(data: dict[str, Any]) -> list[Problem]:
                                   "`sut: {url: http://127.0.0.1:PORT}`"))
     thresholds = data.get("thresholds")
     if isinstance(thresholds, dict):
-        out += _threshold_problems(thresholds, class_names, mta_names)
+        out += _threshold_problems(thresholds, class_names, mta_names, vendor_names)
     return out
 
 
-def _threshold_problems(thresholds: dict[Any, Any], classes: list[str], mtas: list[str]) -> list[Problem]:
+def _api_misfits(path: str, items: Any, api: str) -> list[Problem]:
+    """What a vendor action sets that its vendor's `api` does not have (SES's daily quota on another vendor);
+    the rest of the list is checked by the model."""
+    try:
+        specs = parse_behaviors(items)
+    except (ValidationError, TypeError, ValueError):
+        return []  # reported with its path by the model
+    return [Problem(path, m) for m in vendor_misfits(specs, api) if m not in vendor_misfits(specs, "ses")]
+
+
+def _defined(mtas: list[str], vendors: list[str]) -> str:
+    return f"MTAs: {mtas}, vendors: {vendors}" if vendors else f"defined: {mtas}"
+
+
+def _threshold_problems(thresholds: dict[Any, Any], classes: list[str], mtas: list[str],
+                        vendors: Sequence[str] = ()) -> list[Problem]:
+    """A scope is a class name or a receiver's name (an MTA or a vendor: metrics scope them alike)."""
     metrics = known_metrics()
     out: list[Problem] = []
     for key in thresholds:
@@ -251,11 +291,13 @@ def _threshold_problems(thresholds: dict[Any, Any], classes: list[str], mtas: li
         if scope is None:
             continue
         allowed = metrics[name]
-        if (scope in classes and "class" in allowed) or (scope in mtas and "mta" in allowed):
+        receivers = [*mtas, *vendors]
+        if (scope in classes and "class" in allowed) or (scope in receivers and "mta" in allowed):
             continue
-        kinds = " or ".join(sorted(s for s in allowed if s != "run")) or "nothing (this metric is run-wide)"
+        kinds = " or ".join(sorted("MTA/vendor" if s == "mta" else s for s in allowed if s != "run")) \
+            or "nothing (this metric is run-wide)"
         out.append(Problem(path, f"unknown scope {scope!r}: {name} can be scoped by {kinds}; "
-                                 f"classes: {classes}, MTAs: {mtas}"))
+                                 f"classes: {classes}, MTAs: {mtas}" + (f", vendors: {vendors}" if vendors else "")))
     return out
 
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from maildrill.fake_mta.config import NAME_RE, BehaviorSpec, MTASpec
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from maildrill.fake_mta.config import NAME_RE, BehaviorSpec, MTASpec, VendorSpec, mta_misfits, vendor_misfits
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 SHAPE_KINDS = ("constant", "ramp", "step", "spike", "burst")
 TEMPLATE_FIELDS = ("corr", "recipient", "class", "resend", "user")
@@ -223,7 +231,7 @@ class SUTSpec(_Frozen):
 # --- proxies and the timeline -------------------------------------------------------------------
 class ProxySpec(_Frozen):
     name: str
-    upstream: str  # an MTA name
+    upstream: str  # an MTA or vendor name
 
     @field_validator("name")
     @classmethod
@@ -242,30 +250,45 @@ class ToxicSpec(_Frozen):
 
 
 class ActionSpec(_Frozen):
-    """One timeline entry: at `at_s` (from the start of the load phase) change an MTA or a proxy, or crash the
-    SUT (`sut: crash`: kill -9 of the process group maildrill started); with `for_s`, undo it that long after
-    (for a crash: start the SUT again, same command, environment and port)."""
+    """One timeline entry: at `at_s` (from the start of the load phase) change an MTA, a vendor or a proxy, or
+    crash the SUT (`sut: crash`: kill -9 of the process group maildrill started); with `for_s`, undo it that
+    long after (for a crash: start the SUT again, same command, environment and port)."""
 
     at_s: float = Field(ge=0)
     for_s: float | None = Field(default=None, gt=0)
     mta: str | None = None
+    vendor: str | None = None
     set: list[BehaviorSpec] | None = None
     proxy: str | None = None
     toxic: ToxicSpec | None = None
     enabled: bool | None = None
     sut: Literal["crash"] | None = None
 
+    @field_validator("set")
+    @classmethod
+    def _set_fits_target(cls, v: list[BehaviorSpec] | None, info: ValidationInfo) -> list[BehaviorSpec] | None:
+        """A vendor's behaviours are checked as an HTTP vendor's (its go_dark modes; what depends on its `api`,
+        such as SES's daily quota, is checked against the named vendor when the file is loaded), anything
+        else's as an MTA's."""
+        if v is None:
+            return v
+        misfits = vendor_misfits(v, "ses") if info.data.get("vendor") is not None else mta_misfits(v)
+        if misfits:
+            raise ValueError("; ".join(misfits))
+        return v
+
     @model_validator(mode="after")
     def _shape(self) -> ActionSpec:
-        if sum(x is not None for x in (self.mta, self.proxy, self.sut)) != 1:
-            raise ValueError("name exactly one target: `mta: NAME`, `proxy: NAME` or `sut: crash`")
+        if sum(x is not None for x in (self.mta, self.vendor, self.proxy, self.sut)) != 1:
+            raise ValueError("name exactly one target: `mta: NAME`, `vendor: NAME`, `proxy: NAME` or `sut: crash`")
         if self.sut is not None:
             if self.set is not None or self.toxic is not None or self.enabled is not None:
                 raise ValueError("a SUT action is `sut: crash` alone (with `for_s` to start it again)")
             return self
-        if self.mta is not None:
+        if self.mta is not None or self.vendor is not None:
             if self.set is None or self.toxic is not None or self.enabled is not None:
-                raise ValueError("an MTA action needs `set: [behaviours]` (and no `toxic`/`enabled`)")
+                what = "an MTA" if self.mta is not None else "a vendor"
+                raise ValueError(f"{what} action needs `set: [behaviours]` (and no `toxic`/`enabled`)")
         elif (self.toxic is None) == (self.enabled is None) or self.set is not None:
             raise ValueError("a proxy action needs exactly one of `toxic: {type, attributes}` or `enabled: true|false`")
         return self
@@ -274,6 +297,8 @@ class ActionSpec(_Frozen):
     def target(self) -> str:
         if self.sut is not None:
             return "sut"
+        if self.vendor is not None:
+            return f"vendor/{self.vendor}"
         return f"mta/{self.mta}" if self.mta is not None else f"proxy/{self.proxy}"
 
 
@@ -307,7 +332,8 @@ class Scenario(_Frozen):
     duration_s: float = Field(gt=0, le=7 * 86400)
     drain_timeout_s: float = Field(default=60.0, ge=0)
     time_scale: float = Field(default=1.0, gt=0, le=1000)
-    mtas: list[MTASpec] = Field(min_length=1)
+    mtas: list[MTASpec] = Field(default_factory=list)
+    vendors: list[VendorSpec] = Field(default_factory=list)
     proxies: list[ProxySpec] = Field(default_factory=list)
     sut: SUTSpec | None = None
     load: LoadSpec
@@ -321,7 +347,15 @@ class Scenario(_Frozen):
             raise ValueError("must be 1-63 letters, digits, '_' or '-', starting with a letter or digit")
         return v
 
+    @model_validator(mode="after")
+    def _some_receiver(self) -> Scenario:
+        if not self.mtas and not self.vendors:
+            raise ValueError("give at least one receiver: `mtas:` (fake SMTP servers) and/or `vendors:` "
+                             "(fake email APIs)")
+        return self
+
     def proxy_for(self, mta: str) -> ProxySpec | None:
+        """The proxy fronting the MTA or vendor of that name, if any."""
         return next((p for p in self.proxies if p.upstream == mta), None)
 
     def to_plain(self) -> dict[str, Any]:

@@ -62,7 +62,7 @@ def scaled(scenario: Scenario) -> Scenario:
 
 def action_label(action: ActionSpec) -> str:
     """What an action does, in a few words (for events and the status line)."""
-    if action.mta is not None:
+    if action.mta is not None or action.vendor is not None:
         kinds = ",".join(b.kind + (f"({b.mode})" if b.kind == "go_dark" else "") for b in action.set or [])
         return f"set {kinds or '[]'}"
     if action.sut is not None:

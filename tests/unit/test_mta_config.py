@@ -56,8 +56,8 @@ def test_a_bad_fleet_config_lists_every_problem_with_its_path(tmp_path: Path):
         "  mtas[0].timeline[1].behaviors[0].delay_s: required; add it",
         "  mtas[1].port = 99999: must be <= 65535",
         "  control.hots = '0.0.0.0': unknown key; remove it or check its spelling",
-        "  mtas[0].name = 'primary': MTA names must be unique",
-        "  mtas[1].name = 'primary': MTA names must be unique",
+        "  mtas[0].name = 'primary': MTA and vendor names must be unique",
+        "  mtas[1].name = 'primary': MTA and vendor names must be unique",
     ]
     assert err.value.problems[1] == ("mtas[0].behaviors[0].min_delay_s", "= -5: must be >= 0")
 
@@ -67,15 +67,15 @@ def test_duplicate_names_and_unordered_timeline_are_reported_with_paths():
         parse_fleet({"mtas": [{"name": "a", "timeline": [{"at_s": 5}, {"at_s": 1}]}, {"name": "a"}]}, source="x")
     assert err.value.problems == [
         ("mtas[0].timeline", "phases must be in time order; got at_s [5.0, 1.0]"),
-        ("mtas[0].name", "= 'a': MTA names must be unique"),
-        ("mtas[1].name", "= 'a': MTA names must be unique"),
+        ("mtas[0].name", "= 'a': MTA and vendor names must be unique"),
+        ("mtas[1].name", "= 'a': MTA and vendor names must be unique"),
     ]
 
 
 @pytest.mark.parametrize(("text", "why"), [
     ("mtas: [\n  - name: a\n  bad", "not valid YAML"),
-    ("- 1\n- 2\n", "must be a mapping with an `mtas` list, got list"),
-    ("mtas: []\n", "mtas: List should have at least 1 item after validation, not 0"),
+    ("- 1\n- 2\n", "must be a mapping with an `mtas` and/or `vendors` list, got list"),
+    ("mtas: []\n", "a fleet needs at least one entry in `mtas` or `vendors`"),
 ])
 def test_unreadable_or_empty_configs(tmp_path: Path, text: str, why: str):
     path = tmp_path / "f.yaml"

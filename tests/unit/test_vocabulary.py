@@ -64,9 +64,16 @@ def _documented() -> dict[str, set[str]]:
     """kind -> fields, from the `| kind | fields |` tables of docs/events.md (a field is a backticked name
     outside parentheses in the second column)."""
     out: dict[str, set[str]] = {}
+    in_table = False
     for line in (ROOT / "docs" / "events.md").read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if not line.startswith("|") or len(cells) < 2:
+            in_table = False
+            continue
+        if cells[0] == "kind":  # a table's header: only `| kind | fields |` tables declare fields
+            in_table = cells[1] == "fields"
+            continue
+        if not in_table:
             continue
         kinds = re.findall(r"`([a-z_.]+)`", cells[0])
         if not kinds or not all("." in k for k in kinds):

@@ -1,29 +1,32 @@
-"""Toxiproxy's seven toxics: their attributes (validated like a careful Toxiproxy), and what each does to a chunk.
-
-Semantics follow Toxiproxy 2.x (toxics/*.go): `latency` delays every chunk by latency ± jitter ms from its
-arrival; `bandwidth` paces to `rate` KB/s (1 KB = 1000 bytes); `slow_close` delays the close after the
-source ends; `timeout` swallows all data and closes after `timeout` ms (0: never); `reset_peer` swallows
-data and resets the connection (TCP RST) `timeout` ms after the first chunk; `slicer` cuts chunks into
-pieces of about `average_size` ± `size_variation` bytes, `delay` µs apart; `limit_data` lets `bytes`
-through, then closes. Stream `upstream` is client → server, `downstream` server → client (the default).
+"""Toxiproxy's seven toxics: the registry (one module per toxic, each a `ToxicBehaviour`), a toxic's
+definition as the API shows it, and the validation of API bodies (stricter than Toxiproxy: see
+docs/fault-proxy.md). Stream `upstream` is client → server, `downstream` server → client (the default).
+To add a toxic: a module here with its `ToxicBehaviour` subclass, listed in REGISTRY.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Any
 
-ATTRIBUTES: dict[str, dict[str, int]] = {  # type -> attribute -> default
-    "latency": {"latency": 0, "jitter": 0},
-    "bandwidth": {"rate": 0},
-    "slow_close": {"delay": 0},
-    "timeout": {"timeout": 0},
-    "reset_peer": {"timeout": 0},
-    "slicer": {"average_size": 0, "size_variation": 0, "delay": 0},
-    "limit_data": {"bytes": 0},
-}
+from maildrill.harness.faults.toxics.bandwidth import Bandwidth
+from maildrill.harness.faults.toxics.base import Chunk, ToxicBehaviour
+from maildrill.harness.faults.toxics.latency import Latency
+from maildrill.harness.faults.toxics.limit_data import LimitData
+from maildrill.harness.faults.toxics.reset_peer import ResetPeer
+from maildrill.harness.faults.toxics.slicer import Slicer
+from maildrill.harness.faults.toxics.slow_close import SlowClose
+from maildrill.harness.faults.toxics.timeout import Timeout
+
+__all__ = ["ATTRIBUTES", "REGISTRY", "STREAMS", "TOXIC_TYPES", "Chunk", "Toxic", "ToxicBehaviour", "ToxicError",
+           "parse_toxic", "update_toxic"]
+
+REGISTRY: dict[str, type[ToxicBehaviour]] = {
+    t.type: t for t in (Latency, Bandwidth, SlowClose, Timeout, ResetPeer, Slicer, LimitData)}
+TOXIC_TYPES = tuple(REGISTRY)
+ATTRIBUTES: dict[str, dict[str, int]] = {k: dict(t.defaults) for k, t in REGISTRY.items()}  # type -> defaults
 STREAMS = ("upstream", "downstream")
+INT64_MAX = 2**63 - 1
 
 
 class ToxicError(ValueError):
@@ -46,38 +49,14 @@ class Toxic:
         return {"attributes": dict(self.attributes), "name": self.name, "type": self.type, "stream": self.stream,
                 "toxicity": self.toxicity}
 
-    # --- what it does to data ------------------------------------------------------------------
-    def latency_s(self, rng: random.Random) -> float:
-        jitter = self.attributes.get("jitter", 0)
-        delay = self.attributes.get("latency", 0) + (rng.randint(-jitter, jitter) if jitter > 0 else 0)
-        return max(0, delay) / 1000.0
-
-    def slices(self, data: bytes, rng: random.Random) -> list[bytes]:
-        avg, var = self.attributes.get("average_size", 0), self.attributes.get("size_variation", 0)
-        if avg <= 0:
-            return [data]
-        out: list[bytes] = []
-
-        def cut(lo: int, hi: int) -> None:  # Toxiproxy's halving, iteratively bounded by len(data)
-            stack = [(lo, hi)]
-            while stack:
-                a, b = stack.pop()
-                if (b - a) - avg <= var:
-                    out.append(data[a:b])
-                    continue
-                mid = a + (b - a) // 2 + (rng.randint(-var, var - 1) if var > 0 else 0)
-                mid = min(max(mid, a + 1), b - 1)
-                stack.append((mid, b))
-                stack.append((a, mid))
-
-        cut(0, len(data))
-        return [s for s in out if s]
-
 
 def parse_toxic(body: Any, *, existing: set[str]) -> Toxic:
     """A toxic from an API body (POST /proxies/{p}/toxics); raises ToxicError with Toxiproxy's status."""
     if not isinstance(body, dict):
         raise ToxicError("bad request body: expected a JSON object with type, stream, toxicity, attributes")
+    for key in ("name", "type", "stream"):
+        if key in body and not isinstance(body[key], str):
+            raise ToxicError(f"bad request body: {key} must be a string, got {body[key]!r}")
     stream = body.get("stream", "downstream")
     if stream not in STREAMS:
         raise ToxicError(f"stream was invalid, can be either upstream or downstream (got {stream!r})")
@@ -124,5 +103,7 @@ def _attributes(kind: str, attrs: Any) -> dict[str, int]:
                              "refuses a decimal point here too)")
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ToxicError(f"bad request body: {kind}.{k} must be a whole number >= 0, got {v!r}")
+        if v > INT64_MAX:  # Go's int64 overflows: Toxiproxy answers 400, and so do we
+            raise ToxicError(f"bad request body: {kind}.{k} = {v} is out of range (at most {INT64_MAX})")
         out[k] = int(v)
     return out

@@ -1,0 +1,696 @@
+"""FakeVendor: one fake HTTP email-API vendor on aiohttp's server; the MTAs' behaviours at the vendor's wire text.
+
+Each request is one delivery attempt (`conn`, `txn` = request number on the connection) recorded with the
+same event kinds as a fake MTA (source ``mta/<name>``), so the analysis reads SMTP and API fleets alike.
+A `Wire` (one module per vendor) knows the routes, how to read a request and how the vendor words each
+answer; this module runs the behaviours and records what happened, before the response is written.
+
+Why aiohttp: a maintained asyncio HTTP/1.1 server with keep-alive, chunked bodies and a strict parser
+(malformed requests get its 400), used beside aiosmtpd in the same event loop; its low-level `web.Server`
+gives the per-connection hooks a fault injector needs (which connection a request came on, closing or
+resetting it mid-request) without a hand-written parser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import math
+import random
+import re
+import socket
+import struct
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from maildrill.fake_mta.behaviors import Behavior, Context, Throttle, build
+from maildrill.fake_mta.config import BehaviorSpec, GoDarkMode, VendorSpec, Verb, parse_vendor_behaviors
+from maildrill.fake_mta.presets import GENERIC
+from maildrill.fake_mta.recording import MemoryRecorder, Recorder
+from pydantic import BaseModel
+
+from maildrill.vocabulary import EventKind
+
+# SMTP-equivalent reply code in mta.reply.sent (the analysis reads these), per outcome
+CODE_ACCEPTED = 250
+CODE_THROTTLED = 421  # the MTAs' throttle reply: the analysis and assert_backs_off_after_421 read it
+CODE_TEMPFAIL = 451  # the vendor's 5xx: try again later
+CODE_REJECTED = 550  # a recipient refused for good (invalid, suppressed, inactive)
+CODE_REFUSED = 554  # any other permanent refusal: bad request, bad key, too large, no such route
+ENHANCED = {CODE_ACCEPTED: "2.0.0", CODE_THROTTLED: "4.7.0", CODE_TEMPFAIL: "4.3.0", CODE_REJECTED: "5.1.1",
+            CODE_REFUSED: "5.5.0"}
+IDEMPOTENCY_WINDOW_S = 24 * 3600.0
+DAY_S = 86400.0
+MAX_REMEMBERED_MESSAGES = 1_000_000
+
+
+@dataclass(slots=True)
+class Message:
+    """One message of a request (a batch has several): its sender and recipients (to, cc, bcc)."""
+
+    sender: str | None
+    rcpts: list[str]
+
+
+@dataclass(slots=True)
+class Mail:
+    """What a wire read from a send request."""
+
+    messages: list[Message]
+    size: int = 0
+
+    @property
+    def rcpts(self) -> list[str]:
+        return [r for m in self.messages for r in m.rcpts]
+
+    @property
+    def sender(self) -> str | None:
+        return self.messages[0].sender if self.messages else None
+
+
+@dataclass(slots=True)
+class Answer:
+    """One HTTP response as the vendor words it. `code` is the SMTP-equivalent class for the events."""
+
+    status: int
+    body: bytes = b""
+    content_type: str | None = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    code: int = CODE_REFUSED
+    error_code: str | None = None
+    text: str = ""
+
+
+class WireError(Exception):
+    """A request the vendor refuses before any behaviour is asked (bad JSON, no key, too large, no route)."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.text)
+        self.answer = answer
+
+
+@dataclass(slots=True)
+class Limit:
+    """A rate limit as the vendor's headers tell it: `limit` per window, `remaining`, `reset_s` from now."""
+
+    limit: int
+    remaining: int
+    reset_s: float
+    daily: bool = False
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+class Wire:
+    """One vendor's HTTP dialect. Subclasses set `api` and implement the methods below."""
+
+    api = "vendor"
+    max_body = 10 * 1024 * 1024
+    max_rcpts = 50
+    idempotent = False  # honours Idempotency-Key (Resend)
+    endpoints: dict[tuple[str, str], str] = {}  # (method, path regex) -> endpoint name
+
+    def __init__(self, vendor_name: str, rng: random.Random) -> None:
+        self.vendor_name = vendor_name
+        self.ids = rng
+        self._routes = [(m, re.compile(p), name) for (m, p), name in self.endpoints.items()]
+
+    def route(self, method: str, path: str) -> str:
+        allowed = []
+        for m, rx, name in self._routes:
+            if rx.fullmatch(path):
+                if m == method:
+                    return name
+                allowed.append(m)
+        if allowed:
+            raise WireError(self.error(405, "method", f"{method} is not allowed on {path}; use {allowed[0]}",
+                                       allow=allowed[0]))
+        raise WireError(self.error(404, "not_found", f"no such endpoint {method} {path}"))
+
+    def api_key(self, request: web.BaseRequest) -> str | None:
+        raise NotImplementedError
+
+    def parse(self, endpoint: str, request: web.BaseRequest, body: bytes) -> Mail:
+        raise NotImplementedError
+
+    def success(self, endpoint: str, mail: Mail, ids: list[str]) -> Answer:
+        raise NotImplementedError
+
+    def message_id(self, n: int) -> str:
+        """A fresh message id in the vendor's format."""
+        b = self.ids.getrandbits(128)
+        h = f"{b:032x}"
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
+
+    def error(self, status: int, kind: str, message: str, *, limit: Limit | None = None, rcpt: str | None = None,
+              allow: str | None = None) -> Answer:
+        """The vendor's answer for an error of `kind`: bad_request, too_large, not_found, method, content_type,
+        no_key, bad_key, throttle, reject_unknown_user / reject_policy / reject_blocked / reject_auth, tempfail."""
+        raise NotImplementedError
+
+    def rate_headers(self, limit: Limit | None, answer: Answer) -> None:
+        """Headers the vendor puts on replies about its rate limit (SendGrid: every reply)."""
+
+    def too_many(self, mail: Mail) -> Answer | None:
+        """The vendor's refusal of a request with more recipients than it allows, else None."""
+        n = len(mail.rcpts) if len(mail.messages) == 1 else max(len(m.rcpts) for m in mail.messages)
+        if n > self.max_rcpts:
+            return self.error(400, "bad_request", f"too many recipients ({n}); at most {self.max_rcpts}")
+        return None
+
+    def json_body(self, body: bytes, request: web.BaseRequest) -> Any:
+        ctype = request.content_type
+        if ctype != "application/json":
+            raise WireError(self.error(415 if ctype else 400, "content_type",
+                                       f"Content-Type must be application/json, got {ctype or 'none'}"))
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WireError(self.error(400, "bad_json", f"request body is not valid JSON: {exc}")) from None
+
+
+def bearer(request: web.BaseRequest) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+class _Conn:
+    __slots__ = ("by", "closing_reason", "conn", "handler", "ip", "txn", "waiters")
+
+    def __init__(self, conn: int, handler: RequestHandler, ip: str) -> None:
+        self.conn = conn
+        self.handler = handler
+        self.ip = ip
+        self.txn = 0
+        self.by: str | None = None
+        self.closing_reason: str | None = None
+        self.waiters: list[asyncio.Future[None]] = []
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, telling the vendor when connections open and close."""
+
+    def __init__(self, vendor: FakeVendor, **kwargs: Any) -> None:
+        super().__init__(vendor._handle, **kwargs)
+        self.vendor = vendor
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        self.vendor._opened(handler, transport)
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        self.vendor._lost(handler, exc)
+
+
+
+
+
+def _wires() -> dict[str, type[Wire]]:
+    from maildrill.fake_mta.vendors import mailgun, postmark, resend, sendgrid, ses
+
+    return {w.api: w for w in (sendgrid.SendGrid, ses.SES, postmark.Postmark, mailgun.Mailgun, resend.Resend)}
+
+
+class FakeVendor:
+    """`async with FakeVendor(VendorSpec(name="primary", api="sendgrid")) as v:` serves the vendor's API on
+    ``v.base_url`` (the string its SDK takes as host / endpoint_url) until the block ends.
+
+    Events go to `recorder` under source ``mta/<name>`` (a MemoryRecorder when none is given). Binding a
+    non-loopback address needs ``allow_remote=True``. Raises OSError (errno EADDRINUSE) when the port is taken.
+    """
+
+    def __init__(self, spec: VendorSpec, *, recorder: Recorder | None = None, clock: Any = None, seed: int = 0,
+                 allow_remote: bool = False, reuse_port: bool = False) -> None:
+        from maildrill.fake_mta.clock import MonotonicClock
+        from maildrill.fake_mta.net import is_loopback
+
+        if not allow_remote and not is_loopback(spec.host):
+            raise ValueError(f"fake vendor {spec.name!r}: host {spec.host!r} is not loopback; a fault-injecting API "
+                             "on a network is a way in. Pass allow_remote=True (CLI: --allow-remote) to bind it.")
+        self.spec = spec
+        self.name = spec.name
+        self.api = spec.api
+        self.host = spec.host
+        self.port = spec.port
+        self.reuse_port = reuse_port
+        self.clock = clock or MonotonicClock()
+        self.recorder: Recorder = recorder if recorder is not None else MemoryRecorder(f"mta/{self.name}", self.clock)
+        self.seed = seed
+        self.rng = random.Random(f"{seed}:{self.name}")
+        self.wire: Wire = _wires()[spec.api](spec.name, random.Random(f"{seed}:{self.name}:ids"))
+        self._corr_rx = re.compile(spec.corr_pattern)
+        self.behaviors: list[BehaviorSpec] = []
+        self.runtime: list[Behavior] = []
+        self._install(list(spec.behaviors))
+        self._conns: dict[RequestHandler, _Conn] = {}
+        self._conn_seq = 0
+        self._server: asyncio.Server | None = None
+        self._http: _Server | None = None
+        self._listening_sock: socket.socket | None = None
+        self._reserved: socket.socket | None = None
+        self._started = False
+        self._timers: list[asyncio.TimerHandle] = []
+        self._idempotency: dict[str, tuple[float, bytes, Answer]] = {}
+        self._daily: dict[int, list[float]] = {}  # behaviour index -> [window start, messages accepted]
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.replies_by_code: Counter[int] = Counter()
+        self.counts: Counter[str] = Counter()
+
+    # --- behaviours -------------------------------------------------------------------------------
+    def _install(self, specs: list[BehaviorSpec]) -> None:
+        self.behaviors = specs
+        self.runtime = build(specs, GENERIC)
+
+    def set_behaviors(self, behaviors: Sequence[BehaviorSpec | dict[str, Any]], *, by: str = "api") -> None:
+        """Replace the behaviour list; applies from the next request. go_dark refuse closes the listener and
+        open connections; leaving it reopens the same port. Raises pydantic.ValidationError on a bad list."""
+        from maildrill.fake_mta.server import behaviors_json
+
+        specs = parse_vendor_behaviors([b.model_dump() if isinstance(b, BaseModel) else b for b in behaviors],
+                                       self.api)
+        was_refusing = self._refusing()
+        self._install(specs)
+        self._daily.clear()
+        self.recorder.record("mta.behaviors.changed", None, behaviors=behaviors_json(specs), by=by)
+        if not self._started:
+            return
+        if self._refusing() and not was_refusing:
+            self._close_listener("go_dark refuse")
+            for c in list(self._conns.values()):
+                self._close(c, "go_dark refuse: listener and connections closed")
+        elif was_refusing and not self._refusing():
+            self._open_listener("behaviors changed")
+
+    def _refusing(self) -> bool:
+        return any(b.kind == "go_dark" and b.spec.mode is GoDarkMode.REFUSE for b in self.runtime)  # type: ignore
+
+    def reset(self, *, by: str = "api") -> None:
+        """Forget token buckets, daily quotas and idempotency keys; reseed the probability RNG."""
+        for b in self.runtime:
+            b.reset()
+        self._daily.clear()
+        self._idempotency.clear()
+        self.rng = random.Random(f"{self.seed}:{self.name}")
+        self.recorder.record("mta.reset", None, by=by)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """What the vendor's SDK takes as its host / endpoint URL."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._http = _Server(self, keepalive_timeout=300.0, request_factory=self._make_request,
+                             handler_cancellation=False, access_log=None)
+        self._started = True
+        if self._refusing():
+            self._reserve()
+            self.recorder.record("mta.listener.closed", None, host=self.host, port=self.port, reason="go_dark refuse")
+        else:
+            self._open_listener("started")
+            await self._serving
+        loop = asyncio.get_running_loop()
+        for phase in self.spec.timeline:
+            self._timers.append(loop.call_later(phase.at_s, self._phase, phase.behaviors))
+
+    def _phase(self, behaviors: list[BehaviorSpec]) -> None:
+        self.set_behaviors(behaviors, by="timeline")
+
+    def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        return web.BaseRequest(message, payload, protocol, writer, task, asyncio.get_running_loop(),
+                               client_max_size=self.wire.max_body)
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        if getattr(self, "_serving", None) is not None and not self._serving.done():
+            await self._serving
+        server = self._server
+        self._close_listener("stopped")
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
+        for c in list(self._conns.values()):
+            self._close(c, "server stopped")
+        deadline = time.monotonic() + 5.0
+        while self._conns and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # bounded poll: transports report connection_lost on a later loop turn
+        if server is not None:
+            await server.wait_closed()
+
+    async def __aenter__(self) -> FakeVendor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _socket(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(errno.EADDRINUSE, f"fake vendor {self.name!r}: {self.host}:{self.port} is already in "
+                              "use; pick another port, or 0 to let the OS choose") from None
+            raise
+        self.port = sock.getsockname()[1]
+        return sock
+
+    def _reserve(self) -> None:
+        if self._reserved is None:
+            self._reserved = self._socket()
+
+    def _open_listener(self, reason: str) -> None:
+        sock = self._reserved or self._socket()
+        self._reserved = None
+        sock.listen(1024)
+        sock.setblocking(False)
+        self._listening_sock = sock
+        self._serving = asyncio.get_running_loop().create_task(self._serve(sock))
+        self.recorder.record("mta.listener.opened", None, host=self.host, port=self.port, reason=reason)
+
+    async def _serve(self, sock: socket.socket) -> None:
+        assert self._http is not None
+        server = await asyncio.get_running_loop().create_server(self._http, sock=sock, backlog=1024)
+        if self._listening_sock is sock:
+            self._server = server
+        else:
+            server.close()
+
+    def _close_listener(self, reason: str) -> None:
+        if self._listening_sock is None:
+            return
+        if self._server is not None:
+            self._server.close()
+        else:
+            self._listening_sock.close()
+        self._server = None
+        self._listening_sock = None
+        self.recorder.record("mta.listener.closed", None, host=self.host, port=self.port, reason=reason)
+        if self._started:
+            self._reserve()
+
+    @property
+    def listening(self) -> bool:
+        return self._listening_sock is not None
+
+    @property
+    def connections(self) -> list[int]:
+        return [c.conn for c in self._conns.values()]
+
+    # --- connections ------------------------------------------------------------------------------
+    def _opened(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        self._conn_seq += 1
+        peer = transport.get_extra_info("peername")
+        ip = peer[0] if isinstance(peer, tuple) else str(peer or "")
+        self._conns[handler] = _Conn(self._conn_seq, handler, ip)
+        self.counts["connections"] += 1
+        peer_s = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.recorder.record("mta.connection.opened", None, conn=self._conn_seq, peer=peer_s)
+
+    def _lost(self, handler: RequestHandler, exc: BaseException | None) -> None:
+        c = self._conns.pop(handler, None)
+        if c is None:
+            return
+        for b in self.runtime:
+            if isinstance(b, Throttle):
+                b.forget_connection(c.conn)
+        for w in c.waiters:
+            if not w.done():
+                w.set_result(None)
+        if c.by is None:
+            c.by, c.closing_reason = "client", f"connection lost: {exc}" if exc else "client closed the connection"
+        self.recorder.record("mta.connection.closed", None, conn=c.conn, by=c.by, reason=c.closing_reason or "")
+
+    def _close(self, c: _Conn, reason: str, *, reset: bool = False) -> None:
+        if c.by is None:
+            c.by, c.closing_reason = "server", reason
+        transport = c.handler.transport
+        if transport is None:
+            return
+        if reset:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        else:
+            transport.close()
+
+    # --- one request ------------------------------------------------------------------------------
+    def corr_of(self, address: str) -> str | None:
+        m = self._corr_rx.search(address)
+        return m.group("corr") if m else None
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        c = self._conns.get(request.protocol)  # type: ignore[arg-type]
+        if c is None:  # the connection is already gone
+            return web.Response(status=204)
+        c.txn += 1
+        wire = self.wire
+        api_key: str | None = None
+        idem: str | None = None
+        mail: Mail | None = None
+        try:
+            endpoint = wire.route(request.method, request.path)
+            length = request.content_length
+            if length is not None and length > wire.max_body:
+                raise WireError(wire.error(413, "too_large", f"request body of {length} bytes is over the "
+                                                             f"{wire.max_body} bytes {self.api} accepts"))
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise WireError(wire.error(413, "too_large", f"request body is over the {wire.max_body} bytes "
+                                                             f"{self.api} accepts")) from None
+            api_key = wire.api_key(request)
+            if api_key is None:
+                raise WireError(wire.error(401, "no_key", "no API key in the request"))
+            if self.spec.auth is not None and api_key != self.spec.auth:
+                raise WireError(wire.error(401 if self.api in ("postmark", "mailgun") else 403, "bad_key",
+                                           "the API key is not valid"))
+            if wire.idempotent:
+                idem = request.headers.get("Idempotency-Key")
+                if idem is not None and not 1 <= len(idem) <= 256:
+                    raise WireError(wire.error(400, "invalid_idempotency_key",
+                                               "the Idempotency-Key must be 1-256 characters"))
+            mail = wire.parse(endpoint, request, body)
+            mail.size = len(body)
+            too_many = wire.too_many(mail)
+            if too_many is not None:
+                raise WireError(too_many)
+        except WireError as exc:
+            answer = exc.answer
+            wire.rate_headers(self._limit(None, api_key, c), answer)
+            return self._reply(c, request, answer, mail, api_key, idem, "default")
+        return await self._decide(c, request, endpoint, body, mail, api_key, idem)
+
+    async def _decide(self, c: _Conn, request: web.BaseRequest, endpoint: str, body: bytes, mail: Mail,
+                      api_key: str | None, idem: str | None) -> web.StreamResponse:
+        wire = self.wire
+        rcpts = mail.rcpts
+        ctx = Context(Verb.DOT, self.clock.now(), c.ip, c.conn, mail.sender, rcpts[0] if rcpts else None, rcpts,
+                      api_key)
+        delay = 0.0
+        decider = "default"
+        outcome = "accept"
+        detail: Any = None
+        limit: Limit | None = None
+        daily_passed: list[int] = []
+        for i, b in enumerate(self.runtime):
+            if not b.fires(ctx, self.rng):
+                continue
+            kind = b.kind
+            if kind == "tarpit":
+                delay += b.spec.delay_s  # type: ignore[attr-defined]
+                continue
+            if kind == "throttle":
+                assert isinstance(b, Throttle)
+                quota = b.spec.daily_quota  # type: ignore[attr-defined]
+                if quota is not None:
+                    window = self._daily.setdefault(i, [ctx.now, 0.0])
+                    if ctx.now - window[0] >= DAY_S:
+                        window[0], window[1] = ctx.now, 0.0
+                    if window[1] + len(rcpts) > quota:
+                        decider, outcome = b.label, "throttle"
+                        limit = Limit(quota, max(0, int(quota - window[1])), DAY_S - (ctx.now - window[0]), True)
+                        break
+                    daily_passed.append(i)
+                over = b.decide(ctx) is not None
+                if limit is None:
+                    limit = self._bucket_limit(b, ctx)
+                if over:
+                    decider, outcome = b.label, "throttle"
+                    limit = self._bucket_limit(b, ctx)
+                    break
+                continue
+            decider = b.label
+            if kind == "accept":
+                break
+            if kind == "go_dark":
+                mode = b.spec.mode  # type: ignore[attr-defined]
+                if mode is GoDarkMode.REFUSE:
+                    continue  # acts on the listener
+                outcome = mode.value
+                break
+            outcome = kind
+            detail = b.spec.reason if kind == "reject" else b.spec.code  # type: ignore[attr-defined]
+            break
+        if limit is None:
+            limit = self._limit(None, api_key, c)
+
+        if outcome == "hang":
+            self.counts["hung"] += 1
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            c.waiters.append(waiter)
+            await waiter
+            return web.Response(status=204)
+        if outcome == "reset":
+            self._close(c, f"{decider}: connection reset before the response (nothing stored)", reset=True)
+            return web.Response(status=204)
+        if outcome in ("accept", "blackhole", "lose_response"):
+            replay = self._replayed(idem, body) if idem is not None else None
+            if isinstance(replay, Answer) and replay.status == 409:
+                return self._reply(c, request, replay, mail, api_key, idem, "idempotency")
+            if replay is not None:
+                if delay:
+                    await asyncio.sleep(delay)
+                if outcome == "lose_response":
+                    self._close(c, f"{decider}: idempotent replay, connection closed before the response")
+                    return web.Response(status=204)
+                return self._reply(c, request, replay, mail, api_key, idem, "idempotency", replayed=True)
+            ids = [wire.message_id(i) for i in range(len(mail.messages))]
+            kind = "discarded" if outcome == "blackhole" else "accepted"
+            self._store(c, mail, ids, kind, "lost" if outcome == "lose_response" else "sent", decider)
+            for i in daily_passed:
+                self._daily[i][1] += len(rcpts)
+            answer = wire.success(endpoint, mail, ids)
+            if idem is not None:
+                self._idempotency[idem] = (self.clock.now(), body, answer)
+            if outcome == "lose_response":
+                self._close(c, f"{decider}: message stored, connection closed before the response")
+                return web.Response(status=204)
+            if delay:
+                await asyncio.sleep(delay)
+                if c.by is not None or c.handler.transport is None or c.handler.transport.is_closing():
+                    if kind == "accepted":
+                        for rcpt in rcpts:
+                            self.recorder.record("mta.message.ack_lost", self.corr_of(rcpt), conn=c.conn, txn=c.txn,
+                                                 rcpt=rcpt, reason="the client was gone before the response was sent")
+                        self.counts["acks_lost"] += len(rcpts)
+                    return web.Response(status=204)
+            wire.rate_headers(limit, answer)
+            return self._reply(c, request, answer, mail, api_key, idem, decider)
+        if outcome == "throttle":
+            assert limit is not None
+            answer = wire.error(429, "throttle", "daily message quota exceeded" if limit.daily
+                                else "too many requests", limit=limit)
+        elif outcome == "reject":
+            answer = wire.error(422, f"reject_{detail}", f"recipient refused ({detail})", rcpt=rcpts[0])
+        else:  # tempfail
+            answer = wire.error(500 if detail == 451 else 503, "tempfail", "temporary failure, try again later")
+        if delay:
+            await asyncio.sleep(delay)
+            if c.by is not None:
+                return web.Response(status=204)
+        wire.rate_headers(limit, answer)
+        return self._reply(c, request, answer, mail, api_key, idem, decider)
+
+    def _replayed(self, idem: str, body: bytes) -> Answer | None:
+        hit = self._idempotency.get(idem)
+        if hit is None:
+            return None
+        t, first_body, answer = hit
+        if self.clock.now() - t > IDEMPOTENCY_WINDOW_S:
+            del self._idempotency[idem]
+            return None
+        if first_body != body:
+            return self.wire.error(409, "invalid_idempotent_request",
+                                   "Same idempotency key used with a different request payload")
+        return answer
+
+    def _bucket_limit(self, b: Throttle, ctx: Context) -> Limit:
+        bucket = b.buckets.get(b._key(ctx))
+        tokens = bucket.tokens if bucket is not None else float(b.burst)
+        reset_s = 0.0 if tokens >= 1.0 else (1.0 - tokens) / b.rate_per_s
+        return Limit(b.burst, max(0, math.floor(tokens)), reset_s)
+
+    def _limit(self, _b: Any, api_key: str | None, c: _Conn) -> Limit | None:
+        for b in self.runtime:
+            if isinstance(b, Throttle):
+                ctx = Context(Verb.DOT, self.clock.now(), c.ip, c.conn, api_key=api_key)
+                return self._bucket_limit(b, ctx)
+        return None
+
+    def _store(self, c: _Conn, mail: Mail, ids: list[str], kind: str, ack: str, decider: str) -> None:
+        event = EventKind.MTA_MESSAGE_ACCEPTED if kind == "accepted" else EventKind.MTA_MESSAGE_DISCARDED
+        for msg, message_id in zip(mail.messages, ids, strict=True):
+            for rcpt in msg.rcpts:
+                data: dict[str, Any] = {"conn": c.conn, "txn": c.txn, "mail_from": msg.sender, "rcpt": rcpt,
+                                        "size_bytes": mail.size, "message_id": message_id}
+                if kind == "accepted":
+                    data["ack"] = ack
+                else:
+                    data["reason"] = f"{decider}: success sent, message never delivered"
+                self.recorder.record(event, self.corr_of(rcpt), **data)
+            if kind == "accepted" and len(self.messages) < MAX_REMEMBERED_MESSAGES:
+                self.messages.setdefault(message_id, {"message_id": message_id, "accepted": True,
+                                                      "t_s": self.clock.now(), "ack": ack,
+                                                      "rcpts": len(msg.rcpts)})
+        n = len(mail.rcpts)
+        self.counts[f"messages_{kind}"] += n
+        if ack == "lost":
+            self.counts["acks_lost"] += n
+
+    def _reply(self, c: _Conn, request: web.BaseRequest, answer: Answer, mail: Mail | None, api_key: str | None,
+               idem: str | None, decider: str, *, replayed: bool = False) -> web.StreamResponse:
+        rcpts = mail.rcpts if mail is not None else []
+        rcpt = rcpts[0] if rcpts else None
+        code = answer.code
+        self.replies_by_code[code] += 1
+        self.counts[f"http_{answer.status}"] += 1
+        data: dict[str, Any] = {
+            "conn": c.conn, "txn": c.txn, "verb": "API", "code": code, "enhanced": ENHANCED.get(code),
+            "text": answer.text, "behavior": decider, "closes": False,
+            "mail_from": mail.sender if mail is not None else None, "rcpt": rcpt, "rcpt_count": len(rcpts),
+            "api": self.api, "method": request.method, "path": request.path, "http_status": answer.status,
+            "error_code": answer.error_code, "api_key": api_key, "idempotency_key": idem,
+        }
+        if replayed:
+            data["replayed"] = True
+        self.recorder.record("mta.reply.sent", self.corr_of(rcpt) if rcpt else None, **data)
+        return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
+                            headers=answer.headers)
+
+    # --- lookups ---------------------------------------------------------------------------------
+    def lookup_message(self, message_id: str) -> dict[str, Any] | None:
+        """The delivery status of a message id this vendor accepted (angle brackets optional), or None."""
+        return self.messages.get(message_id.strip()) or self.messages.get(message_id.strip().strip("<>"))
+
+    def describe(self) -> dict[str, Any]:
+        from maildrill.fake_mta.server import behaviors_json
+
+        return {"name": self.name, "api": self.api, "host": self.host, "port": self.port, "base_url": self.base_url,
+                "listening": self.listening, "connections_open": len(self._conns),
+                "behaviors": json.loads(behaviors_json(self.behaviors))}

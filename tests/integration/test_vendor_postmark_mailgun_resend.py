@@ -1,0 +1,183 @@
+"""postmarker, the official mailgun SDK and resend against their fakes: success, throttle, rejection and
+lose_response — mailgun ≥ 1.9 retries a lost response by itself (duplicates), Resend's Idempotency-Key prevents them."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import resend
+from maildrill.fake_mta.config import FleetSpec, VendorSpec
+from maildrill.fake_mta.testing import FleetThread, api_events, reply_event
+from mailgun.client import Client
+from mailgun.handlers.error_handler import ApiError
+from postmarker.core import PostmarkClient
+from postmarker.exceptions import ClientError
+
+
+def vendor(api: str, *behaviors: dict) -> FleetThread:
+    return FleetThread(FleetSpec(vendors=[VendorSpec(name="v", api=api, behaviors=list(behaviors))]),
+                       control=False)
+
+
+# --- Postmark ------------------------------------------------------------------------------------------------
+def pm_send(fleet: FleetThread, to: str = "u1@users.drill.test") -> dict:
+    """One send from a new client (so on a new connection)."""
+    client = PostmarkClient(server_token="pm-token", root_api_url=fleet["v"].base_url)
+    return client.emails.send(From="app@app.drill.test", To=to, Subject="Your code", TextBody="123456")
+
+
+def test_postmark_success_throttle_and_inactive_recipient():
+    with vendor("postmark", {"kind": "reject", "reason": "policy", "match_rcpt": "^bad"},
+                {"kind": "throttle", "rate_per_s": 0.001, "burst": 1}) as fleet:
+        ok = pm_send(fleet)
+        with pytest.raises(ClientError) as rejected:
+            pm_send(fleet, "bad1@users.drill.test")
+        with pytest.raises(ClientError) as throttled:
+            pm_send(fleet, "u2@users.drill.test")
+        evs = api_events(fleet, "v")
+    assert (ok["ErrorCode"], ok["Message"], ok["To"]) == (0, "OK", "u1@users.drill.test")
+    assert rejected.value.error_code == 406
+    assert throttled.value.error_code == 429
+    assert str(throttled.value) == "[429] Rate limit exceeded."
+    assert isinstance(throttled.value.__cause__, requests.HTTPError)
+    assert throttled.value.__cause__.response.status_code == 429
+    inactive = ("You tried to send to recipient(s) that have been marked as inactive. Found inactive addresses: "
+                "bad1@users.drill.test. Inactive recipients are ones that have generated a hard bounce, a spam "
+                "complaint, or a manual suppression.")
+    assert [e for e in evs if e["kind"] == "mta.reply.sent"] == [
+        reply_event("u1", 1, 1, 250, 200, api="postmark", path="/email", api_key="pm-token",
+                    rcpt="u1@users.drill.test", text="OK"),
+        reply_event("bad1", 2, 1, 550, 422, api="postmark", path="/email", api_key="pm-token",
+                    rcpt="bad1@users.drill.test", text=inactive, behavior="reject", error_code="406"),
+        reply_event("u2", 3, 1, 421, 429, api="postmark", path="/email", api_key="pm-token",
+                    rcpt="u2@users.drill.test", text="Rate limit exceeded.", behavior="throttle", error_code="429"),
+    ]
+    assert [e["message_id"] for e in evs if e["kind"] == "mta.message.accepted"] == [ok["MessageID"]]
+
+
+def test_postmark_lose_response_is_one_lost_acceptance_postmarker_does_not_retry():
+    with vendor("postmark", {"kind": "go_dark", "mode": "lose_response"}) as fleet:
+        with pytest.raises(requests.ConnectionError):
+            pm_send(fleet)
+        evs = api_events(fleet, "v", closed=1)
+    assert [(e["kind"], e.get("ack")) for e in evs] == [("mta.connection.opened", None),
+                                                        ("mta.message.accepted", "lost"),
+                                                        ("mta.connection.closed", None)]
+
+
+# --- Mailgun -------------------------------------------------------------------------------------------------
+def mg_client(fleet: FleetThread) -> Client:
+    return Client(auth=("api", "mg-key"), api_url=fleet["v"].base_url)
+
+
+def mg_send(client: Client, to: str = "u1@users.drill.test") -> requests.Response:
+    return client.messages.create(data={"from": "app@app.drill.test", "to": to, "subject": "Your code",
+                                        "text": "123456"}, domain="mg.drill.test")
+
+
+def test_mailgun_success_and_rejection():
+    with vendor("mailgun", {"kind": "reject", "match_rcpt": "^bad"}) as fleet:
+        c = mg_client(fleet)
+        ok = mg_send(c)
+        bad = mg_send(c, "bad1@users.drill.test")
+        evs = api_events(fleet, "v")
+    assert ok.status_code == 200
+    body = ok.json()
+    assert body["message"] == "Queued. Thank you."
+    assert body["id"].startswith("<") and body["id"].endswith("@mg.drill.test>")
+    assert bad.status_code == 400
+    text = "to parameter is not a valid address (bad1@users.drill.test). please check documentation"
+    assert bad.json() == {"message": text}
+    path = "/v3/mg.drill.test/messages"
+    assert [e for e in evs if e["kind"] == "mta.reply.sent"] == [
+        reply_event("u1", 1, 1, 250, 200, api="mailgun", path=path, api_key="mg-key", rcpt="u1@users.drill.test",
+                    text="Queued. Thank you."),
+        reply_event("bad1", 1, 2, 550, 400, api="mailgun", path=path, api_key="mg-key",
+                    rcpt="bad1@users.drill.test", text=text, behavior="reject", error_code="400"),
+    ]
+
+
+def test_mailgun_throttle_is_429_with_retry_after_and_the_sdk_retries_it():
+    """A 1/s limit with a burst of 1: the second send gets 429 (Retry-After: 1); mailgun-python waits and retries
+    it by itself, and the retry passes."""
+    with vendor("mailgun", {"kind": "throttle", "rate_per_s": 1, "burst": 1}) as fleet:
+        c = mg_client(fleet)
+        assert mg_send(c).status_code == 200
+        second = mg_send(c, "u2@users.drill.test")
+        evs = api_events(fleet, "v")
+    assert second.status_code == 200
+    replies = [(e["corr"], e["http_status"], e["code"]) for e in evs if e["kind"] == "mta.reply.sent"]
+    assert replies[0] == ("u1", 200, 250)
+    assert replies[-1] == ("u2", 200, 250)
+    assert set(replies[1:-1]) == {("u2", 429, 421)} and len(replies) >= 3
+
+
+def test_mailgun_lose_response_the_sdk_retries_into_duplicates():
+    """mailgun-python ≥ 1.9 retries POST /messages on a network error: each attempt was stored, so one send
+    becomes 1 + max_retries acceptances of the same recipient."""
+    with vendor("mailgun", {"kind": "go_dark", "mode": "lose_response"}) as fleet:
+        c = mg_client(fleet)
+        retries = c.config.retry_policy.max_retries if hasattr(c.config, "retry_policy") else 3
+        with pytest.raises(ApiError, match="Network routing failed"):
+            mg_send(c)
+        evs = api_events(fleet, "v", closed=1 + retries, timeout_s=60)
+    acc = [(e["corr"], e["ack"]) for e in evs if e["kind"] == "mta.message.accepted"]
+    assert acc == [("u1", "lost")] * (1 + retries)
+
+
+# --- Resend --------------------------------------------------------------------------------------------------
+def rs_send(fleet: FleetThread, to: str = "u1@users.drill.test", key: str | None = None) -> dict:
+    resend.api_key = "re_drill"
+    resend.api_url = fleet["v"].base_url
+    params = {"from": "app@app.drill.test", "to": [to], "subject": "Your code", "text": "123456"}
+    return resend.Emails.send(params, {"idempotency_key": key} if key else None)
+
+
+def test_resend_success_throttle_headers_and_rejection():
+    with vendor("resend", {"kind": "reject", "match_rcpt": "^bad"},
+                {"kind": "throttle", "rate_per_s": 0.5, "burst": 1}) as fleet:
+        ok = rs_send(fleet)
+        with pytest.raises(resend.exceptions.ValidationError) as rejected:
+            rs_send(fleet, "bad1@users.drill.test")
+        with pytest.raises(resend.exceptions.RateLimitError) as throttled:
+            rs_send(fleet, "u2@users.drill.test")
+        evs = api_events(fleet, "v")
+    assert rejected.value.code == 422
+    assert throttled.value.code == 429
+    assert throttled.value.error_type == "rate_limit_exceeded"
+    acc = [e["message_id"] for e in evs if e["kind"] == "mta.message.accepted"]
+    assert acc == [ok["id"]]
+    assert [(e["corr"], e["http_status"], e["code"], e["error_code"]) for e in evs if e["kind"] == "mta.reply.sent"] \
+        == [("u1", 200, 250, None), ("bad1", 422, 550, "validation_error"), ("u2", 429, 421, "rate_limit_exceeded")]
+
+
+def test_resend_rate_limit_headers_on_429():
+    with vendor("resend", {"kind": "throttle", "rate_per_s": 0.5, "burst": 1}) as fleet:
+        rs_send(fleet)
+        resp = requests.post(f"{fleet['v'].base_url}/emails", headers={"Authorization": "Bearer re_drill"},
+                             json={"from": "app@app.drill.test", "to": ["u2@users.drill.test"], "subject": "s",
+                                   "text": "x"}, timeout=10)
+    assert resp.status_code == 429
+    assert resp.json()["name"] == "rate_limit_exceeded"
+    assert resp.headers["ratelimit-limit"] == "1"
+    assert resp.headers["ratelimit-remaining"] == "0"
+    assert resp.headers["retry-after"] == "2"
+
+
+def test_resend_idempotency_key_replays_the_first_response_and_stores_nothing_new():
+    """A lost response, then the same send with the same Idempotency-Key: the same id, one acceptance."""
+    with vendor("resend", {"kind": "go_dark", "mode": "lose_response", "probability": 1.0}) as fleet:
+        with pytest.raises(resend.exceptions.ResendError, match="Remote end closed connection without response"):
+            rs_send(fleet, key="otp-u1-1")
+        fleet.set_behaviors("v", [])
+        again = rs_send(fleet, key="otp-u1-1")
+        twice = rs_send(fleet, key="otp-u1-1")
+        other = rs_send(fleet, "u2@users.drill.test")
+        evs = api_events(fleet, "v")
+    acc = [(e["corr"], e["ack"], e["message_id"]) for e in evs if e["kind"] == "mta.message.accepted"]
+    assert acc == [("u1", "lost", again["id"]), ("u2", "sent", other["id"])]
+    assert twice["id"] == again["id"]
+    replies = [(e["corr"], e["behavior"], e["idempotency_key"], e.get("replayed")) for e in evs
+               if e["kind"] == "mta.reply.sent"]
+    assert replies == [("u1", "idempotency", "otp-u1-1", True), ("u1", "idempotency", "otp-u1-1", True),
+                       ("u2", "default", None, None)]
