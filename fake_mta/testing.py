@@ -86,7 +86,8 @@ class FleetThread:
 
     def __getitem__(self, name: str) -> FakeMTA:
         assert self.fleet is not None
-        return self.fleet[name]
+        mta: FakeMTA = self.fleet[name]
+        return mta
 
     @property
     def control_url(self) -> str | None:
