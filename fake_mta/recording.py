@@ -39,6 +39,12 @@ class MemoryRecorder:
     def record(self, kind: str, corr: str | None = None, **data: Scalar) -> None:
         self.events.append({"t_s": self.clock.now(), "source": self.source, "kind": kind, "corr": corr, **data})
 
+    def record_many(self, items: list[tuple[str, str | None, dict[str, Scalar]]]) -> None:
+        """Several facts at one clock reading (as EventWriter.record_many)."""
+        t = self.clock.now()
+        for kind, corr, data in items:
+            self.events.append({"t_s": t, "source": self.source, "kind": kind, "corr": corr, **data})
+
     def child(self, source: str) -> MemoryRecorder:
         return MemoryRecorder(source, self.clock, self.events)
 

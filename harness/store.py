@@ -47,6 +47,16 @@ class EventWriter:
         self.write(event)
         return event
 
+    def record_many(self, items: list[tuple[str, str | None, dict[str, Scalar]]]) -> None:
+        """Several facts (kind, corr, data) stamped with one reading of the clock, handed to the OS in one write
+        (the fake vendors record a request's acceptances and its reply this way, before the reply is sent)."""
+        if self._fd is None:
+            raise ValueError(f"event writer for {self.path} is closed")
+        t = self.clock.now()
+        src = self.source
+        os.write(self._fd, "".join(Event(t, src, str(kind), corr, data).to_json() + "\n"
+                                   for kind, corr, data in items).encode())
+
     def write(self, event: Event) -> None:
         if self._fd is None:
             raise ValueError(f"event writer for {self.path} is closed")

@@ -265,6 +265,7 @@ class FakeVendor:
         self.messages: dict[str, dict[str, Any]] = {}
         self.replies_by_code: Counter[int] = Counter()
         self.counts: Counter[str] = Counter()
+        self._record_many = getattr(self.recorder, "record_many", None)
 
     # --- behaviours -------------------------------------------------------------------------------
     def _install(self, specs: list[BehaviorSpec]) -> None:
@@ -386,6 +387,7 @@ class FakeVendor:
     def _open_listener(self, reason: str) -> None:
         sock = self._reserved or self._socket()
         self._reserved = None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted connections
         sock.listen(1024)
         sock.setblocking(False)
         self._listening_sock = sock
@@ -582,12 +584,15 @@ class FakeVendor:
                 return self._reply(c, request, replay, mail, api_key, idem, "idempotency", replayed=True)
             ids = [wire.message_id(i) for i in range(len(mail.messages))]
             kind = "discarded" if outcome == "blackhole" else "accepted"
-            self._store(c, mail, ids, kind, "lost" if outcome == "lose_response" else "sent", decider)
+            pending = self._store(c, mail, ids, kind, "lost" if outcome == "lose_response" else "sent", decider)
             for i in daily_passed:
                 self._daily[i][1] += len(rcpts)
             answer = wire.success(endpoint, mail, ids)
             if idem is not None:
                 self._idempotency[idem] = (self.clock.now(), body, answer)
+            if outcome == "lose_response" or delay:
+                self._flush(pending)  # stored before the connection closes / the tarpit holds the reply
+                pending = []
             if outcome == "lose_response":
                 self._close(c, f"{decider}: message stored, connection closed before the response")
                 return web.Response(status=204)
@@ -601,7 +606,7 @@ class FakeVendor:
                         self.counts["acks_lost"] += len(rcpts)
                     return web.Response(status=204)
             wire.rate_headers(limit, answer)
-            return self._reply(c, request, answer, mail, api_key, idem, decider)
+            return self._reply(c, request, answer, mail, api_key, idem, decider, pending=pending)
         if outcome == "throttle":
             assert limit is not None
             answer = wire.error(429, "throttle", "daily message quota exceeded" if limit.daily
@@ -643,8 +648,12 @@ class FakeVendor:
                 return self._bucket_limit(b, ctx)
         return None
 
-    def _store(self, c: _Conn, mail: Mail, ids: list[str], kind: str, ack: str, decider: str) -> None:
+    def _store(self, c: _Conn, mail: Mail, ids: list[str], kind: str, ack: str,
+               decider: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+        """The mta.message.accepted (or .discarded) events of a request, one per recipient, to be recorded (by
+        `_flush` or with the reply) before any response about them is written."""
         event = EventKind.MTA_MESSAGE_ACCEPTED if kind == "accepted" else EventKind.MTA_MESSAGE_DISCARDED
+        items: list[tuple[str, str | None, dict[str, Any]]] = []
         for msg, message_id in zip(mail.messages, ids, strict=True):
             for rcpt in msg.rcpts:
                 data: dict[str, Any] = {"conn": c.conn, "txn": c.txn, "mail_from": msg.sender, "rcpt": rcpt,
@@ -653,7 +662,7 @@ class FakeVendor:
                     data["ack"] = ack
                 else:
                     data["reason"] = f"{decider}: success sent, message never delivered"
-                self.recorder.record(event, self.corr_of(rcpt), **data)
+                items.append((event, self.corr_of(rcpt), data))
             if kind == "accepted" and len(self.messages) < MAX_REMEMBERED_MESSAGES:
                 self.messages.setdefault(message_id, {"message_id": message_id, "accepted": True,
                                                       "t_s": self.clock.now(), "ack": ack,
@@ -662,9 +671,18 @@ class FakeVendor:
         self.counts[f"messages_{kind}"] += n
         if ack == "lost":
             self.counts["acks_lost"] += n
+        return items
+
+    def _flush(self, items: list[tuple[str, str | None, dict[str, Any]]]) -> None:
+        if self._record_many is not None:
+            self._record_many(items)
+        else:
+            for kind, corr, data in items:
+                self.recorder.record(kind, corr, **data)
 
     def _reply(self, c: _Conn, request: web.BaseRequest, answer: Answer, mail: Mail | None, api_key: str | None,
-               idem: str | None, decider: str, *, replayed: bool = False) -> web.StreamResponse:
+               idem: str | None, decider: str, *, replayed: bool = False,
+               pending: list[tuple[str, str | None, dict[str, Any]]] | None = None) -> web.StreamResponse:
         rcpts = mail.rcpts if mail is not None else []
         rcpt = rcpts[0] if rcpts else None
         code = answer.code
@@ -679,7 +697,8 @@ class FakeVendor:
         }
         if replayed:
             data["replayed"] = True
-        self.recorder.record("mta.reply.sent", self.corr_of(rcpt) if rcpt else None, **data)
+        item = ("mta.reply.sent", self.corr_of(rcpt) if rcpt else None, data)
+        self._flush([*pending, item] if pending else [item])
         return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
                             headers=answer.headers)
 

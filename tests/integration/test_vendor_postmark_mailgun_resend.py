@@ -8,6 +8,8 @@ import requests
 import resend
 from maildrill.fake_mta.config import FleetSpec, VendorSpec
 from maildrill.fake_mta.testing import FleetThread, api_events, reply_event
+from maildrill.harness.analysis.core import analyze
+from maildrill.harness.events import Event
 from mailgun.client import Client
 from mailgun.handlers.error_handler import ApiError
 from postmarker.core import PostmarkClient
@@ -121,8 +123,10 @@ def test_mailgun_lose_response_the_sdk_retries_into_duplicates():
         with pytest.raises(ApiError, match="Network routing failed"):
             mg_send(c)
         evs = api_events(fleet, "v", closed=1 + retries, timeout_s=60)
+        analysis = analyze([Event.from_dict(e) for e in fleet.events()])
     acc = [(e["corr"], e["ack"]) for e in evs if e["kind"] == "mta.message.accepted"]
     assert acc == [("u1", "lost")] * (1 + retries)
+    assert (analysis.metrics["duplicates"], analysis.metrics["duplicates_after_lost_ack"]) == (retries, retries)
 
 
 # --- Resend --------------------------------------------------------------------------------------------------
@@ -174,6 +178,8 @@ def test_resend_idempotency_key_replays_the_first_response_and_stores_nothing_ne
         twice = rs_send(fleet, key="otp-u1-1")
         other = rs_send(fleet, "u2@users.drill.test")
         evs = api_events(fleet, "v")
+        analysis = analyze([Event.from_dict(e) for e in fleet.events()])
+    assert (analysis.metrics["delivered"], analysis.metrics["duplicates"]) == (2, 0)
     acc = [(e["corr"], e["ack"], e["message_id"]) for e in evs if e["kind"] == "mta.message.accepted"]
     assert acc == [("u1", "lost", again["id"]), ("u2", "sent", other["id"])]
     assert twice["id"] == again["id"]

@@ -9,6 +9,8 @@ import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError
 from maildrill.fake_mta.config import FleetSpec, VendorSpec
 from maildrill.fake_mta.testing import FleetThread, api_events, reply_event
+from maildrill.harness.analysis.core import analyze
+from maildrill.harness.events import Event
 
 V2 = "/v2/email/outbound-emails"
 NO_RETRY = botocore.config.Config(retries={"total_max_attempts": 1})
@@ -124,9 +126,15 @@ def test_lose_response_with_boto3_default_retries_stores_the_message_once_per_at
         with pytest.raises(ConnectionClosedError):
             send_v2(c)
         evs = api_events(fleet, "ses", closed=attempts)
+        analysis = analyze([Event.from_dict(e) for e in fleet.events()])
     acc = [e for e in evs if e["kind"] == "mta.message.accepted"]
     assert len(acc) == attempts >= 2
     assert [(e["corr"], e["conn"], e["txn"], e["ack"]) for e in acc] == [("u1", i, 1, "lost")
                                                                         for i in range(1, attempts + 1)]
     assert len({e["message_id"] for e in acc}) == attempts  # each attempt is a new message to SES
     assert [e["kind"] for e in evs if e["kind"] == "mta.reply.sent"] == []
+    # the analysis counts them as it counts an MTA's lost-250 duplicates
+    assert {k: analysis.metrics[k] for k in ("delivered", "duplicates", "duplicates_after_lost_ack",
+                                              "attempts_total")} == {
+        "delivered": 1, "duplicates": attempts - 1, "duplicates_after_lost_ack": attempts - 1,
+        "attempts_total": attempts}
