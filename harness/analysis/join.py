@@ -175,7 +175,7 @@ class _MessageDraft:
                        self.first_5xx, self.discarded)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pass:
     """The state of one pass over the events; one small method per event kind."""
 

@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from maildrill.harness.events import Event
-from maildrill.harness.store import EventStore
-from test_drill_run import (
+from drills import (
     assert_no_process_left,
     child_pids,
     manifest,
@@ -21,6 +19,8 @@ from test_drill_run import (
     start_drill,
     write_scenario,
 )
+from maildrill.harness.events import Event
+from maildrill.harness.store import EventStore
 
 pytestmark = pytest.mark.slow
 
