@@ -4,12 +4,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test test-fast lint typecheck demo demo-fleet bench system-deps clean
+.PHONY: help install test test-fast test-wheel lint typecheck demo demo-fleet bench system-deps clean
 
 help:
 	@echo "make test         ruff + mypy + the whole test suite, the layering test included (creates .venv, installs maildrill[dev])"
 	@echo "make typecheck    mypy (strict on fake_mta, the analysis and the vocabulary)"
-	@echo "make demo         the throttle-storm drill against the naive and the hardened mailer, side by side (~2 min)"
+	@echo "make test-wheel   the product as users get it: build the wheel, pip install it into a fresh venv, use it (~3 min)"
+	@echo "make demo         the throttle-storm drill against the naive and the hardened mailer, side by side (~3 min; runs maildrill demo)"
 	@echo "make demo-fleet   the fake MTA fleet alone: every behaviour answering a real SMTP client"
 	@echo "make bench        every benchmark: MTA throughput, proxy overhead, analysis scale, scale-out (make system-deps)"
 	@echo "make system-deps  optional Debian packages for the optional tests/benchmarks (Postfix, socat, Redis, Chromium)"
@@ -48,8 +49,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
+# The wheel, installed (not editable) into a fresh virtualenv outside the checkout: CLI, bundled drills, init,
+# one drill end to end, and the pytest plugin in a project with its own harness/ package.
+test-wheel:
+	PYTHON=$(PYTHON) tests/product/check_wheel.sh
+
 demo: $(STAMP)
-	$(PY) -m maildrill.harness.demo
+	$(VENV)/bin/maildrill demo
 
 demo-fleet: $(STAMP)
 	$(PY) -m maildrill.harness.demo_fleet
@@ -71,4 +77,4 @@ system-deps:
 	else echo "system-deps: needs root and apt-get; install postfix, socat, redis-server and chromium yourself"; fi
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,6 +1,6 @@
 """Provider personas: faithful reply wording, the verb each provider refuses at, a banner and a default stress response.
 
-Sources: the providers' published error pages and real transcripts (summarised in REFERENCE.md).
+Sources: the providers' published error pages and real transcripts.
 Placeholders (``{ip}``, ``{rcpt}``, ``{domain}``) are filled per reply.
 """
 

@@ -14,7 +14,7 @@ COMPOSE_PACKAGE = "maildrill.compose"
 class BundledDrill:
     name: str          # the file's stem: `maildrill run NAME`
     path: Path
-    purpose: str       # the scenario's first comment line, or its description
+    purpose: str       # the scenario's description (or its first comment line)
 
 
 def _dir(package: str) -> Path:
@@ -31,16 +31,14 @@ def compose_file() -> Path:
 
 
 def _purpose(text: str) -> str:
+    """The scenario's `description:` (one line), else its first comment line without the leading "name — "."""
     for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            body = stripped.lstrip("#").strip()
-            if body:
-                return body
-        elif stripped.startswith("description:"):
-            return stripped.split(":", 1)[1].strip().strip("'\"")
-        elif stripped:
-            continue
+        if line.startswith("description:"):
+            return line.split(":", 1)[1].strip().strip("'\"")
+    for line in text.splitlines():
+        body = line.strip().lstrip("#").strip()
+        if line.strip().startswith("#") and body:
+            return body.split(" — ", 1)[-1]
     return ""
 
 
@@ -56,3 +54,20 @@ def bundled_drill(name: str) -> BundledDrill | None:
     """The bundled drill called NAME (with or without `.yaml`), or None."""
     stem = name.removesuffix(".yaml")
     return next((d for d in bundled_drills() if d.name == stem), None)
+
+
+def resolve_scenario(arg: str | Path) -> Path:
+    """What `maildrill run ARG` reads: the file ARG when it exists, else the bundled drill called ARG.
+    Neither: a ScenarioError naming both and listing the bundled drills."""
+    from maildrill.harness.errors import Problem, ScenarioError
+
+    path = Path(arg)
+    if path.is_file():
+        return path
+    drill = bundled_drill(str(arg)) if path.name == str(arg) else None  # a name, not a path with folders
+    if drill is not None:
+        return drill.path
+    names = ", ".join(d.name for d in bundled_drills())
+    why = "is a directory, not a scenario file" if path.is_dir() else "no such file"
+    raise ScenarioError(str(arg), [Problem("(file)", f"{why}, and no bundled drill has that name; bundled drills "
+                                                     f"(`maildrill scenarios`): {names}")])

@@ -1,8 +1,10 @@
-"""The `maildrill` command: the only reader of argv; maps errors to exit codes (STYLE.md §5).
+"""The `maildrill` command: the only reader of argv; maps errors to exit codes (see harness/errors.py).
 
 Each subcommand lives in `harness/commands/<name>.py` with ``HELP``, ``configure(parser)`` and
-``main(args) -> int``. Command modules keep their top-level imports light: this module imports all
-of them to build the parser, and `maildrill validate` must start fast.
+``main(args) -> int``; one with ``PASSTHROUGH = True`` gets every later argument unparsed through
+``run(argv) -> int`` (`maildrill mailer --help` is the mailer's help). Command modules keep their
+top-level imports light: this module imports all of them to build the parser, and `maildrill validate`
+must start fast.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from maildrill.harness.errors import EXIT_INFRA, EXIT_USAGE, MaildrillError
 
 # name -> module; the order is the order `maildrill --help` lists them in.
 COMMANDS = {
+    "demo": "maildrill.harness.commands.demo",
+    "scenarios": "maildrill.harness.commands.scenarios",
+    "show": "maildrill.harness.commands.show",
+    "init": "maildrill.harness.commands.init",
     "run": "maildrill.harness.commands.run",
     "validate": "maildrill.harness.commands.validate",
     "schema": "maildrill.harness.commands.schema",
@@ -24,6 +30,7 @@ COMMANDS = {
     "history": "maildrill.harness.commands.history",
     "mta": "maildrill.harness.commands.mta",
     "proxy": "maildrill.harness.commands.proxy",
+    "mailer": "maildrill.harness.commands.mailer",
 }
 
 
@@ -58,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:  # a command that takes its arguments unparsed (`maildrill mailer --help`)
+        module = importlib.import_module(COMMANDS[argv[0]])
+        if getattr(module, "PASSTHROUGH", False):
+            return int(module.run(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_main", None):

@@ -1,4 +1,4 @@
-"""The exception tree, and the exit code each branch maps to (STYLE.md §5).
+"""The exception tree, and the exit code each branch maps to.
 
     MaildrillError                      (exit 3 unless a subclass says otherwise)
     ├── UsageError                      exit 2: bad flag, bad file, bad API call by the user

@@ -51,7 +51,7 @@ _ALL = [
     _m("attempts_total", "count", "run,class,mta", "lower",
        "delivery attempts (SMTP transactions that reached MAIL FROM, or API requests to a vendor) seen by any MTA or vendor"),
     _m("retry_amplification", "ratio", "run,class", "lower", "attempts_total / messages_requested"),
-    _m("deferred_ratio", "ratio", "run,mta", "lower", "delivery attempts that ended with a 4xx reply / all delivery attempts (seed 000's deferred-queue alert)"),
+    _m("deferred_ratio", "ratio", "run,mta", "lower", "delivery attempts that ended with a 4xx reply / all delivery attempts (what a deferred-queue alert watches)"),
     _m("attempts_per_s_peak", "1/s", "run", "lower", "highest attempts per second (1 s bins)"),
     _m("attempts_per_s_peak_after_fault", "1/s", "run", "lower",
        "highest attempts per second after the first fault window began (with no timeline: after the first 4xx); retry storms peak here"),

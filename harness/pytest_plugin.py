@@ -4,7 +4,7 @@ sends mail against scripted fake MTAs and the fault proxy, and for running whole
 Loaded in every pytest session of anyone who installs maildrill, so it imports only pytest and the standard
 library at module top; everything else is imported when a fixture is used.
 
-Fixtures (STYLE.md §8's make_<thing> / <thing> style):
+Fixtures (a `make_<thing>` factory and a ready `<thing>`):
 - `make_fake_mta(name="mta", behaviors=None, preset=None, **spec)`: start a fake MTA (real SMTP on 127.0.0.1,
   a free port); returns a `FakeMTAHandle` (host, port, set_behaviors, reset, events, accepted).
 - `fake_mta`: one MTA that accepts everything (`make_fake_mta()`).
@@ -203,7 +203,9 @@ def drill(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             data = apply_overrides(json.loads(json.dumps(scenario)), overrides) if overrides else scenario
             parsed, source = parse_scenario(data, source="(in-test scenario)"), None
         else:
-            parsed, source = load_scenario(scenario, overrides), str(scenario)
+            from maildrill.harness.bundled import resolve_scenario
+
+            parsed, source = load_scenario(resolve_scenario(scenario), overrides), str(scenario)
         keep = request.config.getoption("--maildrill-keep-runs")
         out = Path("reports") if keep else tmp_path_factory.mktemp("maildrill-runs")
         opts = RunOptions(seed=seed if seed is not None else request.config.getoption("--maildrill-seed"),

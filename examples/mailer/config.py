@@ -110,7 +110,7 @@ class Settings:
 
 
 PROFILES: dict[str, dict[str, object]] = {
-    # seed 000's storm: fixed short retries, no jitter, 5xx retried, FIFO, no pool backoff, no dedupe.
+    # the classic retry storm: fixed short retries, no jitter, 5xx retried, FIFO, no pool backoff, no dedupe.
     "naive": {
         "retry": "fixed:2",
         "jitter": "none",

@@ -47,7 +47,7 @@ class PoolBackoff:
     """Per-vendor pause after a 421: every worker holds its sends to that vendor until it ends.
 
     The pause grows with consecutive 421s (the retry policy's curve) and resets on a success, so a
-    throttling receiver sees the whole pool go quiet instead of N workers hammering it (seed 000)."""
+    throttling receiver sees the whole pool go quiet instead of N workers hammering it."""
 
     def __init__(
         self, spec: RetrySpec, jitter: Jitter, *, scale: float, rng: random.Random, now: Callable[[], float] = time.time

@@ -10,7 +10,8 @@ HELP = "run a drill: fake MTAs, fault proxy, SUT, Locust load and the fault time
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenario", metavar="SCENARIO", help="the scenario YAML file")
+    parser.add_argument("scenario", metavar="SCENARIO",
+                        help="a scenario YAML file, or the name of a bundled drill (`maildrill scenarios`)")
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                         help="override one scenario value (YAML), e.g. --set load.shape.peak_rps=50 or "
@@ -51,7 +52,9 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"--repeat {args.repeat}: must be 1 to {MAX_REPEAT} (the number of runs)")
     if args.same_seed and args.repeat is None:
         raise UsageError("--same-seed needs --repeat N (it sets the seed of every repeated run)")
-    scenario = load_scenario(args.scenario, args.overrides)
+    from maildrill.harness.bundled import resolve_scenario
+
+    scenario = load_scenario(resolve_scenario(args.scenario), args.overrides)
     if args.compose or args.toxiproxy_server:
         import contextlib
         import os

@@ -32,7 +32,8 @@ class LocustRun:
         self.clock = clock
         self.workers = workers
         self.on_worker_death = on_worker_death
-        self.plan_file = run_dir / "load" / "plan.json"
+        # absolute: Locust runs in <run>/locust, and `--out` may be relative (the default is reports/)
+        self.plan_file = (run_dir / "load" / "plan.json").resolve()
         self.main: Child | None = None
         self.worker_children: list[Child] = []
         self._watches: list[asyncio.Task[None]] = []

@@ -263,8 +263,8 @@ class Drill:
             load = rt.load.model_copy(update={"users": rt.load.users or default_users(rt.load.shape)})
             plan = LoadPlan(load=load, duration_s=rt.duration_s, seed=self.seed,
                             sut_url=None if sut.absent else sut.base_url, smtp_host=None if sut.absent else sut.host,
-                            smtp_port=None if sut.absent else sut.port, go_file=str(rd.load / "go.json"),
-                            mta_events=str(rd.events / "mta.jsonl"))
+                            smtp_port=None if sut.absent else sut.port, go_file=str((rd.load / "go.json").resolve()),
+                            mta_events=str((rd.events / "mta.jsonl").resolve()))
             locust = LocustRun(plan, run_dir=rd.path, children=children, clock=self.clock, workers=opts.workers,
                                on_worker_death=lambda name, code: self._degrade(
                                    name, f"Locust worker exited with code {code} mid-run; its share of the load "
@@ -396,4 +396,6 @@ def run_drill(scenario: Scenario, options: RunOptions) -> RunResult:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
-    return asyncio.run(main())
+    from maildrill.harness import aio
+
+    return aio.run(main())

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from maildrill.harness.aio import loop_name
 from maildrill.harness.scenario.models import Scenario
 
 MANIFEST = "manifest.json"
@@ -92,7 +93,7 @@ def create_run_dir(out: Path, scenario: Scenario, *, seed: int, scenario_file: s
         "scenario_file": scenario_file, "seed": seed, "time_scale": scenario.time_scale,
         "maildrill_version": _version("maildrill") or "0+unknown",
         "versions": {d: _version(d) for d in _DEPENDENCIES},
-        "platform": platform.platform(), "python": sys.version.split()[0],
+        "platform": platform.platform(), "python": sys.version.split()[0], "event_loop": loop_name(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "ended_at": None,
         "status": RunStatus.RUNNING.value, "status_reason": None,
         "reproduce": shlex.join(reproduce), "degraded": [], "pid": os.getpid(),

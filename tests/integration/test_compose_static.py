@@ -81,7 +81,7 @@ def test_locust_services_use_the_locustfile_and_plan_variable_maildrill_uses() -
 
     for name in ("locust-master", "locust-worker"):
         svc = SERVICES[name]
-        assert "/opt/maildrill/harness/load/locustfile.py" in svc["command"]
+        assert "/opt/maildrill/locustfile.py" in svc["command"]
         assert PLAN_ENV in svc["environment"]
     assert (ROOT / "harness" / "load" / "locustfile.py").exists()
     assert SERVICES["locust-worker"]["command"][-2:] == ["--master-host", "locust-master"]
@@ -97,3 +97,21 @@ def test_run_compose_uses_the_compose_files_toxiproxy_image_and_says_when_docker
                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert got.returncode == 3
     assert "--compose: no Docker engine answers" in got.stderr and "drop --compose" in got.stderr
+
+
+def test_the_dockerfile_links_the_paths_compose_names_to_the_installed_package() -> None:
+    """The image keeps no source tree (a `maildrill/` folder in the working directory would shadow the installed
+    package); /opt/maildrill/compose and /opt/maildrill/locustfile.py are links the Dockerfile computes with
+    `python -c`: run those snippets here against the installed package and check where they point."""
+    from maildrill.harness.load.process import LOCUSTFILE
+
+    text = (ROOT / "Dockerfile").read_text()
+    assert "rm -rf /tmp/maildrill-src" in text and re.search(r"^WORKDIR /opt/maildrill$", text, re.M)
+    links = dict((target, snippet) for snippet, target in
+                 re.findall(r"ln -s \"\$\(python -c '([^']+)'\)\" \\\n\s+(\S+)", text))
+    assert set(links) == {"/opt/maildrill/compose", "/opt/maildrill/locustfile.py"}, links
+    got = {t: Path(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                                  check=True, cwd="/").stdout.strip()) for t, code in links.items()}
+    assert got["/opt/maildrill/locustfile.py"] == LOCUSTFILE
+    assert (got["/opt/maildrill/compose"] / "fleet.yaml").read_text() == (COMPOSE / "fleet.yaml").read_text()
+    assert "/opt/maildrill/compose/fleet.yaml" in SERVICES["fleet"]["command"]

@@ -49,6 +49,7 @@ class Running:
 def test_standalone_fleet_serves_records_and_stops_on_sigterm(tmp_path: Path):
     events = tmp_path / "events"
     run = Running("--port", "0", "--events", str(events))
+    assert run.lines[-1] == "maildrill mta: ready (uvloop; Ctrl-C or SIGTERM stops)"  # uvloop: a regular dependency
     port = run.smtp()["mta"]
     with smtplib.SMTP("127.0.0.1", port) as client:
         assert client.sendmail("a@app.drill.test", ["u1@users.drill.test"], MSG) == {}

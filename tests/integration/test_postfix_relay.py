@@ -29,7 +29,7 @@ pytestmark = [
 smtp_servers = smtpd.smtp_servers
 
 
-# The defaults of `python -m maildrill.examples.postfix` (REFERENCE.md's recipe).
+# The defaults of `python -m maildrill.examples.postfix` (the usual recipe for pointing Postfix at a test relay).
 MIN_BACKOFF_S, MAX_BACKOFF_S, QUEUE_RUN_DELAY_S = 5, 10, 5
 
 

@@ -132,7 +132,7 @@ def test_maildrill_proxy_serves_the_api_until_sigterm(tmp_path: Path, fleet: Fle
         line = proc.stdout.readline()
         assert line.startswith("  proxy vendor: 127.0.0.1:")
         listen = line.split()[2]
-        assert proc.stdout.readline() == "ready (Ctrl-C to stop)\n"
+        assert proc.stdout.readline() == "ready (uvloop; Ctrl-C to stop)\n"  # uvloop: a regular dependency on Linux
         info = ToxiproxyAdapter(url).proxy("vendor")
         assert info.listen == listen
         with smtplib.SMTP(info.listen_host, info.listen_port, timeout=5) as smtp:
@@ -188,7 +188,7 @@ def test_the_stock_toxiproxy_cli_drives_maildrill_proxy(fleet: FleetThread) -> N
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().rsplit(" ", 1)[1].strip()
-        assert proc.stdout.readline() == "ready (Ctrl-C to stop)\n"
+        assert proc.stdout.readline() == "ready (uvloop; Ctrl-C to stop)\n"  # uvloop: a regular dependency on Linux
 
         def cli(*args: str) -> tuple[int, str]:
             got = subprocess.run(["toxiproxy-cli", "-h", url, *args], capture_output=True, text=True, timeout=30,
