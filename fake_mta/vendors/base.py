@@ -109,8 +109,15 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+WIRES: dict[str, type[Wire]] = {}  # api -> its Wire subclass, filled as the wire modules are imported
+
+
 class Wire:
     """One vendor's HTTP dialect. Subclasses set `api` and implement the methods below."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        WIRES[cls.api] = cls
 
     api = "vendor"
     max_body = 10 * 1024 * 1024
@@ -216,9 +223,9 @@ class _Server(web.Server):
 
 
 def _wires() -> dict[str, type[Wire]]:
-    from maildrill.fake_mta.vendors import mailgun, postmark, resend, sendgrid, ses
-
-    return {w.api: w for w in (sendgrid.SendGrid, ses.SES, postmark.Postmark, mailgun.Mailgun, resend.Resend)}
+    """Every wire, by api: each registers itself when its module is imported (the package imports them all),
+    so this module never imports the wire modules that import it."""
+    return WIRES
 
 
 class FakeVendor:

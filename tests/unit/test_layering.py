@@ -157,10 +157,6 @@ def _cycles() -> list[list[str]]:
 # Cycles that landed with work in progress, each to be broken by its owner: a test lists them exactly, so a new
 # cycle fails here, and so does one broken without being taken off this list.
 KNOWN_CYCLES = [
-    # base.py's FakeVendor imports the wire modules, which import base.py's Wire: Wire and the codes, Mail and
-    # Answer want a module of their own (vendors/wire.py) that both import
-    ["maildrill.fake_mta.vendors.base", "maildrill.fake_mta.vendors.mailgun", "maildrill.fake_mta.vendors.postmark",
-     "maildrill.fake_mta.vendors.resend", "maildrill.fake_mta.vendors.sendgrid", "maildrill.fake_mta.vendors.ses"],
     # the proxy's parts reach back to their owner under TYPE_CHECKING (listener -> embedded, dataplane -> listener,
     # toxics.base -> chain, api -> embedded): each wants a small Protocol the part talks to, as the session's
     # SessionHost
