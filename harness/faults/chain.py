@@ -152,6 +152,9 @@ class Chain:
 
     def set_dst(self, dst: asyncio.Transport) -> None:
         self.dst = dst
+        if self.done:  # the source ended before the destination connected: pass the close on now
+            dst.close()
+            return
         self.flow()
         self.refresh()
         if self.queue:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -22,27 +23,28 @@ def toxiproxy_server(timeout_s: float = 20.0) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "-host", "127.0.0.1", "-port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace")[-300:] if proc.stderr else ""
-                raise InfrastructureError(f"toxiproxy-server exited with code {proc.returncode}: {err.strip()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if time.monotonic() > deadline:
-                raise InfrastructureError(f"toxiproxy-server did not listen on 127.0.0.1:{port} in {timeout_s:g} s")
-            time.sleep(0.05)  # polling a deadline-bounded readiness check
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+    # its log goes to a file, read on failure: a pipe nobody reads would fill and stall it
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([binary, "-host", "127.0.0.1", "-port", str(port)], stdout=subprocess.DEVNULL,
+                                stderr=log)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    err = log.read().decode(errors="replace")[-300:]
+                    raise InfrastructureError(f"toxiproxy-server exited with code {proc.returncode}: {err.strip()}")
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+                if time.monotonic() > deadline:
+                    raise InfrastructureError(f"toxiproxy-server did not listen on 127.0.0.1:{port} in {timeout_s:g} s")
+                time.sleep(0.05)  # polling a deadline-bounded readiness check
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()

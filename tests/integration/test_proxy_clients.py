@@ -147,6 +147,30 @@ def test_maildrill_proxy_serves_the_api_until_sigterm(tmp_path: Path, fleet: Fle
     assert accepted(fleet) == ["u9"]
 
 
+def test_maildrill_proxy_allow_remote_prints_a_token_and_requires_it() -> None:
+    import requests
+
+    proc = subprocess.Popen([sys.executable, "-m", "maildrill", "proxy", "--port", "0", "--allow-remote"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().rsplit(" ", 1)[1].strip()
+        line = proc.stdout.readline()
+        assert line.startswith("  API token (send 'Authorization: Bearer <token>'): ")
+        token = line.rsplit(" ", 1)[1].strip()
+        assert proc.stdout.readline() == "ready (uvloop; Ctrl-C to stop)\n"
+        assert requests.get(url + "/proxies", timeout=5).status_code == 401
+        r = requests.get(url + "/proxies", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        assert (r.status_code, r.json()) == (200, {})
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and out.endswith("maildrill proxy: stopped\n")
+
+
 def test_maildrill_proxy_bad_config_and_taken_port(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('[{"name": "x", "colour": "blue"}]')
