@@ -10,6 +10,7 @@ import re
 import typing
 from pathlib import Path
 
+import pytest
 from maildrill.fake_mta import behaviors, config
 from maildrill.fake_mta.presets import PRESETS
 from maildrill.harness.faults.toxics import ATTRIBUTES
@@ -90,6 +91,18 @@ def test_docs_events_md_lists_every_declared_kind_with_exactly_its_fields() -> N
     declared = {k.value: set(k.fields) | set(k.optional) for k in EventKind}
     assert sorted(documented) == sorted(declared)
     assert {k: v for k, v in documented.items() if v != declared[k]} == {}
+
+
+def test_the_memory_recorder_refuses_an_undeclared_kind_and_keeps_declared_ones_as_strings() -> None:
+    from maildrill.fake_mta.recording import MemoryRecorder
+
+    rec = MemoryRecorder("mta/primary")
+    rec.record(EventKind.MTA_RESET, None, by="api")
+    rec.record("mta.reset", None, by="timeline")
+    with pytest.raises(ValueError, match=r"^undeclared event kind 'mta.rest': declare it, with its fields, in "):
+        rec.record("mta.rest", None, by="api")
+    assert [(type(e["kind"]), e["kind"], e["by"]) for e in rec.events] == [(str, "mta.reset", "api"),
+                                                                            (str, "mta.reset", "timeline")]
 
 
 def test_a_kind_declares_its_source_and_fields() -> None:
