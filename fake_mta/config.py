@@ -245,13 +245,19 @@ def _check_mta(specs: list[Any]) -> list[Any]:
 _MTA_BEHAVIORS = TypeAdapter(Annotated[list[BehaviorSpec], AfterValidator(_check_mta)])
 
 
+AuthMechanism = Literal["PLAIN", "LOGIN"]
+
+
+def _both_mechanisms() -> list[AuthMechanism]:
+    return ["PLAIN", "LOGIN"]
+
+
 class AuthSpec(_Frozen):
     """AUTH PLAIN/LOGIN with one fixed account. `required`: MAIL without AUTH gets 530 5.7.0."""
 
     username: str
     password: str
-    mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(default_factory=lambda: ["PLAIN", "LOGIN"],  # type: ignore[arg-type]
-                                                        min_length=1)  # (mypy infers the lambda as list[str])
+    mechanisms: list[AuthMechanism] = Field(default_factory=_both_mechanisms, min_length=1)
     required: bool = False
 
 
