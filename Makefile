@@ -4,13 +4,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test test-fast test-wheel lint typecheck demo demo-fleet bench system-deps clean
+.PHONY: help install test test-fast test-wheel lint typecheck demo demo-api demo-fleet bench system-deps clean
 
 help:
 	@echo "make test         ruff + mypy + the whole test suite, the layering test included (creates .venv, installs maildrill[dev])"
 	@echo "make typecheck    mypy (strict on fake_mta, the analysis and the vocabulary)"
 	@echo "make test-wheel   the product as users get it: build the wheel, pip install it into a fresh venv, use it (~3 min)"
 	@echo "make demo         the throttle-storm drill against the naive and the hardened mailer, side by side (~3 min; runs maildrill demo)"
+	@echo "make demo-api     SES losing responses: boto3's retries duplicate (naive) or not (hardened), side by side (~1 min)"
 	@echo "make demo-fleet   the fake MTA fleet alone: every behaviour answering a real SMTP client"
 	@echo "make bench        every benchmark: MTA throughput, proxy overhead, analysis scale, scale-out (make system-deps)"
 	@echo "make system-deps  optional Debian packages for the optional tests/benchmarks (Postfix, socat, Redis, Chromium)"
@@ -56,6 +57,9 @@ test-wheel:
 
 demo: $(STAMP)
 	$(VENV)/bin/maildrill demo
+
+demo-api: $(STAMP)
+	$(VENV)/bin/maildrill demo --api
 
 demo-fleet: $(STAMP)
 	$(PY) -m maildrill.harness.demo_fleet

@@ -27,6 +27,7 @@ from maildrill.fake_mta.config import (
     TempfailSpec,
     ThrottleSpec,
     Verb,
+    WebhookPauseSpec,
 )
 from maildrill.fake_mta.reply import GREYLIST_HARAKA, GREYLIST_POSTGREY, Reply
 
@@ -338,8 +339,22 @@ class Tarpit(Behavior):
         return self._decision
 
 
+class WebhookPause(Behavior):
+    """Never decides a reply: an HTTP vendor's webhook dispatcher reads it (webhooks held or dropped)."""
+
+    kind = "webhook_pause"
+    default_verbs = frozenset({Verb.DOT})
+
+    def __init__(self, spec: WebhookPauseSpec, wording: Wording) -> None:
+        super().__init__(spec, wording)
+        self.mode = spec.mode
+
+    def decide(self, ctx: Context) -> Decision | None:
+        return None
+
+
 REGISTRY: dict[str, type[Behavior]] = {
-    cls.kind: cls for cls in (Accept, Greylist, Throttle, Reject, Tempfail, GoDark, Tarpit)
+    cls.kind: cls for cls in (Accept, Greylist, Throttle, Reject, Tempfail, GoDark, Tarpit, WebhookPause)
 }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from maildrill.fake_mta.webhook_spec import LAG_DISTRIBUTIONS, WebhookSpec
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -190,8 +191,23 @@ class TarpitSpec(_BehaviorBase):
     delay_s: float = Field(ge=0, le=3600)
 
 
+class WebhookPauseSpec(_BehaviorBase):
+    """HTTP vendors with webhooks: sends are still accepted, delivery webhooks stop (the silent vendor).
+    `hold`: they wait and all go out when the pause ends (late webhooks); `drop`: they are never sent.
+    `match_rcpt` narrows it to some recipients; it never changes a send's answer."""
+
+    kind: Literal["webhook_pause"] = "webhook_pause"
+    mode: Literal["hold", "drop"] = "hold"
+
+    @model_validator(mode="after")
+    def _whole(self) -> WebhookPauseSpec:
+        if self.probability != 1.0:
+            raise ValueError("webhook_pause pauses every matching webhook; remove probability (use match_rcpt)")
+        return self
+
+
 BehaviorSpec = Annotated[
-    AcceptSpec | GreylistSpec | ThrottleSpec | RejectSpec | TempfailSpec | GoDarkSpec | TarpitSpec,
+    AcceptSpec | GreylistSpec | ThrottleSpec | RejectSpec | TempfailSpec | GoDarkSpec | TarpitSpec | WebhookPauseSpec,
     Field(discriminator="kind"),
 ]
 # The provider personas of maildrill.fake_mta.presets, by name (declared here, below the presets, which import
@@ -213,6 +229,8 @@ def mta_misfits(specs: list[Any]) -> list[str]:
                        "or global")
         elif b.kind == "throttle" and b.daily_quota is not None:
             out.append(f"[{i}] throttle daily_quota is for an SES vendor; remove it")
+        elif b.kind == "webhook_pause":
+            out.append(f"[{i}] webhook_pause is for HTTP vendors with webhooks; an MTA sends none")
     return out
 
 
@@ -336,6 +354,7 @@ class VendorSpec(_Frozen):
     corr_pattern: str = DEFAULT_CORR_PATTERN
     auth: str | None = None
     timeline: list[PhaseSpec] = Field(default_factory=list)
+    webhooks: WebhookSpec | None = None  # delivery webhooks to the SUT (fake_mta.vendors.webhooks)
 
     _name = field_validator("name")(MTASpec._name.__func__)  # type: ignore[attr-defined]
     _corr = field_validator("corr_pattern")(MTASpec._corr.__func__)  # type: ignore[attr-defined]
@@ -353,6 +372,8 @@ class VendorSpec(_Frozen):
         misfits = [f"behaviors{m}" for m in vendor_misfits(self.behaviors, self.api)]
         for j, phase in enumerate(self.timeline):
             misfits += [f"timeline[{j}].behaviors{m}" for m in vendor_misfits(phase.behaviors, self.api)]
+        if self.webhooks is not None:
+            misfits += [f"webhooks.{m}" for m in self.webhooks.misfits(self.api)]
         if misfits:
             raise ValueError("; ".join(misfits))
         return self
@@ -410,6 +431,8 @@ def problems_of(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]
             # pydantic puts the discriminator tag (e.g. 'greylist') after a list index; users never wrote it
             if isinstance(item, str) and i > 0 and isinstance(loc[i - 1], int) and item in BEHAVIOR_KINDS:
                 continue
+            if i > 0 and loc[i - 1] == "lag_s" and item in LAG_DISTRIBUTIONS:
+                continue
             if isinstance(item, int):
                 parts.append(f"[{item}]")
             else:
@@ -418,7 +441,9 @@ def problems_of(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]
         msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         msg = msg.replace("Input should be", "must be", 1).replace("greater than or equal to", ">=")
         msg = msg.replace("less than or equal to", "<=").replace("greater than", ">").replace("less than", "<")
-        if err["type"] == "union_tag_invalid":
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found") and "lag_s" in loc:
+            msg = f"a lag needs a `distribution`; one of {list(LAG_DISTRIBUTIONS)}"
+        elif err["type"] == "union_tag_invalid":
             msg = f"unknown behaviour kind; choose one of {list(BEHAVIOR_KINDS)}"
         elif err["type"] == "union_tag_not_found":
             msg = f"each behaviour needs a `kind`; one of {list(BEHAVIOR_KINDS)}"

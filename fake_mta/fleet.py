@@ -30,7 +30,9 @@ class Fleet:
     """
 
     def __init__(self, spec: FleetSpec, *, recorder: Recorder | None = None, clock: Clock | None = None,
-                 seed: int = 0, control: bool = True, allow_remote: bool = False, reuse_port: bool = False) -> None:
+                 seed: int = 0, control: bool = True, allow_remote: bool = False, reuse_port: bool = False,
+                 webhook_base_url: str | None = None) -> None:
+        """`webhook_base_url`: the SUT's base URL, against which a vendor's path-only `webhooks.url` resolves."""
         self.spec = spec
         self.clock: Clock = clock or MonotonicClock()
         self.recorder: Recorder = recorder if recorder is not None else MemoryRecorder("mta", self.clock)
@@ -41,7 +43,7 @@ class Fleet:
         }
         self.vendors: dict[str, FakeVendor] = {
             v.name: FakeVendor(v, recorder=self.recorder.child(f"mta/{v.name}"), clock=self.clock, seed=seed,
-                               allow_remote=allow_remote, reuse_port=reuse_port)
+                               allow_remote=allow_remote, reuse_port=reuse_port, webhook_base_url=webhook_base_url)
             for v in spec.vendors
         }
         self.members: dict[str, FakeMTA | FakeVendor] = {**self.mtas, **self.vendors}

@@ -88,6 +88,13 @@ _ALL = [
     # failover accounting
     _m("first_delivery_s", "s", "run,mta", None, "when the first message was accepted (per MTA: when traffic reached it)"),
     _m("last_delivery_s", "s", "run,mta", None, "when the last message was accepted (per MTA: when traffic left it)"),
+    # delivery webhooks of the fake vendors (harness/analysis/webhooks.py); absent when no vendor sends webhooks
+    _m("webhook_lag_p50_s", "s", "run", "lower", "median over accepted messages (per recipient) of acceptance -> the first webhook about it the SUT answered with a 2xx"),
+    _m("webhook_lag_p99_s", "s", "run", "lower", "99th percentile of the same"),
+    _m("webhooks_sent", "count", "run", None, "webhook events the vendors generated (a duplicate copy and retries belong to their event; events lost on purpose included)"),
+    _m("webhooks_lost", "count", "run", "lower", "webhook events the SUT never answered with a 2xx (lost, retries exhausted, refused, dropped while paused, pending at the end)"),
+    _m("webhook_retries", "count", "run", None, "webhook POSTs beyond each event's first attempt (the vendors' retry schedules at work)"),
+    _m("webhook_duplicates_delivered", "count", "run", None, "webhook events the SUT answered with a 2xx more than once (a vendor's duplicate copy got through too)"),
 ]
 METRICS: Mapping[str, MetricInfo] = {m.name: m for m in _ALL}
 

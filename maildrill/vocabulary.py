@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+_WEBHOOK = "webhook copy attempt event message_id rcpt event_id url api"  # the fields every webhook event shares
+
 
 class EventKind(StrEnum):
     """An event kind, with who writes it (`source`) and the data fields it carries (beyond ``t_s``,
@@ -49,6 +51,13 @@ class EventKind(StrEnum):
     MTA_PROTOCOL_ERROR = "mta.protocol.error", "mta/<name>", "conn error line"
     MTA_BEHAVIORS_CHANGED = "mta.behaviors.changed", "mta/<name>", "behaviors by"
     MTA_RESET = "mta.reset", "mta/<name>", "by"
+    # a fake vendor's delivery webhooks (every one but SNS's subscription confirmation carries the _WEBHOOK fields)
+    MTA_WEBHOOK_SENT = "mta.webhook.sent", "mta/<name>", "lag_s", _WEBHOOK
+    MTA_WEBHOOK_ANSWERED = "mta.webhook.answered", "mta/<name>", "status latency_ms", _WEBHOOK
+    MTA_WEBHOOK_FAILED = "mta.webhook.failed", "mta/<name>", "error latency_ms", _WEBHOOK
+    MTA_WEBHOOK_HELD = "mta.webhook.held", "mta/<name>", "", _WEBHOOK
+    MTA_WEBHOOK_DROPPED = "mta.webhook.dropped", "mta/<name>", "reason status", _WEBHOOK
+    MTA_WEBHOOK_SUBSCRIPTION_CONFIRMED = "mta.webhook.subscription_confirmed", "mta/<name>", "topic_arn", _WEBHOOK
     # fault proxy
     PROXY_CREATED = "proxy.created", "proxy", "proxy listen upstream enabled"
     PROXY_DELETED = "proxy.deleted", "proxy", "proxy"
@@ -85,7 +94,7 @@ EVENT_KINDS = frozenset(EventKind)
 
 # What an MTA can be scripted to do (the `kind` of a behaviour); each has a spec model in
 # maildrill.fake_mta.config and an implementation in maildrill.fake_mta.behaviors (tests hold both to this).
-BEHAVIOR_KINDS = ("accept", "greylist", "throttle", "reject", "tempfail", "go_dark", "tarpit")
+BEHAVIOR_KINDS = ("accept", "greylist", "throttle", "reject", "tempfail", "go_dark", "tarpit", "webhook_pause")
 
 # The Toxiproxy toxic types the fault proxy implements and a scenario may name.
 TOXIC_TYPES = ("latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data")

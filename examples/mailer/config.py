@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from maildrill.examples.mailer.transports import APIS, ApiEndpoint, check_sdk
+
 
 class ConfigError(ValueError):
     """A flag or environment variable is invalid; the message says what, why and the fix."""
@@ -104,6 +106,17 @@ class Settings:
     smtp_timeout_s: float
     seed: int | None
     profile: str | None = None
+    # the API path (transports/api.py): SDK transports and their policies
+    transport: str = "smtp"
+    api_primary: ApiEndpoint | None = None
+    api_backup: ApiEndpoint | None = None
+    honour_retry_after: bool = False
+    api_timeout_s: float | None = None  # None = the SDK's default (none for sendgrid-python and postmarker)
+    sdk_retries: bool = True
+    api_idempotency_key: bool = False
+    hold_unknown: bool = False
+    ignore_late_webhooks: bool = False
+    failover_on_silence_s: float = 0.0  # scaled; 0 = fail over only on explicit errors
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
@@ -118,6 +131,12 @@ PROFILES: dict[str, dict[str, object]] = {
         "lanes": False,
         "pool_backoff": False,
         "idempotency": False,
+        "honour_retry_after": False,
+        "api_timeout": 0.0,
+        "sdk_retries": True,
+        "api_idempotency_key": False,
+        "hold_unknown": False,
+        "ignore_late_webhooks": False,
     },
     "hardened": {
         "retry": "exp:1,30",
@@ -126,6 +145,12 @@ PROFILES: dict[str, dict[str, object]] = {
         "lanes": True,
         "pool_backoff": True,
         "idempotency": True,
+        "honour_retry_after": True,
+        "api_timeout": 5.0,
+        "sdk_retries": False,
+        "api_idempotency_key": True,
+        "hold_unknown": True,
+        "ignore_late_webhooks": True,
     },
 }
 DEFAULTS: dict[str, object] = {
@@ -135,6 +160,12 @@ DEFAULTS: dict[str, object] = {
     "lanes": False,
     "pool_backoff": False,
     "idempotency": False,
+    "honour_retry_after": False,
+    "api_timeout": 0.0,
+    "sdk_retries": True,
+    "api_idempotency_key": False,
+    "hold_unknown": False,
+    "ignore_late_webhooks": False,
 }
 
 
@@ -156,8 +187,56 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="ask the vendor's status API before re-sending after an unknown outcome",
     )
-    p.add_argument("--primary", help="name of the primary vendor (MAILDRILL_SMTP_<NAME>_HOST/_PORT)")
-    p.add_argument("--failover-to", help="backup vendor name (MAILDRILL_SMTP_<NAME>_HOST/_PORT)")
+    p.add_argument(
+        "--transport",
+        choices=["smtp", *APIS],
+        default="smtp",
+        help="how the primary is reached: smtp (default) or a vendor's official SDK (needs the 'api' extra)",
+    )
+    p.add_argument("--backup-transport", choices=["smtp", *APIS], help="the backup's transport (default: --transport)")
+    p.add_argument(
+        "--honour-retry-after",
+        action=argparse.BooleanOptionalAction,
+        help="on a 429, pause every worker's sends to that vendor until its Retry-After / X-RateLimit-Reset",
+    )
+    p.add_argument(
+        "--api-timeout",
+        type=float,
+        help="seconds the SDK waits on one API request; 0 = the SDK's default (sendgrid-python: none, forever)",
+    )
+    p.add_argument(
+        "--sdk-retries",
+        action=argparse.BooleanOptionalAction,
+        help="leave the SDK's own retries on (boto3 legacy mode, mailgun's RetryPolicy): its default",
+    )
+    p.add_argument(
+        "--api-idempotency-key",
+        action=argparse.BooleanOptionalAction,
+        help="send the message id as Idempotency-Key where the vendor honours one (Resend)",
+    )
+    p.add_argument(
+        "--hold-unknown",
+        action=argparse.BooleanOptionalAction,
+        help="after a response lost mid-request, don't re-send (unless the vendor takes an idempotency key)",
+    )
+    p.add_argument(
+        "--failover-on-silence",
+        type=float,
+        default=0.0,
+        help="seconds (scaled) after an accepted API send with no webhook before it is sent again via the backup; "
+        "0 (default) = fail over only on explicit errors",
+    )
+    p.add_argument(
+        "--ignore-late-webhooks",
+        action=argparse.BooleanOptionalAction,
+        help="a webhook from a vendor that no longer owns the message (it failed over since) changes nothing",
+    )
+    p.add_argument(
+        "--primary", help="name of the primary vendor (MAILDRILL_SMTP_<NAME>_HOST/_PORT or MAILDRILL_API_<NAME>_URL)"
+    )
+    p.add_argument(
+        "--failover-to", help="backup vendor name (MAILDRILL_SMTP_<NAME>_HOST/_PORT or MAILDRILL_API_<NAME>_URL)"
+    )
     p.add_argument("--failover-after", type=int, default=3, help="consecutive primary failures before failover")
     p.add_argument(
         "--resend-cooldown", type=float, default=0.0, help="seconds a same recipient+kind resend is coalesced"
@@ -194,6 +273,39 @@ def _endpoint(env: Mapping[str, str], name: str, *, flag: str) -> Endpoint:
     return Endpoint(name, host or "127.0.0.1", _port(port, key + "_PORT"))
 
 
+def _api_endpoint(env: Mapping[str, str], name: str | None, api: str, *, flag: str) -> ApiEndpoint:
+    check_sdk(api)
+    if name is None:
+        url = env.get("MAILDRILL_API_URL")
+        if not url:
+            raise ConfigError(
+                f"--transport {api}: MAILDRILL_API_URL is not set. Run the mailer from a drill with vendors:, "
+                f"or name the vendor with --primary NAME and set MAILDRILL_API_<NAME>_URL."
+            )
+        name = next(
+            (
+                k[len("MAILDRILL_API_") : -len("_URL")].lower()
+                for k, v in sorted(env.items())
+                if k.startswith("MAILDRILL_API_") and k.endswith("_URL") and k != "MAILDRILL_API_URL" and v == url
+            ),
+            "primary",
+        )
+        return ApiEndpoint(name, api, url)
+    key = "MAILDRILL_API_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_URL"
+    url = env.get(key)
+    if not url:
+        known = sorted(
+            k[len("MAILDRILL_API_") : -len("_URL")].lower()
+            for k in env
+            if k.startswith("MAILDRILL_API_") and k.endswith("_URL") and k != "MAILDRILL_API_URL"
+        )
+        raise ConfigError(
+            f"{flag} {name}: {key} is not set; API vendors in the environment: {known or 'none'}. "
+            f"Name a vendor of the scenario, or set {key} to its base URL."
+        )
+    return ApiEndpoint(name, api, url)
+
+
 def _port(text: str, where: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise ConfigError(f"{where}={text!r}: not a TCP port; give a number 1..65535")
@@ -217,7 +329,24 @@ def resolve(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         raise ConfigError(
             f"MAILDRILL_TIME_SCALE={scale_text!r}: must be a number > 0 (1 = real time, 0.1 = 10x faster)"
         )
-    if args.primary:
+    api_primary = api_backup = None
+    backup_transport = args.backup_transport or args.transport
+    if args.failover_on_silence < 0:
+        raise ConfigError(f"--failover-on-silence {args.failover_on_silence}: must be >= 0 seconds (0 = off)")
+    if args.failover_on_silence > 0 and (args.failover_to is None or backup_transport == "smtp"):
+        raise ConfigError("--failover-on-silence needs an API backup: --failover-to NAME with an API transport")
+    if args.api_timeout is not None and args.api_timeout < 0:
+        raise ConfigError(f"--api-timeout {args.api_timeout}: must be >= 0 seconds (0 = the SDK's default)")
+    try:
+        if args.transport != "smtp":
+            api_primary = _api_endpoint(env, args.primary, args.transport, flag="--primary")
+        if args.failover_to and backup_transport != "smtp":
+            api_backup = _api_endpoint(env, args.failover_to, backup_transport, flag="--failover-to")
+    except RuntimeError as exc:  # the SDK is missing
+        raise ConfigError(str(exc)) from None
+    if api_primary is not None:
+        primary = Endpoint(api_primary.name, api_primary.url, 0)
+    elif args.primary:
         primary = _endpoint(env, args.primary, flag="--primary")
     else:
         if "MAILDRILL_SMTP_PORT" not in env:
@@ -243,7 +372,10 @@ def resolve(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
             "primary",
         )
         primary = Endpoint(name, host, port)
-    backup = _endpoint(env, args.failover_to, flag="--failover-to") if args.failover_to else None
+    if api_backup is not None:
+        backup: Endpoint | None = Endpoint(api_backup.name, api_backup.url, 0)
+    else:
+        backup = _endpoint(env, args.failover_to, flag="--failover-to") if args.failover_to else None
     for flag, value, low in (("--max-attempts", args.max_attempts, 1), ("--failover-after", args.failover_after, 1)):
         if value < low:
             raise ConfigError(f"{flag} {value}: must be >= {low}")
@@ -284,6 +416,16 @@ def resolve(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         smtp_timeout_s=args.smtp_timeout,
         seed=args.seed,
         profile=args.profile,
+        transport=args.transport,
+        api_primary=api_primary,
+        api_backup=api_backup,
+        honour_retry_after=bool(chosen["honour_retry_after"]),
+        api_timeout_s=float(chosen["api_timeout"]) or None,  # type: ignore[arg-type]
+        sdk_retries=bool(chosen["sdk_retries"]),
+        api_idempotency_key=bool(chosen["api_idempotency_key"]),
+        hold_unknown=bool(chosen["hold_unknown"]),
+        ignore_late_webhooks=bool(chosen["ignore_late_webhooks"]),
+        failover_on_silence_s=args.failover_on_silence * time_scale,
     )
 
 

@@ -21,6 +21,7 @@ class Outcome(StrEnum):
     REFUSED = "refused"  # TCP connection refused (a dark vendor)
     CONN_ERROR = "conn_error"  # dropped/timed out before the message was complete: certainly not delivered
     UNKNOWN = "unknown"  # dropped/timed out after the final dot: maybe delivered (the lost ack)
+    TIMEOUT = "timeout"  # an API request got no answer within the SDK's timeout (treated as not delivered)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,11 @@ class PoolBackoff:
             until = self._now() + (1.0 if delay is None else max(delay, 0.05)) * self._scale
             self._until[vendor] = max(self._until.get(vendor, 0.0), until)
             return self._until[vendor]
+
+    def pause(self, vendor: str, until: float) -> None:
+        """Hold every worker's sends to `vendor` until `until` (wall seconds): the vendor's own reset time."""
+        with self._lock:
+            self._until[vendor] = max(self._until.get(vendor, 0.0), until)
 
     def succeeded(self, vendor: str) -> None:
         with self._lock:

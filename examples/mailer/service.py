@@ -12,12 +12,15 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from maildrill.examples.mailer.config import ConfigError, Settings, from_environ
+from maildrill.examples.mailer.config import ConfigError, Endpoint, Settings, from_environ
 from maildrill.examples.mailer.queue import LANE_NAMES, Kind, MessageQueue, SqliteQueue, State
+from maildrill.examples.mailer.transports.webhooks import WebhookError
+from maildrill.examples.mailer.transports.webhooks import parse as parse_webhook
 from maildrill.examples.mailer.workers import Dispatcher
 
 _EMAIL = re.compile(r"[^@\s<>\"]{1,64}@[A-Za-z0-9.-]{1,253}")
 _MAX_BODY = 64 * 1024
+_MAX_HOOK_BODY = 4 * 1024 * 1024  # a SendGrid batch can hold many events
 _ROUTES = {"/otp": Kind.OTP, "/password-reset": Kind.PASSWORD_RESET, "/newsletter": Kind.NEWSLETTER}
 
 
@@ -79,6 +82,7 @@ class Handler(BaseHTTPRequestHandler):
                         "state": message.state.value,
                         "attempts": message.attempts,
                         "vendor": message.vendor,
+                        "webhook": self.server.dispatcher.webhook_state.get(message.id),
                     },
                 )
         elif path in _ROUTES:
@@ -88,6 +92,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
+        if path.startswith("/hooks/"):
+            self._hook(path[len("/hooks/") :])
+            return
         kind = _ROUTES.get(path)
         if kind is None:
             self._not_found(path)
@@ -124,6 +131,31 @@ class Handler(BaseHTTPRequestHandler):
             dispatcher.notify()
         self._json(202, {"id": message.id, "message_id": message.message_id, "coalesced": coalesced})
 
+    def _hook(self, vendor: str) -> None:
+        """A vendor's delivery webhook: update the delivery records by the vendor's message id."""
+        dispatcher = self.server.dispatcher
+        endpoint = dispatcher.api_endpoints.get(vendor)
+        length = self.headers.get("Content-Length", "")
+        if endpoint is None:
+            self.close_connection = True
+            self._error(
+                404,
+                f"POST /hooks/{vendor}: no API vendor {vendor!r}",
+                f"the mailer's API vendors: {sorted(dispatcher.api_endpoints) or 'none'}",
+            )
+            return
+        if not length.isdigit() or int(length) > _MAX_HOOK_BODY:
+            self.close_connection = True
+            self._error(400, f"POST /hooks/{vendor}: Content-Length {length!r} missing or too large", "send JSON")
+            return
+        try:
+            events = parse_webhook(endpoint.api, self.rfile.read(int(length)))
+        except WebhookError as exc:
+            self._error(400, f"POST /hooks/{vendor}: not a {endpoint.api} webhook: {exc}", "see the vendor's docs")
+            return
+        applied = dispatcher.webhook(vendor, events)
+        self._json(200, {"events": [{"message": m, "event": e, "result": r} for m, e, r in applied]})
+
     def _not_found(self, path: str) -> None:
         self._error(404, f"no route {path}", "routes: POST /otp, /password-reset, /newsletter; GET /healthz, /metrics")
 
@@ -153,19 +185,43 @@ def render_metrics(queue: MessageQueue, dispatcher: Dispatcher) -> str:
         ("failed", "Messages given up on: 5xx or out of attempts (by this process)."),
         ("enqueued", "Requests that queued a new message."),
         ("coalesced", "Resend requests coalesced into an existing message."),
+        ("paused_retry_after", "429s whose Retry-After / X-RateLimit-Reset paused the vendor's sends."),
+        ("held_unknown", "API responses lost mid-request whose message was not re-sent (no idempotency key)."),
     ):
         lines += [
             f"# HELP mailer_{name}_total {help_text}",
             f"# TYPE mailer_{name}_total counter",
             f"mailer_{name}_total {counters.get(name, 0)}",
         ]
-    lines += ["# HELP mailer_attempts_total SMTP attempts by outcome.", "# TYPE mailer_attempts_total counter"]
+    lines += [
+        "# HELP mailer_attempts_total Delivery attempts (SMTP or API) by outcome.",
+        "# TYPE mailer_attempts_total counter",
+    ]
     lines += [
         f'mailer_attempts_total{{outcome="{k[len("attempts_") :]}"}} {v}'
         for k, v in sorted(counters.items())
         if k.startswith("attempts_")
     ]
     return "\n".join(lines) + "\n"
+
+
+def _where(endpoint: Endpoint) -> str:
+    return endpoint.host if endpoint.port == 0 else f"{endpoint.host}:{endpoint.port}"  # an API vendor: its URL
+
+
+def api_banner(settings: Settings) -> str:
+    """The API transports and their policies, for the start-up line (empty on the SMTP path)."""
+    eps = [ep for ep in (settings.api_primary, settings.api_backup) if ep is not None]
+    if not eps:
+        return ""
+    return (
+        " api="
+        + ",".join(f"{ep.name}:{ep.api}@{ep.url}" for ep in eps)
+        + f" honour_retry_after={settings.honour_retry_after} api_timeout={settings.api_timeout_s or 'sdk-default'}"
+        f" sdk_retries={settings.sdk_retries} idempotency_key={settings.api_idempotency_key}"
+        f" hold_unknown={settings.hold_unknown} ignore_late_webhooks={settings.ignore_late_webhooks}"
+        f" failover_on_silence={settings.failover_on_silence_s or 'off'}"
+    )
 
 
 def serve(settings: Settings) -> int:
@@ -195,6 +251,8 @@ def serve(settings: Settings) -> int:
     workers = [
         threading.Thread(target=dispatcher.run_worker, name=f"worker-{i}", daemon=True) for i in range(settings.workers)
     ]
+    if settings.failover_on_silence_s > 0:
+        workers.append(threading.Thread(target=dispatcher.watch_silence, name="silence-watch", daemon=True))
     for worker in workers:
         worker.start()
     if settings.idempotency and not settings.control_url:
@@ -210,8 +268,9 @@ def serve(settings: Settings) -> int:
         f"profile={settings.profile or '-'} retry={settings.retry.kind.value}:{settings.retry.base_s},"
         f"{settings.retry.cap_s} jitter={settings.jitter.value} retry_5xx={settings.retry_5xx} "
         f"lanes={settings.lanes} pool_backoff={settings.pool_backoff} idempotency={settings.idempotency} "
-        f"primary={settings.primary.name}@{settings.primary.host}:{settings.primary.port} "
-        f"backup={settings.backup.name if settings.backup else '-'} time_scale={settings.time_scale}",
+        f"primary={settings.primary.name}@{_where(settings.primary)} "
+        f"backup={settings.backup.name if settings.backup else '-'} time_scale={settings.time_scale}"
+        + api_banner(settings),
         flush=True,
     )
     try:

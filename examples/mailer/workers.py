@@ -13,6 +13,8 @@ from maildrill.examples.mailer.config import Endpoint, Settings
 from maildrill.examples.mailer.delivery import attempt, vendor_accepted
 from maildrill.examples.mailer.policy import Attempt, Outcome, PoolBackoff, TokenBucket, retry_delay_s
 from maildrill.examples.mailer.queue import Message, MessageQueue, State
+from maildrill.examples.mailer.transports.api import IDEMPOTENT_APIS, ApiAttempt, ApiClients, SdkOptions
+from maildrill.examples.mailer.transports.webhooks import normal_id
 
 # How long (unscaled seconds) a primary that refused a connection is treated as dark before it is probed again.
 DARK_PROBE_S = 5.0
@@ -35,6 +37,18 @@ class Dispatcher:
         self.counters: Counter[str] = Counter()
         self._counter_lock = threading.Lock()
         self._primary_dark_until = 0.0
+        self.api: ApiClients | None = None
+        self.api_endpoints = {ep.name: ep for ep in (settings.api_primary, settings.api_backup) if ep is not None}
+        # webhooks: the vendor's message id of each API send, the vendor that owns each message, its last event
+        self._hooks_lock = threading.Lock()
+        self.by_vendor_id: dict[tuple[str, str], int] = {}
+        self.owner: dict[int, str] = {}
+        self.webhook_state: dict[int, str] = {}
+        self.awaiting: dict[int, tuple[float, Message]] = {}  # primary sends waiting for a webhook (silence failover)
+        if self.api_endpoints:
+            self.api = ApiClients(
+                SdkOptions(settings.api_timeout_s, settings.sdk_retries, settings.api_idempotency_key)
+            )
 
     def count(self, name: str, n: int = 1) -> None:
         with self._counter_lock:
@@ -67,6 +81,8 @@ class Dispatcher:
 
     def run_worker(self) -> None:
         """One worker thread's loop; returns soon after `stop` is set (after finishing its attempt)."""
+        if self.api is not None:
+            self.api.warm(list(self.api_endpoints.values()))
         while not self.stop.is_set():
             message: Message | None = None
             try:
@@ -112,7 +128,7 @@ class Dispatcher:
                 self.count("sent")
                 self._log(message, vendor.name, "deduplicated", 0, "vendor status API says accepted")
                 return
-        if s.pool_backoff:
+        if s.pool_backoff or s.honour_retry_after:
             paused = self.pool.paused_until(vendor.name)
             if paused:
                 self.queue.defer(
@@ -140,7 +156,11 @@ class Dispatcher:
             # Until this attempt settles the message is in doubt at this vendor: if the process dies mid-attempt
             # (its 250 perhaps already sent), whoever reclaims the message asks the vendor before sending again.
             self.queue.in_doubt(message.id, vendor.name)
-        result = attempt(vendor, message, timeout_s=s.smtp_timeout_s)
+        api = self.api_endpoints.get(vendor.name)
+        if api is not None and self.api is not None:
+            result = self.api.send(api, message)
+        else:
+            result = attempt(vendor, message, timeout_s=s.smtp_timeout_s)
         self.count(f"attempts_{result.outcome.value}")
         self._log(message, vendor.name, result.outcome.value, result.code, result.text)
         self.settle(message, vendor, result)
@@ -151,6 +171,13 @@ class Dispatcher:
         reply = f"{result.code} {result.text}".strip()[:300]
         if result.outcome is Outcome.SENT:
             self.pool.succeeded(vendor.name)
+            api = self.api_endpoints.get(vendor.name)
+            if api is not None and isinstance(result, ApiAttempt) and result.vendor_id:
+                with self._hooks_lock:
+                    self.by_vendor_id[(vendor.name, normal_id(api.api, result.vendor_id))] = message.id
+                    self.owner[message.id] = vendor.name
+                    if s.failover_on_silence_s > 0 and s.api_backup is not None and vendor.name == s.primary.name:
+                        self.awaiting[message.id] = (now + s.failover_on_silence_s, message)
             self.queue.finish(message.id, State.SENT, vendor=vendor.name, reply=reply)
             self.count("sent")
             return
@@ -158,17 +185,42 @@ class Dispatcher:
             self.queue.finish(message.id, State.FAILED, vendor=vendor.name, reply=reply)
             self.count("failed")
             return
-        if result.code == 421 and s.pool_backoff:
+        api = self.api_endpoints.get(vendor.name)
+        keyed = api is not None and api.api in IDEMPOTENT_APIS and s.api_idempotency_key
+        if result.outcome is Outcome.UNKNOWN and api is not None and s.hold_unknown and not keyed:
+            # The request went out and the response was lost: the vendor may well have it. Without an
+            # idempotency key a re-send risks a duplicate, so the message is recorded as sent, unconfirmed.
+            self.queue.finish(message.id, State.SENT, vendor=vendor.name, reply="unconfirmed: " + reply)
+            self.count("held_unknown")
+            self._log(message, vendor.name, "held", 0, "response lost; not re-sent (no idempotency key)")
+            return
+        retry_after = result.retry_after_s if isinstance(result, ApiAttempt) else None
+        if result.code == 429 and s.honour_retry_after and retry_after is not None:
+            until = now + retry_after
+            self.pool.pause(vendor.name, until)
+            self.count("paused_retry_after")
+            self._log(message, vendor.name, "paused", 429, f"honouring the vendor's reset: {retry_after:.2f} s")
+            self.queue.defer(
+                message.id,
+                next_at=until + self._uniform(0, PAUSE_SPREAD_S * s.time_scale),
+                vendor=vendor.name,
+                reply=reply,
+                unknown_vendor=message.unknown_vendor,
+            )
+            self.count("deferred")
+            return
+        if result.code in (421, 429) and s.pool_backoff:
             self.pool.throttled(vendor.name)
         on_primary = vendor.name == s.primary.name
-        if result.outcome is Outcome.REFUSED and on_primary and s.backup is not None:
+        dark = result.outcome in (Outcome.REFUSED, Outcome.TIMEOUT)
+        if dark and on_primary and s.backup is not None:
             self._primary_dark_until = now + DARK_PROBE_S * s.time_scale
         delay = self._delay_s(attempts)
         if delay is None or attempts >= s.max_attempts:
             self.queue.finish(message.id, State.FAILED, vendor=vendor.name, reply=reply)
             self.count("failed")
             return
-        if result.outcome is Outcome.REFUSED and on_primary and s.backup is not None:
+        if dark and on_primary and s.backup is not None:
             delay = 0.0  # a dark primary: go to the backup now rather than after a back-off
         self.queue.defer(
             message.id,
@@ -179,6 +231,52 @@ class Dispatcher:
             unknown_vendor=vendor.name if result.outcome is Outcome.UNKNOWN else message.unknown_vendor,
         )
         self.count("deferred")
+
+    def watch_silence(self) -> None:
+        """Failover on webhook silence: a primary send with no webhook within the window goes out via the backup."""
+        s = self.settings
+        assert s.api_backup is not None and self.api is not None
+        while not self.stop.wait(min(0.1, s.failover_on_silence_s / 4)):
+            now = time.time()
+            with self._hooks_lock:
+                due = [(i, m) for i, (t, m) in self.awaiting.items() if t <= now and i not in self.webhook_state]
+                for i in [i for i in self.awaiting if i in self.webhook_state] + [i for i, _ in due]:
+                    del self.awaiting[i]
+            for msg_id, message in due:
+                self._log(message, s.api_backup.name, "silence", 0, f"no webhook from {s.primary.name}: failing over")
+                result = self.api.send(s.api_backup, message)
+                self.count("failovers_on_silence")
+                self._log(message, s.api_backup.name, result.outcome.value, result.code, result.text)
+                if result.outcome is Outcome.SENT:
+                    with self._hooks_lock:
+                        self.owner[msg_id] = s.api_backup.name
+                        if isinstance(result, ApiAttempt) and result.vendor_id:
+                            key = (s.api_backup.name, normal_id(s.api_backup.api, result.vendor_id))
+                            self.by_vendor_id[key] = msg_id
+                    self.queue.finish(msg_id, State.SENT, vendor=s.api_backup.name, reply="sent again: webhook silence")
+
+    def webhook(self, vendor: str, events: list[tuple[str, str]]) -> list[tuple[int | None, str, str]]:
+        """Apply one webhook POST's events to the delivery records: [(message, event, applied|late|unknown)]."""
+        out: list[tuple[int | None, str, str]] = []
+        for vendor_id, event in events:
+            with self._hooks_lock:
+                msg_id = self.by_vendor_id.get((vendor, vendor_id))
+                owner = self.owner.get(msg_id) if msg_id is not None else None
+                if msg_id is None:
+                    verdict = "unknown"
+                elif owner != vendor and self.settings.ignore_late_webhooks:
+                    verdict = "late"  # the message moved to another vendor: this one no longer speaks for it
+                else:
+                    verdict = "applied" if owner == vendor else f"applied (owner {owner})"
+                    self.webhook_state[msg_id] = event
+            self.count(f"webhooks_{verdict.split()[0]}")
+            print(
+                f"mailer: webhook vendor={vendor} vendor_id={vendor_id} message={msg_id} event={event} {verdict}",
+                file=sys.stderr,
+                flush=True,
+            )
+            out.append((msg_id, event, verdict))
+        return out
 
     def _log(self, message: Message, vendor: str, outcome: str, code: int, text: str) -> None:
         print(

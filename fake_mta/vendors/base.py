@@ -33,6 +33,7 @@ from maildrill.fake_mta.behaviors import Behavior, Context, Throttle, build
 from maildrill.fake_mta.config import BehaviorSpec, GoDarkMode, VendorSpec, Verb, parse_vendor_behaviors
 from maildrill.fake_mta.presets import GENERIC
 from maildrill.fake_mta.recording import MemoryRecorder, Recorder
+from maildrill.fake_mta.vendors.webhooks import WebhookDispatcher
 from pydantic import BaseModel
 
 from maildrill.vocabulary import EventKind
@@ -237,7 +238,7 @@ class FakeVendor:
     """
 
     def __init__(self, spec: VendorSpec, *, recorder: Recorder | None = None, clock: Any = None, seed: int = 0,
-                 allow_remote: bool = False, reuse_port: bool = False) -> None:
+                 allow_remote: bool = False, reuse_port: bool = False, webhook_base_url: str | None = None) -> None:
         from maildrill.fake_mta.clock import MonotonicClock
         from maildrill.fake_mta.net import is_loopback
 
@@ -258,6 +259,12 @@ class FakeVendor:
         self._corr_rx = re.compile(spec.corr_pattern)
         self.behaviors: list[BehaviorSpec] = []
         self.runtime: list[Behavior] = []
+        # delivery webhooks (fake_mta.vendors.webhooks); `webhook_base_url`: the SUT's, for a path in webhooks.url
+        self.webhooks: WebhookDispatcher | None = None
+        if spec.webhooks is not None and spec.webhooks.enabled:
+            self.webhooks = WebhookDispatcher(self.name, self.api, spec.webhooks, recorder=self.recorder,
+                                              clock=self.clock, seed=seed, base_url=webhook_base_url,
+                                              vendor_url=lambda: self.base_url)
         self._install(list(spec.behaviors))
         self._conns: dict[RequestHandler, _Conn] = {}
         self._conn_seq = 0
@@ -278,6 +285,9 @@ class FakeVendor:
     def _install(self, specs: list[BehaviorSpec]) -> None:
         self.behaviors = specs
         self.runtime = build(specs, GENERIC)
+        if self.webhooks is not None:
+            self.webhooks.set_pauses([(b.spec.mode, b.spec.match_rcpt) for b in self.runtime  # type: ignore[attr-defined]
+                                      if b.kind == "webhook_pause"])
 
     def set_behaviors(self, behaviors: Sequence[BehaviorSpec | dict[str, Any]], *, by: str = "api") -> None:
         """Replace the behaviour list; applies from the next request. go_dark refuse closes the listener and
@@ -321,6 +331,8 @@ class FakeVendor:
     async def start(self) -> None:
         if self._started:
             return
+        if self.webhooks is not None:
+            await self.webhooks.start()  # a webhooks.url it cannot resolve fails here, before anything listens
         self._http = _Server(self, keepalive_timeout=300.0, request_factory=self._make_request,
                              handler_cancellation=False, access_log=None)
         self._started = True
@@ -348,6 +360,8 @@ class FakeVendor:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if getattr(self, "_serving", None) is not None and not self._serving.done():
             await self._serving
         server = self._server
@@ -477,6 +491,10 @@ class FakeVendor:
         c = self._conns.get(request.protocol)  # type: ignore[arg-type]
         if c is None:  # the connection is already gone
             return web.Response(status=204)
+        if self.webhooks is not None and request.path.startswith("/_maildrill/"):
+            served = self.webhooks.serve(request.method, request.path, dict(request.query))
+            if served is not None:  # SNS's signing certificate and subscription links: not a send
+                return web.Response(status=served[0], content_type=served[1], body=served[2])
         c.txn += 1
         wire = self.wire
         api_key: str | None = None
@@ -531,6 +549,8 @@ class FakeVendor:
             if not b.fires(ctx, self.rng):
                 continue
             kind = b.kind
+            if kind == "webhook_pause":
+                continue  # the webhook dispatcher reads it; a send is answered as if it were not there
             if kind == "tarpit":
                 delay += b.spec.delay_s  # type: ignore[attr-defined]
                 continue
@@ -670,6 +690,8 @@ class FakeVendor:
                 else:
                     data["reason"] = f"{decider}: success sent, message never delivered"
                 items.append((event, self.corr_of(rcpt), data))
+                if kind == "accepted" and self.webhooks is not None:  # its events follow, from the event loop
+                    self.webhooks.accepted(message_id, rcpt, self.corr_of(rcpt), msg.sender)
             if kind == "accepted" and len(self.messages) < MAX_REMEMBERED_MESSAGES:
                 self.messages.setdefault(message_id, {"message_id": message_id, "accepted": True,
                                                       "t_s": self.clock.now(), "ack": ack,
@@ -719,4 +741,8 @@ class FakeVendor:
 
         return {"name": self.name, "api": self.api, "host": self.host, "port": self.port, "base_url": self.base_url,
                 "listening": self.listening, "connections_open": len(self._conns),
-                "behaviors": json.loads(behaviors_json(self.behaviors))}
+                "behaviors": json.loads(behaviors_json(self.behaviors)),
+                **({"webhooks": {"url": self.webhooks.url or self.spec.webhooks.url,  # type: ignore[union-attr]
+                                 "verification_key": self.webhooks.verification_key,
+                                 "paused": [m for m, _ in self.webhooks.pauses], "held": len(self.webhooks.held)}}
+                   if self.webhooks is not None else {})}

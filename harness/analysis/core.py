@@ -140,4 +140,5 @@ def run_wide_metrics(j: Join, windows: Sequence[FaultWindow], attempts_per_s: Se
         "http_error_ratio_in_faults": faults.error_ratio(in_fault) if windows else None,
         "request_latency_p99_ms_in_faults":
             percentile(sorted(r.latency_ms for r in in_fault), 99) if windows else None,
+        **j.webhook_metrics,
     }

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from maildrill.harness.analysis.webhooks import WebhookTally
 from maildrill.harness.events import Event, EventKind
 
 AttemptKey = tuple[str, Any, Any]  # (mta, conn, txn)
@@ -134,6 +135,7 @@ class Join:
     mtas_seen: frozenset[str]
     throttled: Mapping[str, tuple[float, ...]]  # per MTA, when it answered 421 (in a transaction or not)
     t_last: float
+    webhook_metrics: Mapping[str, float | int | None]  # the fake vendors' delivery webhooks (analysis.webhooks)
 
 
 # --- building them ---------------------------------------------------------------------------------
@@ -191,6 +193,7 @@ class _Pass:
     discarded_by_mta: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     mtas_seen: set[str] = field(default_factory=set)
     throttled: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    webhooks: WebhookTally = field(default_factory=WebhookTally)
     t_last: float = 0.0
 
     def message(self, corr: str) -> _MessageDraft:
@@ -254,6 +257,8 @@ class _Pass:
     def message_kept(self, e: Event, t: float) -> None:
         """mta.message.accepted and mta.message.discarded (a blackholing 250)."""
         d = e.data
+        if e.kind == EventKind.MTA_MESSAGE_ACCEPTED:
+            self.webhooks.add(e.kind, e.source, t, d)
         mta = mta_of(e.source)
         self.mtas_seen.add(mta)
         a = self.attempt((mta, d.get("conn"), d.get("txn")), t)
@@ -293,6 +298,9 @@ class _Pass:
     def action_undone(self, e: Event, t: float) -> None:
         self.undone[int(e.data.get("action", -1))] = t  # type: ignore[arg-type]
 
+    def webhook(self, e: Event, t: float) -> None:
+        self.webhooks.add(e.kind, e.source, t, e.data)
+
     def mta_seen(self, e: Event, t: float) -> None:
         self.mtas_seen.add(mta_of(e.source))
 
@@ -318,7 +326,8 @@ class _Pass:
         messages = {c: self.msgs[c].freeze(c) for c in sorted(self.msgs) if self.msgs[c].first_req < math.inf}
         return Join(messages, tuple(sorted(frozen.values(), key=lambda a: (a.start, a.mta))), tuple(self.requests),
                     tuple(self.depth), tuple(self.fired), dict(self.undone), dict(self.discarded_by_mta),
-                    frozenset(self.mtas_seen), {k: tuple(v) for k, v in self.throttled.items()}, self.t_last)
+                    frozenset(self.mtas_seen), {k: tuple(v) for k, v in self.throttled.items()}, self.t_last,
+                    self.webhooks.metrics())
 
 
 _HANDLERS: dict[str, Callable[[_Pass, Event, float], None]] = {
@@ -332,6 +341,7 @@ _HANDLERS: dict[str, Callable[[_Pass, Event, float], None]] = {
     EventKind.RUN_ACTION_UNDONE: _Pass.action_undone,
     EventKind.MTA_CONNECTION_OPENED: _Pass.mta_seen,
     EventKind.MTA_LISTENER_OPENED: _Pass.mta_seen,
+    **{k: _Pass.webhook for k in EventKind if k.startswith("mta.webhook.")},
 }
 
 

@@ -120,6 +120,11 @@ def _reserve_ports(spec: Any) -> tuple[Any, list[socket.socket]]:
 def main(args: argparse.Namespace) -> int:
     spec = _fleet_spec(args)
     _check_hosts(spec, args.allow_remote)
+    paths = [f"vendors[{i}].webhooks.url = {v.webhooks.url!r}" for i, v in enumerate(spec.vendors)
+             if v.webhooks is not None and v.webhooks.enabled and v.webhooks.url.startswith("/")]
+    if paths:  # in a drill a path resolves against the SUT; standalone there is no SUT to resolve it against
+        raise UsageError(f"{'; '.join(paths)}: a path on the system under test needs a drill to resolve it; "
+                         "standalone, give the full URL (http://127.0.0.1:PORT/hooks/...)")
     if args.processes < 1:
         raise UsageError(f"--processes {args.processes}: must be >= 1")
     from maildrill.harness import aio  # uvloop when installed: about 2x the fake MTAs' and vendors' throughput
@@ -220,6 +225,10 @@ def _print_ready(fleet: Any, args: argparse.Namespace, workers: list[Any]) -> No
         print(f"maildrill mta: {mta.name} smtp://{mta.host}:{mta.port}{preset}", flush=False)
     for vendor in fleet.vendors.values():
         print(f"maildrill mta: {vendor.name} {vendor.base_url}", flush=False)
+        if vendor.webhooks is not None:  # where its webhooks go, and what verifies their signatures
+            key = vendor.webhooks.verification_key
+            shown = f" verification key {key}" if key and "\n" not in key else ""
+            print(f"maildrill mta: {vendor.name} webhooks {vendor.webhooks.url}{shown}", flush=False)
     if fleet.control_url:
         print(f"maildrill mta: control {fleet.control_url}", flush=False)
         if fleet.control_token:

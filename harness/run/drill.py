@@ -237,8 +237,12 @@ class Drill:
             # last resort: whatever is still running when the stack unwinds is ended by PID
             stack.push_async_callback(lambda: children.stop_all(0.5))
             # fake email-API vendors record beside the MTAs (source mta/<name>, the same event kinds)
+            # the SUT's address is known before it starts: vendors' webhooks.url paths resolve against it
+            sut = SUT(rt.sut, writer=sut_w, children=children, log_dir=rd.sut, url_override=opts.sut_url,
+                      allow_remote=opts.allow_remote, cwd=opts.cwd)
             fleet = Fleet(FleetSpec(mtas=list(rt.mtas), vendors=list(rt.vendors)), recorder=mta_w, clock=self.clock,
-                          seed=self.seed, control=True, allow_remote=opts.allow_remote)
+                          seed=self.seed, control=True, allow_remote=opts.allow_remote,
+                          webhook_base_url=None if sut.absent else sut.base_url)
             await stack.enter_async_context(fleet)
             proxy = await self._proxies(stack, fleet, proxy_w)
             env = {**origin_env(self.clock), "MAILDRILL_RUN_DIR": str(rd.path.resolve()),
@@ -249,8 +253,6 @@ class Drill:
                 env |= smtp_env(m.name, host, port, first=i == 0)
             for i, v in enumerate(rt.vendors):
                 env |= api_env(v.name, self.api_urls[v.name], first=i == 0)
-            sut = SUT(rt.sut, writer=sut_w, children=children, log_dir=rd.sut, url_override=opts.sut_url,
-                      allow_remote=opts.allow_remote, cwd=opts.cwd)
             stack.push_async_callback(self._stop_child, sut.stop)
             await sut.start(env, on_death=self._sut_died)
             tasks: list[asyncio.Task[None]] = []

@@ -9,12 +9,13 @@ from typing import Any
 
 import yaml
 from maildrill.fake_mta.config import BEHAVIOR_KINDS, parse_behaviors, vendor_misfits
+from maildrill.fake_mta.webhook_spec import LAG_DISTRIBUTIONS
 from maildrill.harness.errors import Problem, ScenarioError
 from maildrill.harness.metrics import METRICS
 from maildrill.harness.scenario.models import SHAPE_KINDS, Scenario
 from pydantic import ValidationError
 
-_TAGS = set(BEHAVIOR_KINDS) | set(SHAPE_KINDS)
+_TAGS = set(BEHAVIOR_KINDS) | set(SHAPE_KINDS) | set(LAG_DISTRIBUTIONS)
 _NO_VALUE = ("missing", "union_tag_not_found", "model_attributes_type", "model_type", "dict_type", "list_type")
 
 
@@ -252,6 +253,13 @@ def _cross_problems(data: dict[str, Any]) -> list[Problem]:
     if needs_sut and sut is None:
         out.append(Problem("sut", "required: a load class sends to the SUT; give `sut: {command: [...]}` or "
                                   "`sut: {url: http://127.0.0.1:PORT}`"))
+    if sut is None:  # a vendor's webhooks.url that is a path needs a SUT to be a path on
+        for i, v in _items(data, "vendors"):
+            hooks = v.get("webhooks")
+            url = hooks.get("url") if isinstance(hooks, dict) else None
+            if isinstance(url, str) and url.startswith("/"):
+                out.append(Problem(f"vendors[{i}].webhooks.url", "is a path on the SUT, and the scenario has no "
+                                   "`sut`; add one, or give a full http(s):// URL", url, True))
     thresholds = data.get("thresholds")
     if isinstance(thresholds, dict):
         out += _threshold_problems(thresholds, class_names, mta_names, vendor_names)

@@ -52,6 +52,10 @@ def scaled(scenario: Scenario) -> Scenario:
             # Toxiproxy's attributes are whole milliseconds (microseconds for slicer delay)
             toxic["attributes"] = {a: (round(v * k) if a in _TOXIC_MS else v)
                                    for a, v in toxic.get("attributes", {}).items()}
+    for v_in, v_out in zip(d.get("vendors", []), out.get("vendors", []), strict=True):
+        if v_in.get("webhooks"):  # lags and retry intervals scale by the webhooks' own factor; timeout_s is the SUT's
+            wh = v_in["webhooks"]
+            v_out["webhooks"] = {**wh, "time_scale": wh.get("time_scale", 1.0) * k}
     out["time_scale"] = 1.0
     if sut is not None:
         out["sut"] = sut

@@ -17,7 +17,7 @@ from maildrill.fake_mta.smtp_setup import AIOSMTPD_PRIVATE_NAMES
 
 
 def _private(name: str) -> bool:
-    return name.startswith("_") and not name.startswith("__")
+    return name.startswith("_") and not name.startswith("__") and name != "_"  # `_` is a throwaway, not a name
 
 
 def _aiosmtpd_private_names() -> set[str]:

@@ -10,7 +10,8 @@ from maildrill.harness.scenario import load_scenario
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 BUNDLED = ["otp-launch-spike", "throttle-421-storm", "greylisting-wall", "vendor-outage-failover", "bounce-storm-5xx",
            "lost-acks-duplicates", "priority-lanes-backlog", "slow-network", "monthly-outage-rehearsal",
-           "launch-incident-replay", "ci-retry-regression"]
+           "launch-incident-replay", "ci-retry-regression", "api-429-storm", "api-lost-responses", "api-vendor-hang",
+           "api-vendor-outage-failover", "webhook-silence-failover"]
 
 
 def test_every_named_drill_is_shipped() -> None:

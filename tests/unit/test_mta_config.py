@@ -44,7 +44,7 @@ def test_a_bad_fleet_config_lists_every_problem_with_its_path(tmp_path: Path):
         "  mtas[0].behaviors[0].min_delay_s = -5: must be >= 0",
         "  mtas[0].behaviors[1].rate = 3: unknown key; remove it or check its spelling",
         "  mtas[0].behaviors[2]: unknown behaviour kind; choose one of ['accept', 'greylist', 'throttle', 'reject', "
-        "'tempfail', 'go_dark', 'tarpit']",
+        "'tempfail', 'go_dark', 'tarpit', 'webhook_pause']",
         "  mtas[0].behaviors[3]: retry_window_s (60) must be >= min_delay_s (600): a retry must be able to pass",
         "  mtas[0].behaviors[4]: match_rcpt needs at: rcpt, data or dot (no recipient is known at mail)",
         "  mtas[0].behaviors[5]: go_dark fires where its mode says (refuse/hang_banner: connect, drop_mid_data: data, "

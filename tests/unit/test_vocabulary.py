@@ -61,26 +61,37 @@ def test_the_scan_finds_an_undeclared_kind_and_a_built_one(tmp_path: Path) -> No
     assert _kind_strings(bad) == [(1, "mta.reply.snet"), (2, "mta.message.{...}"), (4, "mta.reply.sent")]
 
 
+def _names(text: str) -> set[str]:
+    """The backticked field names in `text` outside parentheses (which hold values and notes)."""
+    while True:
+        inner = re.sub(r"\([^()]*\)", "", text)
+        if inner == text:
+            break
+        text = inner
+    return set(re.findall(r"`([a-z0-9_]+)`", text)) - {"t_s", "source", "kind", "corr"}
+
+
 def _documented() -> dict[str, set[str]]:
-    """kind -> fields, from the `| kind | fields |` tables of docs/events.md (a field is a backticked name
-    outside parentheses in the second column)."""
+    """kind -> fields, from the tables of docs/events.md: a `| kind | fields |` table names them in its second
+    column; a `| kind | more fields |` table adds them to those the paragraph above it names."""
     out: dict[str, set[str]] = {}
-    in_table = False
+    table: str | None = None
+    paragraph = ""
     for line in (ROOT / "docs" / "events.md").read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if not line.startswith("|") or len(cells) < 2:
-            in_table = False
+            table = None
+            paragraph = "" if line.startswith("#") else f"{paragraph} {line}"
             continue
-        if cells[0] == "kind":  # a table's header: only `| kind | fields |` tables declare fields
-            in_table = cells[1] == "fields"
+        if cells[0] == "kind":  # a table's header
+            table = cells[1] if cells[1] in ("fields", "more fields") else None
             continue
-        if not in_table:
+        if table is None:
             continue
         kinds = re.findall(r"`([a-z_.]+)`", cells[0])
         if not kinds or not all("." in k for k in kinds):
             continue
-        without_notes = re.sub(r"\([^()]*\)", "", cells[1])
-        fields = set(re.findall(r"`([a-z0-9_]+)`", without_notes))
+        fields = _names(cells[1]) | (_names(paragraph) if table == "more fields" else set())
         for k in kinds:
             out[k] = fields
     return out

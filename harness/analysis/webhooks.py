@@ -1,0 +1,72 @@
+"""Webhook metrics: pure functions over the fake vendors' ``mta.webhook.*`` events (and their acceptances).
+
+A webhook *event* is one (vendor, ``webhook`` number): its duplicate copy and its retries belong to it. Lag is
+per accepted message and recipient: acceptance (``mta.message.accepted``) → the first 2xx-answered webhook for
+it, in scenario seconds (event seconds / ``time_scale``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from maildrill.harness.analysis.stats import percentile
+from maildrill.harness.events import Event
+
+WEBHOOK_METRIC_NAMES = ("webhook_lag_p50_s", "webhook_lag_p99_s", "webhooks_sent", "webhooks_lost",
+                        "webhook_retries", "webhook_duplicates_delivered")
+
+
+@dataclass
+class WebhookTally:
+    """Fed one event at a time (the analysis' single pass); `metrics()` gives the results."""
+
+    accepted: dict[tuple[str, str, str], float] = field(default_factory=dict)  # (source, message_id, rcpt) -> t
+    first_ok: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    events: set[tuple[str, Any]] = field(default_factory=set)  # (source, webhook)
+    ok_events: set[tuple[str, Any]] = field(default_factory=set)
+    ok_copies: dict[tuple[str, Any], set[Any]] = field(default_factory=dict)
+    retries: int = 0
+    seen: bool = False
+
+    def add(self, kind: str, source: str, t: float, d: Mapping[str, Any]) -> None:
+        """`t` in scenario seconds."""
+        if kind == "mta.message.accepted":
+            if d.get("message_id") is not None:
+                self.accepted.setdefault((source, str(d["message_id"]), str(d.get("rcpt"))), t)
+            return
+        if not kind.startswith("mta.webhook.") or d.get("webhook") is None:
+            return  # SNS's SubscriptionConfirmation carries no webhook number: not a delivery event
+        self.seen = True
+        key = (source, d["webhook"])
+        self.events.add(key)
+        if kind == "mta.webhook.sent" and (d.get("attempt") or 1) > 1:
+            self.retries += 1
+        elif kind == "mta.webhook.answered" and 200 <= (d.get("status") or 0) < 300:
+            self.ok_events.add(key)
+            self.ok_copies.setdefault(key, set()).add(d.get("copy"))
+            msg = (source, str(d.get("message_id")), str(d.get("rcpt")))
+            if msg not in self.first_ok or t < self.first_ok[msg]:
+                self.first_ok[msg] = t
+
+    def metrics(self) -> dict[str, float | int | None]:
+        if not self.seen:
+            return {}
+        lags = sorted(t - self.accepted[m] for m, t in self.first_ok.items() if m in self.accepted)
+        return {
+            "webhook_lag_p50_s": percentile(lags, 50) if lags else None,
+            "webhook_lag_p99_s": percentile(lags, 99) if lags else None,
+            "webhooks_sent": len(self.events),
+            "webhooks_lost": len(self.events - self.ok_events),
+            "webhook_retries": self.retries,
+            "webhook_duplicates_delivered": sum(len(c) - 1 for c in self.ok_copies.values()),
+        }
+
+
+def webhook_metrics(events: Iterable[Event], *, time_scale: float = 1.0, t0: float = 0.0) -> dict[str, Any]:
+    """The webhook metrics of an event list (empty when no vendor sent webhooks)."""
+    tally = WebhookTally()
+    for e in events:
+        tally.add(e.kind, e.source, (e.t_s - t0) / time_scale, e.data)
+    return tally.metrics()
