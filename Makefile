@@ -14,7 +14,7 @@ help:
 	@echo "make demo-api     SES losing responses: boto3's retries duplicate (naive) or not (hardened), side by side (~1 min)"
 	@echo "make demo-fleet   the fake MTA fleet alone: every behaviour answering a real SMTP client"
 	@echo "make bench        every benchmark: MTA throughput, proxy overhead, analysis scale, scale-out (make system-deps)"
-	@echo "make system-deps  optional Debian packages for the optional tests/benchmarks (Postfix, socat, Redis, Chromium)"
+	@echo "make system-deps  optional Debian packages for the optional tests/benchmarks (Postfix, socat, Redis, Chromium, iproute2)"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "maildrill needs Python 3.11+, found " + sys.version.split()[0]'
@@ -74,11 +74,11 @@ bench: $(STAMP)
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq; \
-		for pkg in postfix socat redis-server chromium; do \
+		for pkg in postfix socat redis-server chromium iproute2; do \
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null \
 			|| echo "system-deps: could not install $$pkg; the tests that need it will skip, saying so"; \
 		done; \
-	else echo "system-deps: needs root and apt-get; install postfix, socat, redis-server and chromium yourself"; fi
+	else echo "system-deps: needs root and apt-get; install postfix, socat, redis-server, chromium and iproute2 yourself"; fi
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

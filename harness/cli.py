@@ -30,6 +30,7 @@ COMMANDS = {
     "history": "maildrill.harness.commands.history",
     "mta": "maildrill.harness.commands.mta",
     "proxy": "maildrill.harness.commands.proxy",
+    "worker": "maildrill.harness.commands.worker",
     "mailer": "maildrill.harness.commands.mailer",
 }
 

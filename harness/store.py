@@ -62,6 +62,14 @@ class EventWriter:
             raise ValueError(f"event writer for {self.path} is closed")
         os.write(self._fd, (event.to_json() + "\n").encode())
 
+    def write_many(self, events: Iterable[Event]) -> None:
+        """Events another process recorded (a Locust worker's batch), handed to the OS in one write."""
+        if self._fd is None:
+            raise ValueError(f"event writer for {self.path} is closed")
+        data = "".join(e.to_json() + "\n" for e in events).encode()
+        if data:
+            os.write(self._fd, data)
+
     def child(self, source: str) -> EventWriter:
         return EventWriter(self.path, source, self.clock, _fd=self._fd)
 

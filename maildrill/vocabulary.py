@@ -18,6 +18,10 @@ from enum import StrEnum
 _WEBHOOK = "webhook copy attempt event message_id rcpt event_id url api"  # the fields every webhook event shares
 
 
+# a Locust worker's clock, as the master measured it (docs/scaling.md)
+_CLOCK = "clock_uncertainty_ms clock_worst_uncertainty_ms clock_drift_ms clock_pings clock_origin_s"
+
+
 class EventKind(StrEnum):
     """An event kind, with who writes it (`source`) and the data fields it carries (beyond ``t_s``,
     ``source``, ``kind`` and ``corr``). `optional` fields appear only on some events of the kind."""
@@ -69,11 +73,17 @@ class EventKind(StrEnum):
     PROXY_TOXIC_REMOVED = "proxy.toxic.removed", "proxy", "proxy toxic"
     PROXY_RESET = "proxy.reset", "proxy", ""
     # load generator
-    LOAD_STARTED = "load.started", "load/<worker>", "worker pid", "users planned"
+    LOAD_STARTED = "load.started", "load/<worker>", "worker pid", "users planned host " + _CLOCK
     LOAD_REQUEST_COMPLETED = ("load.request.completed", "load/<worker>",
                               "class user resend method target status ok latency_ms started_t_s error",
                               "scheduled_t_s")
-    LOAD_STOPPED = "load.stopped", "load/<worker>", "worker pid", "skipped_resends"
+    LOAD_STOPPED = "load.stopped", "load/<worker>", "worker pid", "skipped_resends host " + _CLOCK
+    # the Locust master of a distributed run (source "load/master")
+    LOAD_MASTER_STARTED = "load.master.started", "load/master", "expected worker_wait_s clock_origin_s pid"
+    LOAD_WORKER_JOINED = "load.worker.joined", "load/master", "worker_host worker_pid joined", _CLOCK
+    LOAD_ARMED = "load.armed", "load/master", "workers expected users roster"
+    LOAD_WORKER_LOST = "load.worker.lost", "load/master", "worker worker_host worker_pid reason"
+    LOAD_WORKER_TURNED_AWAY = "load.worker.turned_away", "load/master", "worker_host worker_pid reason"
     # the system under test, as the harness sees it
     SUT_STARTED = "sut.started", "sut", "pid command port restart"
     SUT_READY = "sut.ready", "sut", "after_s"

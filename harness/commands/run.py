@@ -29,7 +29,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow non-loopback SUT, MTA and Toxiproxy addresses (only systems you own)")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
-                        help="run Locust distributed: a master and N worker processes (default: one process)")
+                        help="run Locust distributed: a master and N local worker processes (default: one process)")
+    parser.add_argument("--expect-workers", type=int, default=0, metavar="M",
+                        help="also wait for M remote workers (`maildrill worker --master HOST:PORT` on other "
+                             "machines) to join the Locust master; see docs/scaling.md")
+    parser.add_argument("--master-bind", metavar="HOST[:PORT]",
+                        help="where the Locust master listens (default 127.0.0.1; port 5557 with --expect-workers, "
+                             "any free one otherwise); a non-loopback address needs --allow-remote")
+    parser.add_argument("--worker-wait", type=float, default=60.0, metavar="SECONDS",
+                        help="how long the master waits for every worker to join; after that the drill runs on "
+                             "the ones that did, marked degraded (default 60)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no live status line (for CI logs)")
     parser.add_argument("--repeat", type=int, metavar="N",
                         help="run the drill N times (seeds seed, seed+1, ...) and judge how stable its verdict is: "
@@ -45,6 +54,14 @@ def main(args: argparse.Namespace) -> int:
 
     if args.workers < 0 or args.workers > 64:
         raise UsageError(f"--workers {args.workers}: must be 0 (one process) to 64")
+    if args.expect_workers < 0 or args.expect_workers > 1024:
+        raise UsageError(f"--expect-workers {args.expect_workers}: must be 0 to 1024")
+    if not args.worker_wait > 0:
+        raise UsageError(f"--worker-wait {args.worker_wait:g}: must be more than 0 seconds")
+    if args.master_bind is not None:
+        from maildrill.harness.load.link import parse_host_port
+
+        parse_host_port(args.master_bind, "--master-bind")
     if args.repeat is not None:
         from maildrill.harness.run.repeat import MAX_REPEAT
 
@@ -74,6 +91,8 @@ def main(args: argparse.Namespace) -> int:
             return main(args)
     options = RunOptions(seed=args.seed, out=args.out, sut_url=args.sut_url, toxiproxy_url=args.toxiproxy_url,
                          allow_remote=args.allow_remote, workers=args.workers, quiet=args.quiet,
+                         expect_workers=args.expect_workers, master_bind=args.master_bind,
+                         worker_wait_s=args.worker_wait,
                          scenario_file=args.scenario, overrides=tuple(args.overrides))
     if args.repeat is not None:
         from maildrill.harness.run.repeat import run_repeats

@@ -20,8 +20,6 @@ from maildrill.harness.scenario.models import ClassSpec, LoadSpec, ShapeSpec
 from pydantic import TypeAdapter
 
 PLAN_ENV = "MAILDRILL_LOAD_PLAN"
-WORKER_INDEX_ENV = "MAILDRILL_LOAD_WORKER_INDEX"
-WORKER_COUNT_ENV = "MAILDRILL_LOAD_WORKERS"
 _SHAPE = TypeAdapter(ShapeSpec)
 
 

@@ -42,7 +42,10 @@ class RunOptions:
     sut_url: str | None = None
     toxiproxy_url: str | None = None
     allow_remote: bool = False
-    workers: int = 0  # 0: one Locust process; N: a master and N workers
+    workers: int = 0  # 0: one Locust process; N: a master and N local workers
+    expect_workers: int = 0  # remote Locust workers (`maildrill worker --master HOST:PORT`) the master waits for
+    master_bind: str | None = None  # HOST[:PORT] the Locust master listens on (default 127.0.0.1, any free port)
+    worker_wait_s: float = 60.0  # how long the master waits for every worker to join
     quiet: bool = False
     scenario_file: str | None = None
     overrides: tuple[str, ...] = ()  # the --set PATH=VALUE the scenario was loaded with (for the reproduce line)
@@ -89,6 +92,10 @@ def reproduce_command(scenario_file: str | None, seed: int, options: RunOptions)
         cmd += ["--set", item]
     if options.workers:
         cmd += ["--workers", str(options.workers)]
+    if options.expect_workers:
+        cmd += ["--expect-workers", str(options.expect_workers)]
+    if options.master_bind:
+        cmd += ["--master-bind", options.master_bind]
     if options.sut_url:
         cmd += ["--sut-url", options.sut_url]
     if options.toxiproxy_url:
@@ -132,6 +139,14 @@ class Drill:
                 require_loopback(f"the SMTP target of class {c.name!r}", c.smtp.host, allow_remote=allow)
         if self.options.toxiproxy_url:
             require_loopback_url("Toxiproxy at", self.options.toxiproxy_url, allow_remote=allow)
+        if self.options.master_bind:
+            require_loopback("the Locust master's --master-bind", self.master_bind[0], allow_remote=allow)
+
+    @property
+    def master_bind(self) -> tuple[str, int | None]:
+        from maildrill.harness.load.link import parse_host_port
+
+        return parse_host_port(self.options.master_bind or "127.0.0.1", "--master-bind")
 
     # --- recording -------------------------------------------------------------------------------
     def _degrade(self, component: str, reason: str) -> None:
@@ -268,18 +283,21 @@ class Drill:
                             smtp_port=None if sut.absent else sut.port, go_file=str((rd.load / "go.json").resolve()),
                             mta_events=str((rd.events / "mta.jsonl").resolve()))
             locust = LocustRun(plan, run_dir=rd.path, children=children, clock=self.clock, workers=opts.workers,
-                               on_worker_death=lambda name, code: self._degrade(
-                                   name, f"Locust worker exited with code {code} mid-run; its share of the load "
-                                         "was not sent"))
+                               expect_remote=opts.expect_workers, master_bind=self.master_bind,
+                               worker_wait_s=opts.worker_wait_s, on_degraded=self._degrade)
             stack.push_async_callback(self._stop_child, locust.stop)
             await locust.start()
+            if opts.expect_workers:
+                self.display.say(f"Locust master at {locust.master_address}: waiting for {opts.expect_workers} "
+                                 f"remote worker(s): maildrill worker --master HOST:{locust.master_port}")
             await locust.wait_ready(store)
             timeline = Timeline(list(rt.timeline), writer=self.run_w, clock=self.clock,
                                 mtas={m.name: fleet[m.name] for m in rt.mtas}, proxy=proxy,
                                 on_degraded=self._degrade, sut=sut,
                                 vendors={v.name: fleet[v.name] for v in rt.vendors})
             stack.push_async_callback(timeline.stop)
-            t0 = self.clock.now() + 0.25  # users are spawned and polling: a moment for the go file to reach them
+            # users are spawned and polling: a moment for the go file to reach them (and the master's message, workers)
+            t0 = self.clock.now() + (0.5 if locust.distributed else 0.25)
             locust.go(t0)
             timeline.start(t0)
             self._phase("load", load_t0_s=round(t0, 6))

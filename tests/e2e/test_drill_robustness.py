@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -106,6 +108,85 @@ def test_kill_9_of_a_locust_worker_marks_the_run_degraded(tmp_path: Path) -> Non
     # the surviving worker sent its whole share: the odd-numbered needs
     corrs = {e.corr for e in of(read.events, "load.request.completed")}
     assert {f"u{k:06d}" for k in range(1, 50, 2)} <= corrs
+    assert_no_process_left(run_dir)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_remote_worker(port: int, cwd: Path) -> subprocess.Popen[bytes]:
+    """`maildrill worker` as another machine would run it: its own directory, no maildrill variable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILDRILL_")}
+    with open(cwd / "worker.log", "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "maildrill", "worker", "--master", f"127.0.0.1:{port}"],
+                                cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_kill_9_of_a_remote_locust_worker_marks_the_run_degraded_with_the_reason(tmp_path: Path) -> None:
+    port = free_port()
+    proc = start_drill(write_scenario(tmp_path, LONG.replace("duration_s: 30", "duration_s: 8")),
+                       tmp_path / "r", "--quiet", "--workers", "1", "--expect-workers", "1",
+                       "--master-bind", f"127.0.0.1:{port}")
+    remote = start_remote_worker(port, tmp_path)
+    try:
+        run_dir = run_dir_of(tmp_path / "r")
+        wait_events(run_dir, in_load_with_requests(6), "load with 6 requests")
+        os.kill(remote.pid, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        for p in (proc, remote):
+            if p.poll() is None:
+                p.kill()
+        remote.wait(10)
+    assert proc.returncode == 1, stderr  # degraded: the verdict cannot pass
+    read = EventStore(run_dir / "events").read()
+    armed = of(read.events, "load.armed")
+    assert [(e["workers"], e["expected"]) for e in armed] == [(2, 2)]
+    roster = dict(item.split("=") for item in armed[0]["roster"].split(","))
+    i = next(int(index) for index, who in roster.items() if who.endswith(f":{remote.pid}"))
+    lost = of(read.events, "load.worker.lost")
+    assert [(e["worker"], e["worker_pid"], e["reason"]) for e in lost] == [
+        (i, remote.pid, "stopped answering the Locust master (no heartbeat for 3 s)")]
+    degraded = of(read.events, "run.degraded")
+    assert [(e["component"], e["reason"]) for e in degraded] == [
+        (f"load/worker-{i}", f"Locust worker {lost[0]['worker_host']}:{remote.pid} stopped answering the Locust "
+                             "master (no heartbeat for 3 s) mid-run; its share of the load was not sent")]
+    assert manifest(run_dir)["status"] == "degraded"
+    # the local worker sent its whole share
+    corrs = {e.corr for e in of(read.events, "load.request.completed")}
+    assert {f"u{k:06d}" for k in range(1 - i, 80, 2)} <= corrs
+    assert_no_process_left(run_dir)
+
+
+def test_a_remote_worker_that_never_joins_degrades_the_run_and_none_at_all_fails_it(tmp_path: Path) -> None:
+    scenario = write_scenario(tmp_path, LONG.replace("duration_s: 30", "duration_s: 2"))
+    proc = start_drill(scenario, tmp_path / "r", "--quiet", "--workers", "1", "--expect-workers", "1",
+                       "--worker-wait", "3")
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 1, stderr
+    run_dir = run_dir_of(tmp_path / "r")
+    read = EventStore(run_dir / "events").read()
+    degraded = [(e["component"], e["reason"]) for e in of(read.events, "run.degraded")]
+    (armed,) = of(read.events, "load.armed")
+    assert len(degraded) == 1 and degraded[0][0] == "load"
+    assert degraded[0][1].startswith("2 Locust workers expected, 1 joined the master at 127.0.0.1:")
+    assert degraded[0][1].endswith(f" within 3 s; the load was split among the 1 that did (roster {armed['roster']})")
+    assert len({e.corr for e in of(read.events, "load.request.completed")}) == 20  # the one that came sent it all
+    assert_no_process_left(run_dir)
+
+    proc = start_drill(scenario, tmp_path / "r0", "--quiet", "--expect-workers", "2", "--worker-wait", "2")
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 3, stderr
+    run_dir = run_dir_of(tmp_path / "r0")
+    assert manifest(run_dir)["status"] == "failed"
+    reason = str(manifest(run_dir)["status_reason"])
+    assert reason.startswith("Locust did not start: no Locust worker joined the master at 127.0.0.1:5557 within 2 s "
+                             "(expected 2 workers: 0 local, 2 remote) (0/2 processes ready); see "), reason
     assert_no_process_left(run_dir)
 
 

@@ -53,6 +53,7 @@ HAND_WRITTEN = [
     "fake_mta/vendors/base.py:FakeVendor.stop",
     "harness/faults/embedded.py:EmbeddedToxiproxy.__aexit__",
     "harness/faults/real.py:toxiproxy_server",
+    "harness/load/locustfile.py:_worker_loop",  # gevent's loop, in the Locust worker process
     "harness/load/process.py:LocustRun.wait_ready",
     "harness/run/drill.py:Drill._drain",
 ]

@@ -32,7 +32,9 @@ def test_the_bundled_drill_table_lists_exactly_the_drills_that_ship() -> None:
     assert re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.M) == [
         "otp-launch-spike", "throttle-421-storm", "greylisting-wall", "vendor-outage-failover", "bounce-storm-5xx",
         "lost-acks-duplicates", "worker-crash-restart", "priority-lanes-backlog", "slow-network",
-        "monthly-outage-rehearsal", "launch-incident-replay", "ci-retry-regression", "postfix-greylist"]
+        "monthly-outage-rehearsal", "launch-incident-replay", "ci-retry-regression", "api-429-storm",
+        "api-lost-responses", "api-vendor-hang", "api-vendor-outage-failover", "webhook-silence-failover",
+        "postfix-greylist"]
     assert sorted(re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.M)) == [d.name for d in bundled_drills()]
 
 

@@ -121,7 +121,9 @@ def test_a_kind_declares_its_source_and_fields() -> None:
     assert EventKind.MTA_MESSAGE_ACK_LOST == "mta.message.ack_lost"
     assert EventKind.MTA_MESSAGE_ACK_LOST.source == "mta/<name>"
     assert EventKind.MTA_MESSAGE_ACK_LOST.fields == ("conn", "txn", "rcpt", "reason")
-    assert EventKind.LOAD_STOPPED.optional == ("skipped_resends",)
+    assert EventKind.LOAD_STOPPED.optional == ("skipped_resends", "host", "clock_uncertainty_ms",
+                                               "clock_worst_uncertainty_ms", "clock_drift_ms", "clock_pings",
+                                               "clock_origin_s")
     assert all(k.value.split(".")[0] == k.source.split("/")[0] for k in EventKind)
 
 
