@@ -16,7 +16,7 @@ from pathlib import Path
 
 from maildrill.harness.clock import Clock, MonotonicClock
 from maildrill.harness.errors import WaitTimeout
-from maildrill.harness.events import SCHEMA, SCHEMA_VERSION, Event, Scalar, header
+from maildrill.harness.events import SCHEMA, SCHEMA_VERSION, Event, Scalar, encode_event, header
 
 from maildrill.polling import poll_until, poll_until_async
 
@@ -54,8 +54,8 @@ class EventWriter:
             raise ValueError(f"event writer for {self.path} is closed")
         t = self.clock.now()
         src = self.source
-        os.write(self._fd, "".join(Event(t, src, str(kind), corr, data).to_json() + "\n"
-                                   for kind, corr, data in items).encode())
+        os.write(self._fd, "".join([encode_event({"t_s": t, "source": src, "kind": str(kind), "corr": corr, **data})
+                                    + "\n" for kind, corr, data in items]).encode())
 
     def write(self, event: Event) -> None:
         if self._fd is None:

@@ -52,6 +52,8 @@ class EventKind(StrEnum):
     MTA_MESSAGE_DISCARDED = ("mta.message.discarded", "mta/<name>",
                              "conn txn mail_from rcpt size_bytes message_id reason")
     MTA_MESSAGE_ACK_LOST = "mta.message.ack_lost", "mta/<name>", "conn txn rcpt reason"
+    # a fake vendor's request it holds or never answers (the attempt no reply event would show)
+    MTA_REQUEST_RECEIVED = "mta.request.received", "mta/<name>", "conn txn rcpt api endpoint behavior"
     MTA_PROTOCOL_ERROR = "mta.protocol.error", "mta/<name>", "conn error line"
     MTA_BEHAVIORS_CHANGED = "mta.behaviors.changed", "mta/<name>", "behaviors by"
     MTA_RESET = "mta.reset", "mta/<name>", "by"

@@ -49,6 +49,8 @@ ENHANCED = {CODE_ACCEPTED: "2.0.0", CODE_THROTTLED: "4.7.0", CODE_TEMPFAIL: "4.3
 IDEMPOTENCY_WINDOW_S = 24 * 3600.0
 DAY_S = 86400.0
 MAX_REMEMBERED_MESSAGES = 1_000_000
+_HTTP_COUNT = {s: f"http_{s}" for s in range(100, 600)}  # counts keys, built once
+_NO_RCPTS: list[str] = []
 
 
 @dataclass(slots=True)
@@ -68,7 +70,8 @@ class Mail:
 
     @property
     def rcpts(self) -> list[str]:
-        return [r for m in self.messages for r in m.rcpts]
+        msgs = self.messages
+        return msgs[0].rcpts if len(msgs) == 1 else [r for m in msgs for r in m.rcpts]
 
     @property
     def sender(self) -> str | None:
@@ -130,12 +133,18 @@ class Wire:
         self.vendor_name = vendor_name
         self.ids = rng
         self._routes = [(m, re.compile(p), name) for (m, p), name in self.endpoints.items()]
+        self._routed: dict[tuple[str, str], str] = {}  # (method, path) -> endpoint, of paths seen (bounded)
 
     def route(self, method: str, path: str) -> str:
+        hit = self._routed.get((method, path))
+        if hit is not None:
+            return hit
         allowed = []
         for m, rx, name in self._routes:
             if rx.fullmatch(path):
                 if m == method:
+                    if len(self._routed) < 1024:
+                        self._routed[(method, path)] = name
                     return name
                 allowed.append(m)
         if allowed:
@@ -175,7 +184,7 @@ class Wire:
         return None
 
     def json_body(self, body: bytes, request: web.BaseRequest) -> Any:
-        ctype = request.content_type
+        ctype = content_type(request)
         if ctype != "application/json":
             raise WireError(self.error(415 if ctype else 400, "content_type",
                                        f"Content-Type must be application/json, got {ctype or 'none'}"))
@@ -183,6 +192,15 @@ class Wire:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise WireError(self.error(400, "bad_json", f"request body is not valid JSON: {exc}")) from None
+
+
+_PLAIN_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded", "application/x-amz-json-1.1"})
+
+
+def content_type(request: web.BaseRequest) -> str:
+    """`request.content_type`, without aiohttp's header parse when the header is just one of the usual types."""
+    raw = request.headers.get("Content-Type")
+    return raw if raw in _PLAIN_TYPES else request.content_type  # type: ignore[return-value]
 
 
 def bearer(request: web.BaseRequest) -> str | None:
@@ -537,6 +555,83 @@ class FakeVendor:
                       api_key: str | None, idem: str | None) -> web.StreamResponse:
         wire = self.wire
         rcpts = mail.rcpts
+        if self.runtime:
+            delay, decider, outcome, detail, limit, daily_passed = self._behave(c, mail, rcpts, api_key)
+        else:  # no behaviours: accept
+            delay, decider, outcome, detail, limit, daily_passed = 0.0, "default", "accept", None, None, ()
+
+        if outcome in ("hang", "reset") or delay:
+            held = self._received(c, endpoint, mail, decider)  # the attempt, before the vendor waits or drops it
+            if outcome in ("hang", "reset") or (delay and outcome not in ("accept", "blackhole", "lose_response")):
+                self._flush(held)
+                held = []
+        else:
+            held = []
+        if outcome == "hang":
+            self.counts["hung"] += 1
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            c.waiters.append(waiter)
+            await waiter
+            return web.Response(status=204)
+        if outcome == "reset":
+            self._close(c, f"{decider}: connection reset before the response (nothing stored)", reset=True)
+            return web.Response(status=204)
+        if outcome in ("accept", "blackhole", "lose_response"):
+            replay = self._replayed(idem, body) if idem is not None else None
+            if isinstance(replay, Answer) and replay.status == 409:
+                return self._reply(c, request, replay, mail, api_key, idem, "idempotency")
+            if replay is not None:
+                if outcome == "lose_response":
+                    self._flush(held or self._received(c, endpoint, mail, decider))
+                    self._close(c, f"{decider}: idempotent replay, connection closed before the response")
+                    return web.Response(status=204)
+                if delay:
+                    self._flush(held)
+                    await asyncio.sleep(delay)
+                return self._reply(c, request, replay, mail, api_key, idem, "idempotency", replayed=True)
+            ids = [wire.message_id(i) for i in range(len(mail.messages))]
+            kind = "discarded" if outcome == "blackhole" else "accepted"
+            pending = self._store(c, mail, ids, kind, "lost" if outcome == "lose_response" else "sent", decider)
+            for i in daily_passed:
+                self._daily[i][1] += len(rcpts)
+            answer = wire.success(endpoint, mail, ids)
+            if idem is not None:
+                self._idempotency[idem] = (self.clock.now(), body, answer)
+            if outcome == "lose_response" or delay:
+                self._flush([*held, *pending])  # stored before the connection closes / the tarpit holds the reply
+                pending = []
+            if outcome == "lose_response":
+                self._close(c, f"{decider}: message stored, connection closed before the response")
+                return web.Response(status=204)
+            if delay:
+                await asyncio.sleep(delay)
+                if c.by is not None or c.handler.transport is None or c.handler.transport.is_closing():
+                    if kind == "accepted":
+                        for rcpt in rcpts:
+                            self.recorder.record("mta.message.ack_lost", self.corr_of(rcpt), conn=c.conn, txn=c.txn,
+                                                 rcpt=rcpt, reason="the client was gone before the response was sent")
+                        self.counts["acks_lost"] += len(rcpts)
+                    return web.Response(status=204)
+            wire.rate_headers(limit, answer)
+            return self._reply(c, request, answer, mail, api_key, idem, decider, pending=pending)
+        if outcome == "throttle":
+            assert limit is not None
+            answer = wire.error(429, "throttle", "daily message quota exceeded" if limit.daily
+                                else "too many requests", limit=limit)
+        elif outcome == "reject":
+            answer = wire.error(422, f"reject_{detail}", f"recipient refused ({detail})", rcpt=rcpts[0])
+        else:  # tempfail
+            answer = wire.error(500 if detail == 451 else 503, "tempfail", "temporary failure, try again later")
+        if delay:
+            await asyncio.sleep(delay)
+            if c.by is not None:
+                return web.Response(status=204)
+        wire.rate_headers(limit, answer)
+        return self._reply(c, request, answer, mail, api_key, idem, decider)
+
+    def _behave(self, c: _Conn, mail: Mail, rcpts: list[str], api_key: str | None,
+                ) -> tuple[float, str, str, Any, Limit | None, list[int] | tuple[int, ...]]:
+        """Ask the behaviours, in order: (tarpit delay, decider, outcome, detail, rate limit, daily quotas passed)."""
         ctx = Context(Verb.DOT, self.clock.now(), c.ip, c.conn, mail.sender, rcpts[0] if rcpts else None, rcpts,
                       api_key)
         delay = 0.0
@@ -588,66 +683,7 @@ class FakeVendor:
             break
         if limit is None:
             limit = self._limit(None, api_key, c)
-
-        if outcome == "hang":
-            self.counts["hung"] += 1
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            c.waiters.append(waiter)
-            await waiter
-            return web.Response(status=204)
-        if outcome == "reset":
-            self._close(c, f"{decider}: connection reset before the response (nothing stored)", reset=True)
-            return web.Response(status=204)
-        if outcome in ("accept", "blackhole", "lose_response"):
-            replay = self._replayed(idem, body) if idem is not None else None
-            if isinstance(replay, Answer) and replay.status == 409:
-                return self._reply(c, request, replay, mail, api_key, idem, "idempotency")
-            if replay is not None:
-                if delay:
-                    await asyncio.sleep(delay)
-                if outcome == "lose_response":
-                    self._close(c, f"{decider}: idempotent replay, connection closed before the response")
-                    return web.Response(status=204)
-                return self._reply(c, request, replay, mail, api_key, idem, "idempotency", replayed=True)
-            ids = [wire.message_id(i) for i in range(len(mail.messages))]
-            kind = "discarded" if outcome == "blackhole" else "accepted"
-            pending = self._store(c, mail, ids, kind, "lost" if outcome == "lose_response" else "sent", decider)
-            for i in daily_passed:
-                self._daily[i][1] += len(rcpts)
-            answer = wire.success(endpoint, mail, ids)
-            if idem is not None:
-                self._idempotency[idem] = (self.clock.now(), body, answer)
-            if outcome == "lose_response" or delay:
-                self._flush(pending)  # stored before the connection closes / the tarpit holds the reply
-                pending = []
-            if outcome == "lose_response":
-                self._close(c, f"{decider}: message stored, connection closed before the response")
-                return web.Response(status=204)
-            if delay:
-                await asyncio.sleep(delay)
-                if c.by is not None or c.handler.transport is None or c.handler.transport.is_closing():
-                    if kind == "accepted":
-                        for rcpt in rcpts:
-                            self.recorder.record("mta.message.ack_lost", self.corr_of(rcpt), conn=c.conn, txn=c.txn,
-                                                 rcpt=rcpt, reason="the client was gone before the response was sent")
-                        self.counts["acks_lost"] += len(rcpts)
-                    return web.Response(status=204)
-            wire.rate_headers(limit, answer)
-            return self._reply(c, request, answer, mail, api_key, idem, decider, pending=pending)
-        if outcome == "throttle":
-            assert limit is not None
-            answer = wire.error(429, "throttle", "daily message quota exceeded" if limit.daily
-                                else "too many requests", limit=limit)
-        elif outcome == "reject":
-            answer = wire.error(422, f"reject_{detail}", f"recipient refused ({detail})", rcpt=rcpts[0])
-        else:  # tempfail
-            answer = wire.error(500 if detail == 451 else 503, "tempfail", "temporary failure, try again later")
-        if delay:
-            await asyncio.sleep(delay)
-            if c.by is not None:
-                return web.Response(status=204)
-        wire.rate_headers(limit, answer)
-        return self._reply(c, request, answer, mail, api_key, idem, decider)
+        return delay, decider, outcome, detail, limit, daily_passed
 
     def _replayed(self, idem: str, body: bytes) -> Answer | None:
         hit = self._idempotency.get(idem)
@@ -675,31 +711,48 @@ class FakeVendor:
                 return self._bucket_limit(b, ctx)
         return None
 
+    def _received(self, c: _Conn, endpoint: str, mail: Mail,
+                  decider: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+        """mta.request.received, one per recipient: the attempt of a request the vendor holds (tarpit) or never
+        answers (go_dark hang, reset, a lost replay), which no reply event would otherwise show."""
+        return [(EventKind.MTA_REQUEST_RECEIVED, self.corr_of(rcpt),
+                 {"conn": c.conn, "txn": c.txn, "rcpt": rcpt, "api": self.api, "endpoint": endpoint,
+                  "behavior": decider}) for rcpt in mail.rcpts]
+
     def _store(self, c: _Conn, mail: Mail, ids: list[str], kind: str, ack: str,
                decider: str) -> list[tuple[str, str | None, dict[str, Any]]]:
         """The mta.message.accepted (or .discarded) events of a request, one per recipient, to be recorded (by
         `_flush` or with the reply) before any response about them is written."""
-        event = EventKind.MTA_MESSAGE_ACCEPTED if kind == "accepted" else EventKind.MTA_MESSAGE_DISCARDED
+        accepted = kind == "accepted"
+        event = EventKind.MTA_MESSAGE_ACCEPTED if accepted else EventKind.MTA_MESSAGE_DISCARDED
+        conn, txn, size, corr_of = c.conn, c.txn, mail.size, self.corr_of
+        reason = None if accepted else f"{decider}: success sent, message never delivered"
+        remember = self.messages if accepted and len(self.messages) < MAX_REMEMBERED_MESSAGES else None
+        now = self.clock.now() if remember is not None else 0.0
+        webhooks = self.webhooks if accepted else None
         items: list[tuple[str, str | None, dict[str, Any]]] = []
+        n = 0
         for msg, message_id in zip(mail.messages, ids, strict=True):
+            sender = msg.sender
             for rcpt in msg.rcpts:
-                data: dict[str, Any] = {"conn": c.conn, "txn": c.txn, "mail_from": msg.sender, "rcpt": rcpt,
-                                        "size_bytes": mail.size, "message_id": message_id}
-                if kind == "accepted":
-                    data["ack"] = ack
+                if accepted:
+                    data: dict[str, Any] = {"conn": conn, "txn": txn, "mail_from": sender, "rcpt": rcpt,
+                                            "size_bytes": size, "message_id": message_id, "ack": ack}
                 else:
-                    data["reason"] = f"{decider}: success sent, message never delivered"
-                items.append((event, self.corr_of(rcpt), data))
-                if kind == "accepted" and self.webhooks is not None:  # its events follow, from the event loop
-                    self.webhooks.accepted(message_id, rcpt, self.corr_of(rcpt), msg.sender)
-            if kind == "accepted" and len(self.messages) < MAX_REMEMBERED_MESSAGES:
-                self.messages.setdefault(message_id, {"message_id": message_id, "accepted": True,
-                                                      "t_s": self.clock.now(), "ack": ack,
-                                                      "rcpts": len(msg.rcpts)})
-        n = len(mail.rcpts)
-        self.counts[f"messages_{kind}"] += n
+                    data = {"conn": conn, "txn": txn, "mail_from": sender, "rcpt": rcpt, "size_bytes": size,
+                            "message_id": message_id, "reason": reason}
+                corr = corr_of(rcpt)
+                items.append((event, corr, data))
+                if webhooks is not None:  # its events follow, from the event loop
+                    webhooks.accepted(message_id, rcpt, corr, sender)
+            n += len(msg.rcpts)
+            if remember is not None and message_id not in remember:
+                remember[message_id] = {"message_id": message_id, "accepted": True, "t_s": now, "ack": ack,
+                                        "rcpts": len(msg.rcpts)}
+        counts = self.counts
+        counts["messages_accepted" if accepted else "messages_discarded"] += n
         if ack == "lost":
-            self.counts["acks_lost"] += n
+            counts["acks_lost"] += n
         return items
 
     def _flush(self, items: list[tuple[str, str | None, dict[str, Any]]]) -> None:
@@ -712,23 +765,38 @@ class FakeVendor:
     def _reply(self, c: _Conn, request: web.BaseRequest, answer: Answer, mail: Mail | None, api_key: str | None,
                idem: str | None, decider: str, *, replayed: bool = False,
                pending: list[tuple[str, str | None, dict[str, Any]]] | None = None) -> web.StreamResponse:
-        rcpts = mail.rcpts if mail is not None else []
-        rcpt = rcpts[0] if rcpts else None
+        if mail is not None:
+            rcpts = mail.rcpts
+            rcpt = rcpts[0] if rcpts else None
+            sender = mail.sender
+        else:
+            rcpts, rcpt, sender = _NO_RCPTS, None, None
         code = answer.code
+        status = answer.status
         self.replies_by_code[code] += 1
-        self.counts[f"http_{answer.status}"] += 1
+        self.counts[_HTTP_COUNT.get(status) or f"http_{status}"] += 1
         data: dict[str, Any] = {
             "conn": c.conn, "txn": c.txn, "verb": "API", "code": code, "enhanced": ENHANCED.get(code),
             "text": answer.text, "behavior": decider, "closes": False,
-            "mail_from": mail.sender if mail is not None else None, "rcpt": rcpt, "rcpt_count": len(rcpts),
-            "api": self.api, "method": request.method, "path": request.path, "http_status": answer.status,
+            "mail_from": sender, "rcpt": rcpt, "rcpt_count": len(rcpts),
+            "api": self.api, "method": request.method, "path": request.path, "http_status": status,
             "error_code": answer.error_code, "api_key": api_key, "idempotency_key": idem,
         }
         if replayed:
             data["replayed"] = True
-        item = ("mta.reply.sent", self.corr_of(rcpt) if rcpt else None, data)
-        self._flush([*pending, item] if pending else [item])
-        return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
+        if rcpt is None:
+            corr = None
+        elif pending and pending[0][2]["rcpt"] is rcpt:  # the first acceptance's recipient: its corr is known
+            corr = pending[0][1]
+        else:
+            corr = self.corr_of(rcpt)
+        item = ("mta.reply.sent", corr, data)
+        if pending:
+            pending.append(item)
+            self._flush(pending)
+        else:
+            self._flush([item])
+        return web.Response(status=status, body=answer.body, content_type=answer.content_type,
                             headers=answer.headers)
 
     # --- lookups ---------------------------------------------------------------------------------

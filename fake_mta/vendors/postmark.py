@@ -24,6 +24,7 @@ from maildrill.fake_mta.vendors.base import (
     Message,
     Wire,
     WireError,
+    content_type,
     dumps,
 )
 
@@ -74,7 +75,7 @@ class Postmark(Wire):
         return Message(sender[0], rcpts)
 
     def parse(self, endpoint: str, request: web.BaseRequest, body: bytes) -> Mail:
-        if request.content_type != "application/json":
+        if content_type(request) != "application/json":
             raise WireError(self.error(422, "409", "JSON data required: send Content-Type: application/json."))
         import json
 

@@ -65,8 +65,13 @@ class SendGrid(Wire):
                 raise WireError(self.error(400, "bad_request", "The to array is required for all personalization "
                                            "objects, and must have at least one email object with a valid email "
                                            "address.", field=f"personalizations.{i}.to"))
-            rcpts = [_addr(a, f"personalizations.{i}.{k}.{j}.email", self)
-                     for k in ("to", "cc", "bcc") for j, a in enumerate(p.get(k) or [])]
+            rcpts = []
+            for k in ("to", "cc", "bcc"):
+                for j, a in enumerate(p.get(k) or ()):
+                    e = a.get("email") if isinstance(a, dict) else None
+                    if e.__class__ is not str or "@" not in e:  # the field named only for an error
+                        e = _addr(a, f"personalizations.{i}.{k}.{j}.email", self)
+                    rcpts.append(e)
             msgs.append(Message(sender_s, rcpts))
         total = sum(len(m.rcpts) for m in msgs)
         if total > 1000:

@@ -33,6 +33,7 @@ from maildrill.fake_mta.vendors.base import (
     Message,
     Wire,
     WireError,
+    content_type,
     dumps,
 )
 
@@ -64,7 +65,7 @@ class SES(Wire):
         return self._v1(request, body) if endpoint == "v1" else self._v2(request, body)
 
     def _v2(self, request: web.BaseRequest, body: bytes) -> Mail:
-        if request.content_type not in ("application/json", "application/x-amz-json-1.1", ""):
+        if content_type(request) not in ("application/json", "application/x-amz-json-1.1", ""):
             raise WireError(self.error(415, "content_type", f"Unsupported Content-Type {request.content_type}"))
         try:
             import json
@@ -103,7 +104,7 @@ class SES(Wire):
         return Mail([Message(sender, [r for r in rcpts if isinstance(r, str)])])
 
     def _v1(self, request: web.BaseRequest, body: bytes) -> Mail:
-        if request.content_type != "application/x-www-form-urlencoded":
+        if content_type(request) != "application/x-www-form-urlencoded":
             raise WireError(self.error(400, "InvalidParameterValue",
                                        f"Content-Type must be application/x-www-form-urlencoded, "
                                        f"got {request.content_type or 'none'}"))

@@ -4,8 +4,8 @@ each MTA and their refusals, its acceptances — as named, frozen records the me
 Definitions (also in the README, "Metrics"):
 - A *delivery attempt* is one SMTP transaction (an MTA's connection and transaction number) that reached
   MAIL FROM, or one HTTP request to a fake email-API vendor (which records as `mta/<name>` with the same
-  kinds: its reply carries the SMTP-equivalent code class); it belongs to every correlation id a reply in
-  it carried. Its *outcome* is `accepted` (a
+  kinds: its reply carries the SMTP-equivalent code class; a request it holds or never answers records
+  `mta.request.received`); it belongs to every correlation id a reply in it carried. Its *outcome* is `accepted` (a
   message was stored, or a blackholing 250 was sent), else `5xx` (a permanent reply), else `4xx`
   (deferred), else `other` (the connection ended without a verdict).
 - A message is *delivered* once any MTA records `mta.message.accepted` for its id (`ack: lost` included:
@@ -283,6 +283,18 @@ class _Pass:
         if ack != "lost":
             self.accepted_at[(mta, d.get("conn"), d.get("txn"), e.corr)] = (m, len(m.acceptances) - 1)
 
+    def request_received(self, e: Event, t: float) -> None:
+        """A vendor request held or never answered (hang, reset): the start of its delivery attempt."""
+        d = e.data
+        a = self.attempt((mta_of(e.source), d.get("conn"), d.get("txn")), t)
+        if t < a.start:
+            a.start = t
+        if t > a.end:
+            a.end = t
+        if e.corr is not None:
+            a.corrs.add(e.corr)
+            self.message(e.corr)
+
     def ack_was_lost(self, e: Event, t: float) -> None:
         """Stored, but the client was gone before its 250 (RFC 1047)."""
         self.ack_lost.add((mta_of(e.source), e.data.get("conn"), e.data.get("txn"), e.corr))
@@ -336,6 +348,7 @@ _HANDLERS: dict[str, Callable[[_Pass, Event, float], None]] = {
     EventKind.MTA_MESSAGE_ACCEPTED: _Pass.message_kept,
     EventKind.MTA_MESSAGE_DISCARDED: _Pass.message_kept,
     EventKind.MTA_MESSAGE_ACK_LOST: _Pass.ack_was_lost,
+    EventKind.MTA_REQUEST_RECEIVED: _Pass.request_received,
     EventKind.SUT_QUEUE_DEPTH_SAMPLED: _Pass.depth_sampled,
     EventKind.RUN_ACTION_FIRED: _Pass.action_fired,
     EventKind.RUN_ACTION_UNDONE: _Pass.action_undone,

@@ -45,8 +45,10 @@ def test_hang_reads_the_request_and_never_answers_until_the_client_gives_up():
         with pytest.raises(requests.ReadTimeout):
             send(f, timeout=0.5)
         evs = api_events(f, "sg", closed=1)
-    assert [e["kind"] for e in evs] == ["mta.connection.opened", "mta.connection.closed"]
-    assert evs[1]["by"] == "client"
+    assert [e["kind"] for e in evs] == ["mta.connection.opened", "mta.request.received", "mta.connection.closed"]
+    assert evs[1] == {"kind": "mta.request.received", "corr": "u1", "conn": 1, "txn": 1,
+                      "rcpt": "u1@users.drill.test", "api": "sendgrid", "endpoint": "send", "behavior": "go_dark"}
+    assert evs[2]["by"] == "client"
 
 
 def test_reset_closes_the_connection_with_a_tcp_reset_and_stores_nothing():
@@ -54,7 +56,9 @@ def test_reset_closes_the_connection_with_a_tcp_reset_and_stores_nothing():
         with pytest.raises(requests.ConnectionError):
             send(f)
         evs = api_events(f, "sg", closed=1)
-    assert evs[1] == {"kind": "mta.connection.closed", "corr": None, "conn": 1, "by": "server",
+    assert evs[1] == {"kind": "mta.request.received", "corr": "u1", "conn": 1, "txn": 1,
+                      "rcpt": "u1@users.drill.test", "api": "sendgrid", "endpoint": "send", "behavior": "go_dark"}
+    assert evs[2] == {"kind": "mta.connection.closed", "corr": None, "conn": 1, "by": "server",
                       "reason": "go_dark: connection reset before the response (nothing stored)"}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import boto3
 import botocore.config
 import pytest
-from botocore.exceptions import ClientError, ConnectionClosedError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 from maildrill.fake_mta.config import FleetSpec, VendorSpec
 from maildrill.fake_mta.testing import FleetThread, api_events, reply_event
 from maildrill.harness.analysis.core import analyze
@@ -138,3 +138,26 @@ def test_lose_response_with_boto3_default_retries_stores_the_message_once_per_at
                                               "attempts_total")} == {
         "delivered": 1, "duplicates": attempts - 1, "duplicates_after_lost_ack": attempts - 1,
         "attempts_total": attempts}
+
+
+@pytest.mark.parametrize("mode", ["hang", "reset"])
+def test_hang_and_reset_count_every_boto3_attempt(mode: str):
+    """A request the vendor never answers is still a delivery attempt: boto3 (3 attempts, a short read timeout
+    for hang) makes exactly 3 requests, each recorded as mta.request.received, and the analysis counts 3
+    attempts of the one message (retry amplification 3, two retry intervals), none delivered."""
+    config = botocore.config.Config(retries={"total_max_attempts": 3, "mode": "standard"}, read_timeout=0.5,
+                                    connect_timeout=5)
+    with vendor({"kind": "go_dark", "mode": mode}) as fleet:
+        with pytest.raises((ReadTimeoutError, ConnectionClosedError, EndpointConnectionError)):
+            send_v2(client(fleet, config=config))
+        evs = api_events(fleet, "ses", closed=3)
+        analysis = analyze([Event.from_dict(e) for e in fleet.events()])
+    received = [e for e in evs if e["kind"] == "mta.request.received"]
+    assert received == [{"kind": "mta.request.received", "corr": "u1", "conn": i, "txn": 1,
+                         "rcpt": "u1@users.drill.test", "api": "ses", "endpoint": "v2", "behavior": "go_dark"}
+                        for i in (1, 2, 3)]
+    assert [e["kind"] for e in evs if e["kind"].startswith("mta.message") or e["kind"] == "mta.reply.sent"] == []
+    assert {k: analysis.metrics[k] for k in ("attempts_total", "retry_amplification", "delivered")} == {
+        "attempts_total": 3, "retry_amplification": 3.0, "delivered": 0}
+    assert analysis.by_mta["ses"]["attempts_total"] == 3
+    assert len(analysis.retry_intervals_s) == 2

@@ -111,3 +111,34 @@ def test_a_mixed_smtp_and_api_fleet_gives_exact_metrics() -> None:
 def test_vendor_events_in_any_order_give_the_same_result() -> None:
     a, b = analyze(STORY, SCENARIO), analyze(list(reversed(STORY)), SCENARIO)
     assert (a.metrics, a.by_mta, a.offenders) == (b.metrics, b.by_mta, b.offenders)
+
+
+def received(t: float, vendor: str, conn: int, corr: str) -> Event:
+    """mta.request.received: a request the vendor read and never answered (go_dark hang or reset)."""
+    return ev(t, f"mta/{vendor}", "mta.request.received", corr, conn=conn, txn=1, rcpt=f"{corr}@users.drill.test",
+              api="sendgrid", endpoint="send", behavior="go_dark")
+
+
+def test_requests_a_vendor_never_answered_are_attempts() -> None:
+    """u1: two hung requests on the primary (the client timed out after 1 s), then the backup accepts it;
+    u2: one reset request and nothing else. Ground truth: 4 attempts for 2 messages, u1's intervals 1.0, 1.5."""
+    story = [
+        ev(10.0, "run", "run.phase.changed", phase="load", load_t0_s=10.0),
+        request(10.5, "u1"), request(10.6, "u2"),
+        received(10.5, "primary", 1, "u1"), received(11.5, "primary", 2, "u1"),
+        *api(13.0, "backup", 1, "u1", 250, 200),
+        received(10.6, "primary", 3, "u2"),
+        ev(20.0, "run", "run.phase.changed", phase="drain"),
+    ]
+    scenario = {"duration_s": 10, "time_scale": 1, "load": {"classes": [{"name": "otp", "ttl_s": 30}]},
+                "vendors": [{"name": "primary", "api": "sendgrid"}, {"name": "backup", "api": "ses"}]}
+    for events in (story, list(reversed(story))):
+        a = analyze(events, scenario)
+        m = a.metrics
+        assert {k: m[k] for k in ("messages_requested", "delivered", "undelivered", "attempts_total",
+                                  "retry_amplification", "duplicates", "deferred_ratio")} == {
+            "messages_requested": 2, "delivered": 1, "undelivered": 1, "attempts_total": 4,
+            "retry_amplification": 2.0, "duplicates": 0, "deferred_ratio": 0.0}
+        assert sorted(a.retry_intervals_s) == pytest.approx([1.0, 1.5])
+        assert (a.by_mta["primary"]["attempts_total"], a.by_mta["backup"]["attempts_total"]) == (3, 1)
+        assert [o.detail for o in a.offenders if o.rule == "undelivered"] == ["attempts: primary 0.60 s 0"]
