@@ -359,7 +359,7 @@ REGISTRY: dict[str, type[Behavior]] = {
 
 
 def build(specs: Sequence[BehaviorSpec], wording: Wording) -> list[Behavior]:
-    return [REGISTRY[s.kind](s, wording) for s in specs]  # type: ignore[arg-type]
+    return [REGISTRY[s.kind](s, wording) for s in specs]
 
 
 def by_verb(behaviors: Sequence[Behavior]) -> dict[Verb, tuple[Behavior, ...]]:

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from maildrill.vocabulary import BEHAVIOR_KINDS
+
 DEFAULT_CORR_PATTERN = r"^(?P<corr>[A-Za-z0-9_.-]+)@"
 DEFAULT_DATA_SIZE_LIMIT = 10 * 1024 * 1024
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -208,7 +210,9 @@ BehaviorSpec = Annotated[
     AcceptSpec | GreylistSpec | ThrottleSpec | RejectSpec | TempfailSpec | GoDarkSpec | TarpitSpec | WebhookPauseSpec,
     Field(discriminator="kind"),
 ]
-BEHAVIOR_KINDS = ("accept", "greylist", "throttle", "reject", "tempfail", "go_dark", "tarpit", "webhook_pause")
+# The provider personas of maildrill.fake_mta.presets, by name (declared here, below the presets, which import
+# this module; a test checks the two agree).
+PRESET_NAMES = ("gmail", "microsoft", "yahoo", "ses", "postgrey", "haraka")
 _BEHAVIORS = TypeAdapter(list[BehaviorSpec])
 VENDOR_APIS = ("sendgrid", "ses", "postmark", "mailgun", "resend")
 
@@ -259,12 +263,19 @@ def _check_mta(specs: list[Any]) -> list[Any]:
 _MTA_BEHAVIORS = TypeAdapter(Annotated[list[BehaviorSpec], AfterValidator(_check_mta)])
 
 
+AuthMechanism = Literal["PLAIN", "LOGIN"]
+
+
+def _both_mechanisms() -> list[AuthMechanism]:
+    return ["PLAIN", "LOGIN"]
+
+
 class AuthSpec(_Frozen):
     """AUTH PLAIN/LOGIN with one fixed account. `required`: MAIL without AUTH gets 530 5.7.0."""
 
     username: str
     password: str
-    mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(default_factory=lambda: ["PLAIN", "LOGIN"], min_length=1)
+    mechanisms: list[AuthMechanism] = Field(default_factory=_both_mechanisms, min_length=1)
     required: bool = False
 
 
@@ -299,10 +310,8 @@ class MTASpec(_Frozen):
     @field_validator("preset")
     @classmethod
     def _preset(cls, v: str | None) -> str | None:
-        from maildrill.fake_mta.presets import PRESETS  # presets import this module
-
-        if v is not None and v not in PRESETS:
-            raise ValueError(f"unknown preset; choose one of {sorted(PRESETS)}")
+        if v is not None and v not in PRESET_NAMES:
+            raise ValueError(f"unknown preset; choose one of {sorted(PRESET_NAMES)}")
         return v
 
     @field_validator("corr_pattern")

@@ -8,14 +8,16 @@ import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from aiohttp import web
 from maildrill.fake_mta.apiguard import guards
 from maildrill.fake_mta.clock import Clock, MonotonicClock
 from maildrill.fake_mta.config import FleetSpec, problems_of
+from maildrill.fake_mta.net import is_loopback
 from maildrill.fake_mta.recording import MemoryRecorder, Recorder
-from maildrill.fake_mta.server import FakeMTA, is_loopback
+from maildrill.fake_mta.server import FakeMTA
 from maildrill.fake_mta.vendors import FakeVendor
 from pydantic import ValidationError
 
@@ -98,7 +100,7 @@ class Fleet:
     def _app(self) -> web.Application:
         # the browser guard (User-Agent Mozilla/ -> 403) and, when a token is set, the bearer check
         middlewares = [*guards(self.control_token, hint="printed by `maildrill mta` at start"), self._errors_mw]
-        app = web.Application(middlewares=middlewares, client_max_size=1 << 20)
+        app = web.Application(middlewares=cast(list[Any], middlewares), client_max_size=1 << 20)
         r = app.router
         r.add_get("/metrics", self._h_metrics)
         for coll in ("mtas", "vendors"):
@@ -111,7 +113,8 @@ class Fleet:
         return app
 
     @web.middleware
-    async def _errors_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _errors_mw(self, request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         """aiohttp's own 404/405 as the control API's JSON errors."""
         try:
             return await handler(request)
@@ -244,7 +247,7 @@ class _Stop(Exception):
         self.response = response
 
 
-async def _guard(make: Any) -> web.Response:
+async def _guard(make: Callable[[], web.Response]) -> web.Response:
     try:
         return make()
     except _Stop as stop:

@@ -10,7 +10,16 @@ from typing import Any, Protocol
 
 from maildrill.fake_mta.clock import Clock, MonotonicClock
 
+from maildrill.vocabulary import EVENT_KINDS
+
 Scalar = str | int | float | bool | None
+
+
+def declared(kind: str) -> str:
+    """`kind` as a plain string; ValueError for a kind maildrill.vocabulary does not declare."""
+    if kind not in EVENT_KINDS:
+        raise ValueError(f"undeclared event kind {kind!r}: declare it, with its fields, in maildrill/vocabulary.py")
+    return str(kind)
 
 
 class Recorder(Protocol):
@@ -27,7 +36,8 @@ class Recorder(Protocol):
 
 
 class MemoryRecorder:
-    """Keeps events as dicts (``t_s, source, kind, corr`` + data) in `events`, shared with children."""
+    """Keeps events as dicts (``t_s, source, kind, corr`` + data) in `events`, shared with children. Refuses
+    (ValueError) a kind maildrill.vocabulary does not declare, so a test of a writer fails on a misspelt one."""
 
     def __init__(
         self, source: str = "mta", clock: Clock | None = None, events: list[dict[str, Any]] | None = None
@@ -37,13 +47,14 @@ class MemoryRecorder:
         self.events: list[dict[str, Any]] = [] if events is None else events
 
     def record(self, kind: str, corr: str | None = None, **data: Scalar) -> None:
-        self.events.append({"t_s": self.clock.now(), "source": self.source, "kind": kind, "corr": corr, **data})
+        self.events.append({"t_s": self.clock.now(), "source": self.source, "kind": declared(kind), "corr": corr,
+                            **data})
 
     def record_many(self, items: list[tuple[str, str | None, dict[str, Scalar]]]) -> None:
         """Several facts at one clock reading (as EventWriter.record_many)."""
         t = self.clock.now()
         for kind, corr, data in items:
-            self.events.append({"t_s": t, "source": self.source, "kind": kind, "corr": corr, **data})
+            self.events.append({"t_s": t, "source": self.source, "kind": declared(kind), "corr": corr, **data})
 
     def child(self, source: str) -> MemoryRecorder:
         return MemoryRecorder(source, self.clock, self.events)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
-import ipaddress
 import json
 import random
 import re
 import socket
 import ssl
-import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
@@ -18,11 +17,15 @@ from typing import Any
 from maildrill.fake_mta.behaviors import Behavior, Throttle, build, by_verb, refuses
 from maildrill.fake_mta.clock import Clock, MonotonicClock
 from maildrill.fake_mta.config import BehaviorSpec, MTASpec, Verb, parse_behaviors
+from maildrill.fake_mta.net import is_loopback
 from maildrill.fake_mta.presets import GENERIC, persona
 from maildrill.fake_mta.recording import MemoryRecorder, Recorder
 from maildrill.fake_mta.session import MTAProtocol, escape_line
 from maildrill.fake_mta.smtp_setup import make_authenticator
 from pydantic import BaseModel
+
+from maildrill.polling import poll_until_async
+from maildrill.vocabulary import EventKind
 
 _VERP = re.compile(r"^[^@+]+\+(?P<local>[^=@]+)=(?P<domain>[^@]+)@")
 # How many accepted Message-IDs an MTA remembers for its delivery-status lookup (about 200 bytes each, so
@@ -61,20 +64,6 @@ class MessageIndex:
         if found is None:
             return None
         return {"message_id": message_id, "accepted": True, "t_s": found[0], "ack": found[1]}
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1, or a name resolving only to those."""
-    host = host.strip("[]")
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except OSError:
-        return False
-    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
 
 
 def behaviors_json(specs: Sequence[BehaviorSpec]) -> str:
@@ -144,7 +133,7 @@ class FakeMTA:
         specs = parse_behaviors([b.model_dump() if isinstance(b, BaseModel) else b for b in behaviors], for_mta=True)
         was_refusing = refuses(self.runtime)
         self._install(specs)
-        self.recorder.record("mta.behaviors.changed", None, behaviors=behaviors_json(specs), by=by)
+        self.recorder.record(EventKind.MTA_BEHAVIORS_CHANGED, None, behaviors=behaviors_json(specs), by=by)
         if not self._started:
             return
         if refuses(self.runtime) and not was_refusing:
@@ -159,7 +148,7 @@ class FakeMTA:
         for b in self.runtime:
             b.reset()
         self.rng = random.Random(f"{self.seed}:{self.name}")
-        self.recorder.record("mta.reset", None, by=by)
+        self.recorder.record(EventKind.MTA_RESET, None, by=by)
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -172,7 +161,8 @@ class FakeMTA:
         self._started = True
         if refuses(self.runtime):
             self._reserve()  # bound, not listening: connections are refused, the port stays ours
-            self.recorder.record("mta.listener.closed", None, host=self.host, port=self.port, reason="go_dark refuse")
+            self.recorder.record(EventKind.MTA_LISTENER_CLOSED, None, host=self.host, port=self.port,
+                                 reason="go_dark refuse")
         else:
             self._open_listener("started")
         if self._serving is not None:
@@ -201,9 +191,8 @@ class FakeMTA:
             self._reserved = None
         for proto in list(self.connections):
             proto.close("server", "server stopped")
-        deadline = time.monotonic() + 5.0
-        while self.connections and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)  # bounded poll: transports report connection_lost on a later loop turn
+        with contextlib.suppress(TimeoutError):  # transports report connection_lost on a later loop turn
+            await poll_until_async(lambda: not self.connections, 5.0, interval_s=0.01)
         if server is not None:
             await server.wait_closed()
 
@@ -243,7 +232,7 @@ class FakeMTA:
         sock.setblocking(False)
         self._listening_sock = sock
         self._serving = asyncio.get_running_loop().create_task(self._serve(sock))
-        self.recorder.record("mta.listener.opened", None, host=self.host, port=self.port, reason=reason)
+        self.recorder.record(EventKind.MTA_LISTENER_OPENED, None, host=self.host, port=self.port, reason=reason)
 
     async def _serve(self, sock: socket.socket) -> None:
         server = await asyncio.get_running_loop().create_server(self._protocol, sock=sock, backlog=1024)
@@ -261,7 +250,7 @@ class FakeMTA:
             self._listening_sock.close()  # create_server has not taken it yet
         self._server = None
         self._listening_sock = None
-        self.recorder.record("mta.listener.closed", None, host=self.host, port=self.port, reason=reason)
+        self.recorder.record(EventKind.MTA_LISTENER_CLOSED, None, host=self.host, port=self.port, reason=reason)
         if self._started:
             self._reserve()
 
@@ -278,14 +267,14 @@ class FakeMTA:
         self.connections.add(proto)
         self.counts["connections"] += 1
         peer_s = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self.recorder.record("mta.connection.opened", None, conn=proto.conn, peer=peer_s)
+        self.recorder.record(EventKind.MTA_CONNECTION_OPENED, None, conn=proto.conn, peer=peer_s)
 
     def connection_closed(self, proto: MTAProtocol, by: str, reason: str) -> None:
         self.connections.discard(proto)
         for b in self.runtime:
             if isinstance(b, Throttle):
                 b.forget_connection(proto.conn)
-        self.recorder.record("mta.connection.closed", None, conn=proto.conn, by=by, reason=reason)
+        self.recorder.record(EventKind.MTA_CONNECTION_CLOSED, None, conn=proto.conn, by=by, reason=reason)
 
     def reply_sent(self, proto: MTAProtocol, code: int, enhanced: str | None, text: str, closes: bool) -> None:
         self.replies_by_code[code] += 1
@@ -293,22 +282,22 @@ class FakeMTA:
         mail_from = proto.sender or (env.mail_from if env is not None else None)
         verb = proto.verb
         if verb in ("DATA", "DOT") and env is not None and env.rcpt_tos:
-            self.recorder.record("mta.reply.sent", proto.corr, conn=proto.conn, txn=proto.txn, verb=verb, code=code,
-                                 enhanced=enhanced, text=text, behavior=proto.decider, closes=closes,
+            self.recorder.record(EventKind.MTA_REPLY_SENT, proto.corr, conn=proto.conn, txn=proto.txn, verb=verb,
+                                 code=code, enhanced=enhanced, text=text, behavior=proto.decider, closes=closes,
                                  mail_from=mail_from, rcpt=env.rcpt_tos[0], rcpt_count=len(env.rcpt_tos))
             return
-        self.recorder.record("mta.reply.sent", proto.corr, conn=proto.conn, txn=proto.txn, verb=verb, code=code,
+        self.recorder.record(EventKind.MTA_REPLY_SENT, proto.corr, conn=proto.conn, txn=proto.txn, verb=verb, code=code,
                              enhanced=enhanced, text=text, behavior=proto.decider, closes=closes,
                              mail_from=mail_from, rcpt=proto.rcpt)
 
     def protocol_error(self, proto: MTAProtocol, error: str, line: bytes) -> None:
         self.counts["protocol_errors"] += 1
-        self.recorder.record("mta.protocol.error", None, conn=proto.conn, error=error, line=escape_line(line))
+        self.recorder.record(EventKind.MTA_PROTOCOL_ERROR, None, conn=proto.conn, error=error, line=escape_line(line))
 
     def message_stored(self, proto: MTAProtocol, mail_from: str, rcpts: list[str], size: int,
                        message_id: str | None, kind: str, ack: str) -> None:
         """One mta.message.accepted (or .discarded) per recipient, before any reply about it is sent."""
-        event = f"mta.message.{kind}"
+        event = EventKind.MTA_MESSAGE_ACCEPTED if kind == "accepted" else EventKind.MTA_MESSAGE_DISCARDED
         for rcpt in rcpts:
             data: dict[str, Any] = {"conn": proto.conn, "txn": proto.txn, "mail_from": mail_from, "rcpt": rcpt,
                                     "size_bytes": size, "message_id": message_id}
@@ -327,7 +316,7 @@ class FakeMTA:
         """The client was gone before the 250 for a stored message could be sent (it hung up or died while a
         tarpit held the reply): to the sender that is a lost 250, and a retry is a duplicate (RFC 1047)."""
         for rcpt in rcpts:
-            self.recorder.record("mta.message.ack_lost", self.rcpt_corr(rcpt), conn=proto.conn, txn=proto.txn,
+            self.recorder.record(EventKind.MTA_MESSAGE_ACK_LOST, self.rcpt_corr(rcpt), conn=proto.conn, txn=proto.txn,
                                  rcpt=rcpt, reason="the client was gone before the 250 was sent")
         self.counts["acks_lost"] += len(rcpts)
 

@@ -9,17 +9,18 @@ MAIL/RCPT/HELO/AUTH through `_call_handler_hook`, the single point where aiosmtp
 from __future__ import annotations
 
 import asyncio
+import random
 import re
-from typing import TYPE_CHECKING, Any
+import ssl
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
 
 from aiosmtpd.smtp import MISSING, SMTP
-from maildrill.fake_mta.behaviors import Action, Context, Decision, evaluate
-from maildrill.fake_mta.config import Verb
+from maildrill.fake_mta.behaviors import Action, Behavior, Context, Decision, evaluate
+from maildrill.fake_mta.clock import Clock
+from maildrill.fake_mta.config import MTASpec, Verb
 from maildrill.fake_mta.reply import AUTH_REQUIRED, BAD_SEQUENCE, OK, START_DATA, TOO_MANY_ERRORS, parse_status
 from maildrill.fake_mta.smtp_setup import FAST_INIT, NO_HOOKS, fast_init
-
-if TYPE_CHECKING:
-    from maildrill.fake_mta.server import FakeMTA
 
 HARD_ERROR_LIMIT = 20  # Postfix's smtpd_hard_error_limit: then 421 and close
 COMMAND_LIMIT = 512  # RFC 5321 §4.5.3.1.4: command line incl. CRLF
@@ -42,13 +43,44 @@ def message_id_of(content: bytes) -> str | None:
     return m.group(1).decode("utf-8", "replace").strip() if m else None
 
 
+class SessionHost(Protocol):
+    """What a session needs from the server it belongs to (FakeMTA implements it): its settings, the behaviours
+    watching each verb, and where it reports what happened. The session never sees the rest of the server."""
+
+    spec: MTASpec
+    hostname: str
+    banner: str
+    clock: Clock
+    rng: random.Random
+    tls_context: ssl.SSLContext | None
+    authenticate: Any  # an aiosmtpd authenticator, or None without AUTH
+
+    @property
+    def watchers(self) -> Mapping[Verb, tuple[Behavior, ...]]: ...
+    @property
+    def listening(self) -> bool: ...
+
+    def connection_opened(self, proto: MTAProtocol, peer: Any) -> None: ...
+    def connection_closed(self, proto: MTAProtocol, by: str, reason: str) -> None: ...
+    def reply_sent(self, proto: MTAProtocol, code: int, enhanced: str | None, text: str, closes: bool) -> None: ...
+    def protocol_error(self, proto: MTAProtocol, error: str, line: bytes) -> None: ...
+    def message_stored(self, proto: MTAProtocol, mail_from: str, rcpts: list[str], size: int,
+                       message_id: str | None, kind: str, ack: str) -> None: ...
+    def ack_unread(self, proto: MTAProtocol, rcpts: list[str]) -> None: ...
+    def rcpt_corr(self, address: str) -> str | None: ...
+    def sender_corr(self, address: str) -> str | None: ...
+    def ehlo_reply(self, *, tls_active: bool) -> str: ...
+
+
 class MTAProtocol(SMTP):
     """The server side of one connection. Created by FakeMTA for each accepted TCP connection."""
 
-    def __init__(self, mta: FakeMTA, conn: int) -> None:
+    def __init__(self, mta: SessionHost, conn: int) -> None:
         auth = mta.spec.auth
         if FAST_INIT:
-            fast_init(self, mta)
+            fast_init(self, data_size_limit=mta.spec.data_size_limit, hostname=mta.hostname,
+                      tls_context=mta.tls_context, timeout_s=mta.spec.timeout_s, authenticator=mta.authenticate,
+                      mechanisms=auth.mechanisms if auth else [])
         else:
             super().__init__(
                 NO_HOOKS,
@@ -93,7 +125,7 @@ class MTAProtocol(SMTP):
             # accepted from the backlog in the same turn the listener closed (go_dark refuse): to the client this
             # is the reset a connection still queued on a closed listening socket gets, so no session starts
             self._refused_at_accept = True
-            transport.abort()
+            cast(asyncio.Transport, transport).abort()
             return
         if first:
             peer = transport.get_extra_info("peername")

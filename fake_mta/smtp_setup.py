@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+import ssl
+from collections.abc import Sequence
+from typing import Any
 
 from aiosmtpd import smtp as aiosmtpd_smtp
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-if TYPE_CHECKING:
-    from maildrill.fake_mta.server import FakeMTA
-    from maildrill.fake_mta.session import MTAProtocol
+# Every private aiosmtpd name fake_mta uses (attributes it sets or reads, methods it overrides or calls), so an
+# aiosmtpd upgrade fails loudly with the names to revisit: a test compares this list with a scan of fake_mta
+# and checks each name still exists in the installed aiosmtpd. Supported: aiosmtpd 1.4.x (pyproject pins it).
+AIOSMTPD_PRIVATE_NAMES = (
+    "_AuthMechAttr", "_auth_callback", "_auth_methods", "_auth_require_tls", "_auth_required", "_authenticator",
+    "_call_handler_hook", "_cb_client_connected", "_decode_data", "_ehlo_hook_ver", "_enforce_call_limit",
+    "_getaddr", "_handle_client", "_handle_hooks", "_handler_coroutine", "_original_transport", "_proxy_timeout",
+    "_reader", "_reset_timeout", "_set_post_data_state", "_set_rset_state", "_smtp_methods", "_timeout_cb",
+    "_timeout_duration", "_timeout_handle", "_tls_handshake_okay", "_tls_protocol", "_writer",
+)
 
 # aiosmtpd's __init__ introspects the instance (inspect.getmembers, dir) on every connection, a third
 # of the per-connection cost; on the 1.4 series we set the same attributes from names found once.
-AUTH_MECH = getattr(aiosmtpd_smtp, "_AuthMechAttr", None)
+AUTH_MECH: Any = getattr(aiosmtpd_smtp, "_AuthMechAttr", None)  # a private aiosmtpd class (None off 1.4)
 SMTP_NAMES = tuple(sorted(n[5:] for n in dir(SMTP) if n.startswith("smtp_")))
 FAST_INIT = AUTH_MECH is not None and aiosmtpd_smtp.__version__.startswith("1.4.")
 
@@ -26,7 +35,8 @@ class _NoHooks:
 NO_HOOKS = _NoHooks()
 
 
-def fast_init(proto: MTAProtocol, mta: FakeMTA) -> None:
+def fast_init(proto: SMTP, *, data_size_limit: int, hostname: str, tls_context: ssl.SSLContext | None,
+              timeout_s: float, authenticator: Any, mechanisms: Sequence[str]) -> None:
     """What SMTP.__init__ sets for our options (aiosmtpd 1.4.x), minus its per-connection introspection."""
     loop = asyncio.get_running_loop()
     proto.__ident__ = aiosmtpd_smtp.__ident__
@@ -35,13 +45,13 @@ def fast_init(proto: MTAProtocol, mta: FakeMTA) -> None:
         proto, asyncio.StreamReader(loop=loop, limit=proto.line_length_limit),
         client_connected_cb=proto._cb_client_connected, loop=loop)
     proto.event_handler = NO_HOOKS
-    proto.data_size_limit = mta.spec.data_size_limit
+    proto.data_size_limit = data_size_limit
     proto.enable_SMTPUTF8 = False
     proto._decode_data = False
-    proto.hostname = mta.hostname
-    proto.tls_context = mta.tls_context
+    proto.hostname = hostname
+    proto.tls_context = tls_context
     proto.require_starttls = False
-    proto._timeout_duration = mta.spec.timeout_s
+    proto._timeout_duration = timeout_s
     proto._timeout_handle = None
     proto._tls_handshake_okay = True
     proto._tls_protocol = None
@@ -52,10 +62,9 @@ def fast_init(proto: MTAProtocol, mta: FakeMTA) -> None:
     proto._handler_coroutine = None
     proto._auth_require_tls = False
     proto._proxy_timeout = None
-    proto._authenticator = mta.authenticate
-    proto._auth_callback = None if mta.authenticate else aiosmtpd_smtp.login_always_fail
+    proto._authenticator = authenticator
+    proto._auth_callback = None if authenticator else aiosmtpd_smtp.login_always_fail
     proto._auth_required = False
-    mechanisms = mta.spec.auth.mechanisms if mta.spec.auth else []
     proto._auth_methods = {m: AUTH_MECH(getattr(proto, f"auth_{m}"), True) for m in mechanisms}
     proto._handle_hooks = {}
     proto._ehlo_hook_ver = None

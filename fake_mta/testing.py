@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -21,6 +20,8 @@ from maildrill.fake_mta.config import BehaviorSpec, FleetSpec
 from maildrill.fake_mta.fleet import Fleet
 from maildrill.fake_mta.recording import MemoryRecorder, Recorder
 from maildrill.fake_mta.server import FakeMTA
+
+from maildrill.polling import poll_until
 
 T = TypeVar("T")
 
@@ -85,7 +86,8 @@ class FleetThread:
 
     def __getitem__(self, name: str) -> FakeMTA:
         assert self.fleet is not None
-        return self.fleet[name]
+        mta: FakeMTA = self.fleet[name]
+        return mta
 
     @property
     def control_url(self) -> str | None:
@@ -107,15 +109,15 @@ class FleetThread:
     def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout_s: float,
                  *, what: str = "condition") -> list[dict[str, Any]]:
         """Poll the events until `predicate` holds; raises TimeoutError naming `what` after `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+        def timeout() -> TimeoutError:
+            kinds = sorted({e["kind"] for e in self.events()})
+            return TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}; saw kinds {kinds}")
+
+        def holding() -> tuple[list[dict[str, Any]]] | None:
             evs = self.events()
-            if predicate(evs):
-                return evs
-            if time.monotonic() >= deadline:
-                kinds = sorted({e["kind"] for e in evs})
-                raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}; saw kinds {kinds}")
-            time.sleep(0.01)  # polling interval of a deadline-bounded wait
+            return (evs,) if predicate(evs) else None  # boxed: an empty list can satisfy a predicate
+
+        return poll_until(holding, timeout_s, interval_s=0.01, error=timeout)[0]
 
 
 class WireClient:

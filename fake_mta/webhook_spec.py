@@ -25,6 +25,7 @@ VENDOR_EVENTS: dict[str, tuple[str, ...]] = {
     "resend": EVENTS,
 }
 WebhookEvent = Literal["processed", "deferred", "delivered", "bounce", "dropped"]
+_DEFAULT_EVENTS: tuple[WebhookEvent, ...] = ("delivered", "bounce")
 
 
 class _Frozen(BaseModel):
@@ -122,7 +123,7 @@ class WebhookSpec(_Frozen):
 
     url: str
     enabled: bool = True
-    events: list[WebhookEvent] = Field(default_factory=lambda: ["delivered", "bounce"], min_length=1)
+    events: list[WebhookEvent] = Field(default_factory=lambda: list(_DEFAULT_EVENTS), min_length=1)
     lag_s: LagSpec = Field(default_factory=lambda: FixedLag(value_s=1.0))
     loss: float = Field(default=0.0, ge=0, le=1)
     duplicate: float = Field(default=0.0, ge=0, le=1)

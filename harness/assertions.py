@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from maildrill.harness.analysis import Analysis, analyze
+from maildrill.harness.analysis.join import join
 from maildrill.harness.events import Event
 
 Events = Iterable[Event] | Any
@@ -92,27 +93,17 @@ def assert_backs_off_after_421(events: Events, max_attempts_per_min: float) -> N
     """After an MTA answered 421 (throttling), the sender made at most `max_attempts_per_min` attempts to that
     MTA in any 60 s window starting at a 421."""
     evs, _, reproduce = _load(events)
+    j = join(evs)  # on the events' own clock: the window is 60 event seconds
     starts: dict[str, list[float]] = defaultdict(list)
-    throttled: dict[str, list[float]] = defaultdict(list)
-    seen: set[tuple[str, Any, Any]] = set()
-    for e in evs:
-        if e.kind != "mta.reply.sent":
-            continue
-        mta = e.source
-        if e.get("verb") == "MAIL":
-            key = (mta, e.get("conn"), e.get("txn"))
-            if key not in seen:
-                seen.add(key)
-                starts[mta].append(e.t_s)
-        if e.get("code") == 421:
-            throttled[mta].append(e.t_s)
+    for a in j.attempts:
+        starts[a.mta].append(a.start)
     worst: tuple[int, str, float] | None = None
-    for mta, marks in throttled.items():
-        times = sorted(starts[mta])
+    for mta, marks in j.throttled.items():
+        times = starts[mta]
         for t in marks:
             n = sum(1 for s in times if t < s <= t + 60.0)
             if n > max_attempts_per_min and (worst is None or n > worst[0]):
-                worst = (n, mta, t)
+                worst = (n, f"mta/{mta}", t)
     if worst is not None:
         n, mta, t = worst
         msg = (f"{n} attempts to {mta} within 60 s after its 421 at t={t:.2f} s (allowed {max_attempts_per_min:g}): "

@@ -7,10 +7,11 @@ this module adds the hand-over of the origin to subprocesses through ``MAILDRILL
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 from maildrill.fake_mta.clock import Clock, FakeClock, MonotonicClock
+
+from maildrill.polling import poll_until
 
 ORIGIN_ENV = "MAILDRILL_T0"
 
@@ -34,11 +35,5 @@ def wait_until(condition: Callable[[], object], timeout_s: float, *, what: str =
     """Poll `condition` until it returns something truthy (returned) or `timeout_s` passes (WaitTimeout)."""
     from maildrill.harness.errors import WaitTimeout
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        got = condition()
-        if got:
-            return got
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(interval_s)  # the polling interval of a deadline-bounded wait
+    return poll_until(condition, timeout_s, interval_s=interval_s,
+                      error=lambda: WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}"))

@@ -6,8 +6,8 @@ one event, flat: ``{"t_s": 1.25, "source": "mta/primary", "kind": "mta.reply.sen
 "code": 421, ...}``. ``t_s`` is seconds since the run's origin (maildrill.harness.clock); wall time lives in
 the run manifest only. Data values are scalars (str, int, float, bool, null).
 
-`EventKind` is the vocabulary every component writes and the analysis reads; docs/events.md
-describes each kind's fields.
+`EventKind` (declared in `maildrill.vocabulary`, with each kind's fields; re-exported here) is the
+vocabulary every component writes and the analysis reads; docs/events.md describes each kind's fields.
 """
 
 from __future__ import annotations
@@ -15,71 +15,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
+
+from maildrill.vocabulary import EVENT_KINDS, EventKind
+
+__all__ = ["EVENT_KINDS", "RESERVED", "SCHEMA", "SCHEMA_VERSION", "Event", "EventKind", "Scalar", "header"]
 
 SCHEMA = "maildrill.events"
 SCHEMA_VERSION = 1
 RESERVED = ("t_s", "source", "kind", "corr")
 
 Scalar = str | int | float | bool | None
-
-
-class EventKind(StrEnum):
-    # fake MTA (source "mta/<name>")
-    MTA_LISTENER_OPENED = "mta.listener.opened"
-    MTA_LISTENER_CLOSED = "mta.listener.closed"
-    MTA_CONNECTION_OPENED = "mta.connection.opened"
-    MTA_CONNECTION_CLOSED = "mta.connection.closed"
-    MTA_REPLY_SENT = "mta.reply.sent"
-    MTA_MESSAGE_ACCEPTED = "mta.message.accepted"
-    MTA_MESSAGE_DISCARDED = "mta.message.discarded"
-    MTA_MESSAGE_ACK_LOST = "mta.message.ack_lost"
-    MTA_REQUEST_RECEIVED = "mta.request.received"
-    MTA_PROTOCOL_ERROR = "mta.protocol.error"
-    MTA_BEHAVIORS_CHANGED = "mta.behaviors.changed"
-    MTA_RESET = "mta.reset"
-    # fake vendors' delivery webhooks (source "mta/<name>")
-    MTA_WEBHOOK_SENT = "mta.webhook.sent"
-    MTA_WEBHOOK_ANSWERED = "mta.webhook.answered"
-    MTA_WEBHOOK_FAILED = "mta.webhook.failed"
-    MTA_WEBHOOK_HELD = "mta.webhook.held"
-    MTA_WEBHOOK_DROPPED = "mta.webhook.dropped"
-    MTA_WEBHOOK_SUBSCRIPTION_CONFIRMED = "mta.webhook.subscription_confirmed"
-    # fault proxy (source "proxy" or "proxy/<name>")
-    PROXY_CREATED = "proxy.created"
-    PROXY_DELETED = "proxy.deleted"
-    PROXY_UPDATED = "proxy.updated"
-    PROXY_ENABLED = "proxy.enabled"
-    PROXY_DISABLED = "proxy.disabled"
-    PROXY_TOXIC_ADDED = "proxy.toxic.added"
-    PROXY_TOXIC_UPDATED = "proxy.toxic.updated"
-    PROXY_TOXIC_REMOVED = "proxy.toxic.removed"
-    PROXY_RESET = "proxy.reset"
-    # load generator (source "load/<worker>")
-    LOAD_STARTED = "load.started"
-    LOAD_REQUEST_COMPLETED = "load.request.completed"
-    LOAD_STOPPED = "load.stopped"
-    # the Locust master (source "load/master"), distributed runs only
-    LOAD_MASTER_STARTED = "load.master.started"
-    LOAD_WORKER_JOINED = "load.worker.joined"
-    LOAD_ARMED = "load.armed"
-    LOAD_WORKER_LOST = "load.worker.lost"
-    LOAD_WORKER_TURNED_AWAY = "load.worker.turned_away"
-    # system under test, as seen by the harness (source "sut")
-    SUT_STARTED = "sut.started"
-    SUT_READY = "sut.ready"
-    SUT_EXITED = "sut.exited"
-    SUT_CRASHED = "sut.crashed"
-    SUT_QUEUE_DEPTH_SAMPLED = "sut.queue_depth.sampled"
-    # the run itself (source "run")
-    RUN_STARTED = "run.started"
-    RUN_PHASE_CHANGED = "run.phase.changed"
-    RUN_ACTION_FIRED = "run.action.fired"
-    RUN_ACTION_UNDONE = "run.action.undone"
-    RUN_DRAIN_ENDED = "run.drain.ended"
-    RUN_DEGRADED = "run.degraded"
-    RUN_ENDED = "run.ended"
 
 
 # one encoder for every event: json.dumps with options builds a new one per call (about twice as slow)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from maildrill.fake_mta.server import is_loopback
+from maildrill.fake_mta.net import is_loopback
 from maildrill.harness.errors import RemoteTargetRefused
 
 

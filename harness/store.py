@@ -8,10 +8,8 @@ Reads never fail on a bad file: what can be read is returned, what cannot is lis
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,8 @@ from pathlib import Path
 from maildrill.harness.clock import Clock, MonotonicClock
 from maildrill.harness.errors import WaitTimeout
 from maildrill.harness.events import SCHEMA, SCHEMA_VERSION, Event, Scalar, encode_event, header
+
+from maildrill.polling import poll_until, poll_until_async
 
 Predicate = Callable[[list[Event]], bool]
 
@@ -238,26 +238,15 @@ class EventStore:
                  poll_s: float = 0.02) -> list[Event]:
         """Block until `predicate(events so far)` holds; return those events. Raises WaitTimeout."""
         follower = self.follow()
-        deadline = time.monotonic() + timeout_s
-        while True:
-            events = follower.poll()
-            if predicate(events):
-                return events
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(_timeout_message(what, timeout_s, events))
-            time.sleep(poll_s)  # polling interval of a deadline-bounded wait, not a fixed delay
+        return poll_until(lambda: _holding(predicate, follower), timeout_s, interval_s=poll_s,
+                          error=lambda: WaitTimeout(_timeout_message(what, timeout_s, follower.poll())))[0]
 
     async def wait_for_async(self, predicate: Predicate, timeout_s: float, *, what: str = "condition",
                              poll_s: float = 0.02) -> list[Event]:
         follower = self.follow()
-        deadline = time.monotonic() + timeout_s
-        while True:
-            events = follower.poll()
-            if predicate(events):
-                return events
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(_timeout_message(what, timeout_s, events))
-            await asyncio.sleep(poll_s)
+        return (await poll_until_async(lambda: _holding(predicate, follower), timeout_s, interval_s=poll_s,
+                                       error=lambda: WaitTimeout(_timeout_message(what, timeout_s,
+                                                                                  follower.poll()))))[0]
 
 
 class Follower:
@@ -280,6 +269,12 @@ class Follower:
             self.events.extend(new)
             self.events.sort(key=_sort_key)
         return self.events
+
+
+def _holding(predicate: Predicate, follower: Follower) -> tuple[list[Event]] | None:
+    """The events so far, boxed (an empty list can satisfy a predicate), when `predicate` holds for them."""
+    events = follower.poll()
+    return (events,) if predicate(events) else None
 
 
 def _timeout_message(what: str, timeout_s: float, events: list[Event]) -> str:

@@ -27,6 +27,8 @@ from typing import Any
 from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from maildrill.harness.analysis.join import Attempt, join
+from maildrill.harness.events import Event
 
 # --- behaviours and toxics (bounded so every example runs in milliseconds) ----------------------------------
 accept = st.just({"kind": "accept"})
@@ -128,26 +130,13 @@ class SenderStateMachine(RuleBasedStateMachine):
             note(f"send({corr}) gave up: {type(exc).__name__}: {exc}")
 
     # --- the rules ---------------------------------------------------------------------------------------
-    def _attempts(self) -> dict[str, list[dict[str, Any]]]:
-        by_txn: dict[tuple[Any, Any], dict[str, Any]] = {}
-        for e in self.recorder.events:
-            if e["kind"] not in ("mta.reply.sent", "mta.message.accepted") or (e.get("txn") or 0) < 1:
-                continue
-            a = by_txn.setdefault((e.get("conn"), e.get("txn")), {"t": e["t_s"], "corr": None, "codes": [],
-                                                                    "ack": None})
-            a["corr"] = a["corr"] or e.get("corr")
-            if e["kind"] == "mta.reply.sent":
-                a["codes"].append(e.get("code"))
-            else:
-                a["ack"] = e.get("ack")
-        out: dict[str, list[dict[str, Any]]] = {}
-        for a in sorted(by_txn.values(), key=lambda a: a["t"]):
-            if a["corr"]:
-                out.setdefault(a["corr"], []).append(a)
-        return out
+    def _attempts(self) -> dict[str, tuple[Attempt, ...]]:
+        """Each message's delivery attempts, from the analysis's join of the recorded events."""
+        stories = join(Event.from_dict(e) for e in self.recorder.events).messages
+        return {corr: m.attempts for corr, m in stories.items() if m.attempts}
 
-    def _broken(self, rule: str, corr: str, attempts: list[dict[str, Any]]) -> None:
-        detail = "; ".join(f"t={a['t']:.3f} codes={a['codes']}" + (f" ack={a['ack']}" if a["ack"] else "")
+    def _broken(self, rule: str, corr: str, attempts: tuple[Attempt, ...]) -> None:
+        detail = "; ".join(f"t={a.start:.3f} codes={list(a.codes)}" + (f" ack={a.ack}" if a.ack else "")
                            for a in attempts)
         raise AssertionError(f"{rule}: {corr}: {detail}\nthe schedule ({len(self.steps)} steps), as a scenario "
                              f"(maildrill run):\n{schedule_yaml(self.steps)}")
@@ -155,23 +144,21 @@ class SenderStateMachine(RuleBasedStateMachine):
     @invariant()
     def never_retries_a_5xx(self) -> None:
         for corr, attempts in self._attempts().items():
-            for i, a in enumerate(attempts):
-                if any(c >= 500 for c in a["codes"]) and i + 1 < len(attempts):
-                    self._broken("retried after a permanent (5xx) reply", corr, attempts)
+            if any(any(c >= 500 for c in a.codes) for a in attempts[:-1]):
+                self._broken("retried after a permanent (5xx) reply", corr, attempts)
 
     @invariant()
     def never_resends_after_a_250_was_seen(self) -> None:
         for corr, attempts in self._attempts().items():
-            for i, a in enumerate(attempts):
-                if a["ack"] == "sent" and i + 1 < len(attempts):
-                    self._broken("sent again after its 250 was seen", corr, attempts)
+            if any(a.ack == "sent" for a in attempts[:-1]):
+                self._broken("sent again after its 250 was seen", corr, attempts)
 
     @invariant()
     def backs_off_after_421(self) -> None:
         for corr, attempts in self._attempts().items():
             for i, a in enumerate(attempts):
-                if 421 in a["codes"]:
-                    later = [b for b in attempts[i + 1:] if b["t"] - a["t"] <= self.window_s]
+                if 421 in a.codes:
+                    later = [b for b in attempts[i + 1:] if b.start - a.start <= self.window_s]
                     if len(later) > self.max_attempts_after_421:
                         self._broken(f"more than {self.max_attempts_after_421} attempts within "
                                      f"{self.window_s:g} s after a 421", corr, attempts)

@@ -36,6 +36,8 @@ from maildrill.fake_mta.recording import MemoryRecorder, Recorder
 from maildrill.fake_mta.vendors.webhooks import WebhookDispatcher
 from pydantic import BaseModel
 
+from maildrill.vocabulary import EventKind
+
 # SMTP-equivalent reply code in mta.reply.sent (the analysis reads these), per outcome
 CODE_ACCEPTED = 250
 CODE_THROTTLED = 421  # the MTAs' throttle reply: the analysis and assert_backs_off_after_421 read it
@@ -111,8 +113,15 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+WIRES: dict[str, type[Wire]] = {}  # api -> its Wire subclass, filled as the wire modules are imported
+
+
 class Wire:
     """One vendor's HTTP dialect. Subclasses set `api` and implement the methods below."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        WIRES[cls.api] = cls
 
     api = "vendor"
     max_body = 10 * 1024 * 1024
@@ -233,9 +242,9 @@ class _Server(web.Server):
 
 
 def _wires() -> dict[str, type[Wire]]:
-    from maildrill.fake_mta.vendors import mailgun, postmark, resend, sendgrid, ses
-
-    return {w.api: w for w in (sendgrid.SendGrid, ses.SES, postmark.Postmark, mailgun.Mailgun, resend.Resend)}
+    """Every wire, by api: each registers itself when its module is imported (the package imports them all),
+    so this module never imports the wire modules that import it."""
+    return WIRES
 
 
 class FakeVendor:
@@ -249,7 +258,7 @@ class FakeVendor:
     def __init__(self, spec: VendorSpec, *, recorder: Recorder | None = None, clock: Any = None, seed: int = 0,
                  allow_remote: bool = False, reuse_port: bool = False, webhook_base_url: str | None = None) -> None:
         from maildrill.fake_mta.clock import MonotonicClock
-        from maildrill.fake_mta.server import is_loopback
+        from maildrill.fake_mta.net import is_loopback
 
         if not allow_remote and not is_loopback(spec.host):
             raise ValueError(f"fake vendor {spec.name!r}: host {spec.host!r} is not loopback; a fault-injecting API "
@@ -706,7 +715,7 @@ class FakeVendor:
                   decider: str) -> list[tuple[str, str | None, dict[str, Any]]]:
         """mta.request.received, one per recipient: the attempt of a request the vendor holds (tarpit) or never
         answers (go_dark hang, reset, a lost replay), which no reply event would otherwise show."""
-        return [("mta.request.received", self.corr_of(rcpt),
+        return [(EventKind.MTA_REQUEST_RECEIVED, self.corr_of(rcpt),
                  {"conn": c.conn, "txn": c.txn, "rcpt": rcpt, "api": self.api, "endpoint": endpoint,
                   "behavior": decider}) for rcpt in mail.rcpts]
 
@@ -715,7 +724,7 @@ class FakeVendor:
         """The mta.message.accepted (or .discarded) events of a request, one per recipient, to be recorded (by
         `_flush` or with the reply) before any response about them is written."""
         accepted = kind == "accepted"
-        event = "mta.message.accepted" if accepted else "mta.message.discarded"
+        event = EventKind.MTA_MESSAGE_ACCEPTED if accepted else EventKind.MTA_MESSAGE_DISCARDED
         conn, txn, size, corr_of = c.conn, c.txn, mail.size, self.corr_of
         reason = None if accepted else f"{decider}: success sent, message never delivered"
         remember = self.messages if accepted and len(self.messages) < MAX_REMEMBERED_MESSAGES else None

@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from maildrill.harness.events import Event
+from maildrill.harness.events import Event, Scalar
 
 OUTCOMES = ("4xx", "5xx", "sent", "lost", "discarded")  # deferred, rejected, accepted (250 seen / 250 lost), blackholed
 ACCEPTED_AFTER_S = 0.0003  # an attempt's message is stored this long after its MAIL reply (scenario seconds)
@@ -72,10 +72,11 @@ def events(model: Model) -> list[Event]:
             src = f"mta/{a.mta}"
             t = real(a.t_s)
             rcpt = f"{m.corr}@users.drill.test"
-            base = {"conn": c, "txn": 1, "behavior": "default", "closes": False, "mail_from": "a@app.test"}
+            base: dict[str, Scalar] = {"conn": c, "txn": 1, "behavior": "default", "closes": False,
+                                       "mail_from": "a@app.test"}
 
             def reply(dt: float, verb: str, code: int, corr: str | None, *, src: str = src, t: float = t,
-                      base: dict[str, object] = base) -> Event:
+                      base: dict[str, Scalar] = base) -> Event:
                 return Event(t + dt * k, src, "mta.reply.sent", corr, {**base, "verb": verb, "code": code})
 
             out.append(Event(t - 0.0005 * k, src, "mta.connection.opened", None, {"conn": c, "peer": "127.0.0.1"}))
@@ -87,8 +88,8 @@ def events(model: Model) -> list[Event]:
             else:
                 out.append(reply(0.0001, "RCPT", 250, m.corr))
                 out.append(reply(0.0002, "DATA", 354, m.corr))
-                data = {"conn": c, "txn": 1, "mail_from": "a@app.test", "rcpt": rcpt, "size_bytes": 300,
-                        "message_id": f"<{m.corr}@app.test>"}
+                data: dict[str, Scalar] = {"conn": c, "txn": 1, "mail_from": "a@app.test", "rcpt": rcpt,
+                                           "size_bytes": 300, "message_id": f"<{m.corr}@app.test>"}
                 if a.outcome == "discarded":
                     out.append(Event(t + 0.0003 * k, src, "mta.message.discarded", m.corr,
                                      {**data, "reason": "blackhole"}))
@@ -172,7 +173,7 @@ def random_model(n: int, *, seed: int = 0, mtas: tuple[str, ...] = ("primary", "
     out = []
     for i in range(n):
         t = rng.uniform(0, duration_s)
-        attempts = []
+        attempts: list[Attempt] = []
         at = t + rng.uniform(0.01, 0.5)
         delay = 2.0
         while True:

@@ -16,8 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from maildrill.harness.report import write_reports
-    from maildrill.harness.report.repeat import is_repeat_dir, write_repeat_reports
+    from maildrill.harness.report import write_repeat_reports, write_reports
+    from maildrill.harness.report.run import is_repeat_dir
 
     if is_repeat_dir(args.run_dir):  # the combined directory of `maildrill run --repeat N`: rebuilt from its members
         rs = write_repeat_reports(args.run_dir, rebuild_members=True, history=not args.no_history)

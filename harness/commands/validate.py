@@ -15,7 +15,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from maildrill.harness.scenario.loading import known_metrics, load_scenario
+    from maildrill.harness.scenario.loading import load_scenario
 
     code = EXIT_PASS
     for name in args.files:
@@ -25,10 +25,7 @@ def main(args: argparse.Namespace) -> int:
             print(str(exc), file=sys.stderr)
             code = EXIT_USAGE
             continue
-        note = ""
-        if scenario.thresholds and known_metrics() is None:
-            note = " (threshold metric names not checked: maildrill.harness.analysis is not installed)"
         print(f"{name}: ok — {scenario.name}, {scenario.duration_s:g} s load, {len(scenario.mtas)} MTA(s), "
               + (f"{len(scenario.vendors)} vendor(s), " if scenario.vendors else "")
-              + f"{len(scenario.timeline)} timeline action(s){note}")
+              + f"{len(scenario.timeline)} timeline action(s)")
     return code

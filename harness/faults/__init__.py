@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from maildrill.harness.faults.adapter import ProxyInfo, ToxiproxyAdapter, find_toxiproxy
-from maildrill.harness.faults.toxics import TOXIC_TYPES
+
+from maildrill.vocabulary import TOXIC_TYPES
 
 __all__ = ["TOXIC_TYPES", "EmbeddedToxiproxy", "EmbeddedToxiproxyThread", "ProxyInfo", "ToxiproxyAdapter",
            "find_toxiproxy"]

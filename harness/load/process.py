@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from maildrill.fake_mta.net import free_port
+from maildrill.harness.children import Child, Children
 from maildrill.harness.clock import MonotonicClock, origin_env
 from maildrill.harness.errors import InfrastructureError
 from maildrill.harness.events import Event
 from maildrill.harness.load import link
 from maildrill.harness.load.plan import PLAN_ENV, LoadPlan
-from maildrill.harness.run.children import Child, Children
-from maildrill.harness.run.sut import free_port
 from maildrill.harness.store import EventStore, ReadProblem, _Tail
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from maildrill.harness.errors import UsageError
+from maildrill.harness.metrics import HEADLINE, METRICS
+from maildrill.harness.report.run import REPEAT_FILE, is_repeat_dir, read_run
 from maildrill.harness.verdict import Check, Member, Spread, Stability, evaluate_repeats, statistic
 
-REPEAT_FILE = "repeat.json"
 SCHEMA = "maildrill.repeat"
 VERSION = 1
-
-
-def is_repeat_dir(path: str | Path) -> bool:
-    return (Path(path) / REPEAT_FILE).is_file()
 
 
 def repeat_record(*, repeat_id: str, scenario: str, scenario_file: str | None, runs_requested: int, same_seed: bool,
@@ -95,9 +93,6 @@ class RepeatSet:
     def spreads(self) -> dict[str, Spread]:
         """min / median / max across the runs of every headline metric (thresholded or not) the runs measured;
         nulls rank on the bad side of the metric (above for lower-is-better ones)."""
-        from maildrill.harness.analysis import METRICS
-        from maildrill.harness.report.summary import HEADLINE
-
         out: dict[str, Spread] = {}
         for name in HEADLINE:
             values = [m.summary["metrics"].get(name) for m in self.members if name in m.summary.get("metrics", {})]
@@ -107,12 +102,10 @@ class RepeatSet:
         return out
 
 
-def _member_summary(path: Path, *, rebuild: bool) -> dict[str, Any]:
-    from maildrill.harness.report import write_reports
-
+def read_member_summary(path: Path) -> dict[str, Any]:
+    """A member run's summary.json (`maildrill.harness.report.write_repeat_reports` rebuilds it first when asked
+    to, or when it is missing)."""
     summary = path / "summary.json"
-    if rebuild or not summary.exists():
-        write_reports(path, history=False)
     try:
         data = json.loads(summary.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -120,11 +113,11 @@ def _member_summary(path: Path, *, rebuild: bool) -> dict[str, Any]:
     return data
 
 
-def read_repeat(combined: str | Path, *, rebuild_members: bool = False) -> RepeatSet:
-    """The repeat set from its record and its members' run directories (their reports rebuilt first with
-    `rebuild_members`, else only where a member has no summary.json). A missing member is an error naming it."""
-    from maildrill.harness.report.run import read_run
-
+def read_repeat(combined: str | Path, *,
+                member_summary: Callable[[Path], dict[str, Any]] = read_member_summary) -> RepeatSet:
+    """The repeat set from its record and its members' run directories (each member's summary from
+    `member_summary`, called in member order once its directory is checked). A missing member is an error
+    naming it."""
     path = Path(combined)
     record = read_record(path)
     members: list[MemberRun] = []
@@ -141,7 +134,7 @@ def read_repeat(combined: str | Path, *, rebuild_members: bool = False) -> Repea
             thresholds, description = own, info.description
         elif own != thresholds:
             raise UsageError(f"{run_dir}: its thresholds differ from the first member's; a repeat set is one scenario")
-        summary = _member_summary(run_dir, rebuild=rebuild_members)
+        summary = member_summary(run_dir)
         members.append(MemberRun(run_dir, entry.get("seed", info.seed), summary))
     thresholds = thresholds or {}
     stability = evaluate_repeats(thresholds, [_member(m) for m in members],
@@ -155,25 +148,5 @@ def _member(m: MemberRun) -> Member:
     return Member(m.run_id, m.seed, str(m.summary["run"]["status"]), checks)
 
 
-def write_repeat_reports(combined: str | Path, *, rebuild_members: bool = False, history: bool = True) -> RepeatSet:
-    """summary.json, report.md, junit.xml, report.html and figures/stability.png of a repeat set, into its
-    directory; then the history index of its parent. Returns the set (with its stability verdict)."""
-    from maildrill.harness.report import write_atomic
-    from maildrill.harness.report.figures import stability_png
-    from maildrill.harness.report.history import write_index
-    from maildrill.harness.report.html import html_repeat_report
-    from maildrill.harness.report.junit import junit_repeat_xml
-    from maildrill.harness.report.markdown import markdown_repeat
-    from maildrill.harness.report.summary import repeat_summary
-
-    rs = read_repeat(combined, rebuild_members=rebuild_members)
-    png = stability_png(rs.stability)
-    (rs.path / "figures").mkdir(exist_ok=True)
-    (rs.path / "figures" / "stability.png").write_bytes(png)
-    write_atomic(rs.path / "summary.json", json.dumps(repeat_summary(rs), indent=2) + "\n")
-    write_atomic(rs.path / "report.md", markdown_repeat(rs))
-    (rs.path / "junit.xml").write_bytes(junit_repeat_xml(rs))
-    write_atomic(rs.path / "report.html", html_repeat_report(rs, png))
-    if history and rs.path.parent != rs.path:
-        write_index(rs.path.parent)
-    return rs
+__all__ = ["REPEAT_FILE", "RepeatSet", "add_member", "is_repeat_dir", "read_member_summary", "read_repeat",
+           "repeat_record", "write_record"]

@@ -44,9 +44,14 @@ def _load_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def read_run(run_dir: str | Path) -> RunInfo:
-    from maildrill.harness.report.repeat import is_repeat_dir
+REPEAT_FILE = "repeat.json"  # in the combined directory of `maildrill run --repeat N` (see report.repeat)
 
+
+def is_repeat_dir(path: str | Path) -> bool:
+    return (Path(path) / REPEAT_FILE).is_file()
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
     path = Path(run_dir)
     if not path.is_dir():
         raise UsageError(f"{path}: no such run directory (give a directory that `maildrill run` wrote, "

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from maildrill.harness.analysis import METRICS, Analysis
+from maildrill.harness.metrics import HEADLINE
 from maildrill.harness.report.run import RunInfo
 from maildrill.harness.verdict import Verdict
 
@@ -16,9 +17,6 @@ if TYPE_CHECKING:
 
 SCHEMA = "maildrill.summary"
 VERSION = 1
-HEADLINE = ("messages_requested", "delivered", "undelivered", "retry_amplification", "retry_sync_index",
-            "attempts_per_s_peak", "deferred_ratio", "drain_s", "otp_expired", "otp_expired_ratio", "duplicates",
-            "permanent_failures_retried", "http_error_ratio")
 
 
 def _clean(v: Any) -> Any:
@@ -52,6 +50,8 @@ def summary(info: RunInfo, analysis: Analysis, verdict: Verdict) -> dict[str, An
         "notes": list(analysis.notes),
     })
 
+
+__all__ = ["HEADLINE", "REPEAT_SCHEMA", "SCHEMA", "VERSION", "repeat_summary", "summary"]
 
 REPEAT_SCHEMA = "maildrill.repeat.summary"
 REPEAT_VERSION = 1

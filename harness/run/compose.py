@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import time
 from collections.abc import Iterator
 
 import yaml
+from maildrill.fake_mta.net import accepts
 from maildrill.harness.bundled import compose_file
 from maildrill.harness.errors import InfrastructureError
+
+from maildrill.polling import poll_until
 
 COMPOSE_FILE = compose_file()
 
@@ -62,13 +64,8 @@ def compose_toxiproxy(run_id: str, timeout_s: float = 60.0) -> Iterator[str]:
             from None
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if time.monotonic() > deadline:
-                raise InfrastructureError(f"--compose: {image} did not listen on 127.0.0.1:{port} in {timeout_s:g} s")
-            time.sleep(0.1)  # polling a deadline-bounded readiness check
+        poll_until(lambda: accepts("127.0.0.1", port), timeout_s, interval_s=0.1, error=lambda: InfrastructureError(
+            f"--compose: {image} did not listen on 127.0.0.1:{port} in {timeout_s:g} s"))
         yield url
     finally:
         with contextlib.suppress(Exception):

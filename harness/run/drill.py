@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
+from maildrill.harness.children import Children
 from maildrill.harness.clock import MonotonicClock, origin_env
 from maildrill.harness.errors import EXIT_INFRA, EXIT_PASS, MaildrillError
 from maildrill.harness.load.plan import LoadPlan
 from maildrill.harness.load.process import LocustRun
 from maildrill.harness.load.shapes import default_users
 from maildrill.harness.netcheck import require_loopback, require_loopback_url
-from maildrill.harness.run.children import Children
+from maildrill.harness.report import write_reports
 from maildrill.harness.run.probe import QueueDepthProbe
 from maildrill.harness.run.rundir import RunDir, RunStatus, create_run_dir, update_manifest
 from maildrill.harness.run.status import StatusDisplay, Tracker, status_line
@@ -224,18 +225,13 @@ class Drill:
             summary.append(f"status: {status.value}")
         if self.options.reports and status is not RunStatus.FAILED:
             try:
-                from maildrill.harness.report import write_reports  # type: ignore[attr-defined]
-            except ImportError:
-                write_reports = None
-            if write_reports is not None:
-                try:
-                    verdict = write_reports(rd.path)
-                    summary += list(verdict.summary_lines())
-                    if status is not RunStatus.INTERRUPTED:
-                        exit_code = int(verdict.exit_code)
-                except Exception as exc:
-                    summary.append(f"report failed: {type(exc).__name__}: {exc}")
-                    exit_code = EXIT_INFRA
+                verdict = write_reports(rd.path)
+                summary += list(verdict.summary_lines())
+                if status is not RunStatus.INTERRUPTED:
+                    exit_code = int(verdict.exit_code)
+            except Exception as exc:
+                summary.append(f"report failed: {type(exc).__name__}: {exc}")
+                exit_code = EXIT_INFRA
         summary.append(f"run directory: {rd.path}")
         again = reproduce_command(self.options.scenario_file, self.seed, self.options)
         summary.append(f"reproduce: {shlex.join(again)}")
@@ -324,7 +320,7 @@ class Drill:
         self.api_urls: dict[str, str] = {v.name: fleet[v.name].base_url for v in rt.vendors}
         if not rt.proxies:
             return None
-        from maildrill.harness.faults import EmbeddedToxiproxy, ToxiproxyAdapter  # type: ignore[attr-defined]
+        from maildrill.harness.faults import EmbeddedToxiproxy, ToxiproxyAdapter
 
         url = self.options.toxiproxy_url
         if url is None:

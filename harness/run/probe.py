@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from maildrill.harness.run.children import resolve_command
+from maildrill.harness.children import resolve_command
 from maildrill.harness.run.sut import http_get
 from maildrill.harness.scenario.models import QueueDepthSpec
 from maildrill.harness.store import EventWriter

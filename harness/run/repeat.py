@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TextIO
 
 from maildrill.harness.errors import EXIT_INFRA
-from maildrill.harness.report.repeat import add_member, repeat_record, write_record, write_repeat_reports
+from maildrill.harness.report import write_repeat_reports
+from maildrill.harness.report.repeat import add_member, repeat_record, write_record
 from maildrill.harness.run.drill import RunOptions, reproduce_command, run_drill
 from maildrill.harness.run.rundir import RunStatus, new_run_id
 from maildrill.harness.scenario.models import Scenario

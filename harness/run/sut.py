@@ -6,24 +6,19 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from maildrill.fake_mta.net import free_port
+from maildrill.harness.children import Child, Children, resolve_command
 from maildrill.harness.errors import SUTFailed
 from maildrill.harness.netcheck import require_loopback
-from maildrill.harness.run.children import Child, Children, resolve_command
 from maildrill.harness.scenario.models import SUTSpec
 from maildrill.harness.store import EventWriter
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free now (the SUT binds it a moment later; a clash shows as a failed start)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+from maildrill.polling import poll_until_async
 
 
 async def http_get(url: str, timeout_s: float) -> tuple[int, bytes]:
@@ -146,9 +141,10 @@ class SUT:
         mode = "http" if ready.http else ("tcp" if ready.tcp is not False else "none")
         if mode == "none" or self.absent:
             return
-        deadline = time.monotonic() + ready.timeout_s
         last = "no answer yet"
-        while True:
+
+        async def answers() -> bool:
+            nonlocal last
             if child is not None and child.returncode is not None:
                 raise SUTFailed(f"the SUT exited with code {child.returncode} before it was ready "
                                 f"(see {self.log_dir}/stderr.log){self._stderr_tail()}")
@@ -156,20 +152,23 @@ class SUT:
                 if mode == "http":
                     status, _ = await http_get(self.base_url + (ready.http or "/"), 2.0)
                     if 200 <= status < 300:
-                        return
+                        return True
                     last = f"HTTP {status}"
                 else:
                     _, w = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 2.0)
                     w.close()
-                    return
+                    return True
             except (OSError, TimeoutError) as exc:
                 last = str(exc) or type(exc).__name__
-            if time.monotonic() >= deadline:
-                what = f"GET {self.base_url}{ready.http}" if mode == "http" else f"TCP {self.host}:{self.port}"
-                started = "listen on $MAILDRILL_SUT_PORT" if self.spec.command else "be running"
-                raise SUTFailed(f"the SUT was not ready after {ready.timeout_s:g} s ({what}: {last}). It must "
-                                f"{started}; raise sut.ready.timeout_s if it starts slowly{self._stderr_tail()}")
-            await asyncio.sleep(0.05)  # poll interval of a deadline-bounded wait
+            return False
+
+        def not_ready() -> SUTFailed:
+            what = f"GET {self.base_url}{ready.http}" if mode == "http" else f"TCP {self.host}:{self.port}"
+            started = "listen on $MAILDRILL_SUT_PORT" if self.spec.command else "be running"
+            return SUTFailed(f"the SUT was not ready after {ready.timeout_s:g} s ({what}: {last}). It must "
+                             f"{started}; raise sut.ready.timeout_s if it starts slowly{self._stderr_tail()}")
+
+        await poll_until_async(answers, ready.timeout_s, interval_s=0.05, error=not_ready)
 
     async def stop(self) -> None:
         if self.died is not None:

@@ -17,7 +17,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from maildrill.harness.run.children import alive, group_members
+from maildrill.harness.children import alive, group_members
 
 
 def _kill_children(run_dir: Path) -> list[str]:

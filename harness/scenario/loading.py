@@ -11,6 +11,7 @@ import yaml
 from maildrill.fake_mta.config import BEHAVIOR_KINDS, parse_behaviors, vendor_misfits
 from maildrill.fake_mta.webhook_spec import LAG_DISTRIBUTIONS
 from maildrill.harness.errors import Problem, ScenarioError
+from maildrill.harness.metrics import METRICS
 from maildrill.harness.scenario.models import SHAPE_KINDS, Scenario
 from pydantic import ValidationError
 
@@ -292,12 +293,12 @@ def _threshold_problems(thresholds: dict[Any, Any], classes: list[str], mtas: li
         name, scope = key, None
         if key.endswith("]") and "[" in key:
             name, scope = key[:-1].split("[", 1)
-        if metrics is not None and name not in metrics:
+        if name not in metrics:
             out.append(Problem(path, f"unknown metric {name!r}; known: {sorted(metrics)}"))
             continue
         if scope is None:
             continue
-        allowed = metrics[name] if metrics is not None else {"class", "mta"}
+        allowed = metrics[name]
         receivers = [*mtas, *vendors]
         if (scope in classes and "class" in allowed) or (scope in receivers and "mta" in allowed):
             continue
@@ -308,13 +309,9 @@ def _threshold_problems(thresholds: dict[Any, Any], classes: list[str], mtas: li
     return out
 
 
-def known_metrics() -> dict[str, set[str]] | None:
-    """Metric name → allowed scopes, from maildrill.harness.analysis when it is installed, else None (accept any)."""
-    try:
-        from maildrill.harness.analysis import METRICS  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return {name: set(getattr(info, "scopes", {"run"})) for name, info in METRICS.items()}
+def known_metrics() -> dict[str, set[str]]:
+    """Metric name → allowed scopes, from the metric registry."""
+    return {name: set(info.scopes) for name, info in METRICS.items()}
 
 
 # --- YAML line numbers for paths ----------------------------------------------------------------

@@ -16,7 +16,6 @@ from pydantic import (
     model_validator,
 )
 
-TOXIC_TYPES = ("latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data")
 SHAPE_KINDS = ("constant", "ramp", "step", "spike", "burst")
 TEMPLATE_FIELDS = ("corr", "recipient", "class", "resend", "user")
 _FIELD_RE = re.compile(r"\{([^{}]*)\}")

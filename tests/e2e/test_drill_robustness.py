@@ -12,9 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from maildrill.harness.events import Event
-from maildrill.harness.store import EventStore
-from test_drill_run import (
+from drills import (
     assert_no_process_left,
     child_pids,
     manifest,
@@ -23,6 +21,8 @@ from test_drill_run import (
     start_drill,
     write_scenario,
 )
+from maildrill.harness.events import Event
+from maildrill.harness.store import EventStore
 
 pytestmark = pytest.mark.slow
 

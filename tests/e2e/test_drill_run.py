@@ -4,69 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from maildrill.harness.events import Event
+from drills import assert_no_process_left, manifest, of, run_dir_of, start_drill, write_scenario
 from maildrill.harness.faults.real import find_toxiproxy
-from maildrill.harness.run.children import alive
 from maildrill.harness.store import EventStore
 
-ROOT = Path(__file__).resolve().parents[2]
-SUT_APP = Path(__file__).with_name("sut_app.py")
 pytestmark = pytest.mark.slow
-
-
-def write_scenario(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "drill.yaml"
-    path.write_text(body.replace("SUT_APP", str(SUT_APP)))
-    return path
-
-
-def start_drill(scenario: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "maildrill", "run", str(scenario), "--out", str(out), *extra],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def run_dir_of(out: Path, timeout_s: float = 30) -> Path:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        dirs = [d for d in out.iterdir() if d.is_dir()] if out.exists() else []
-        if dirs and (dirs[0] / "manifest.json").exists():
-            return dirs[0]
-        time.sleep(0.05)  # polling interval of a deadline-bounded wait
-    raise AssertionError(f"no run directory appeared in {out}")
-
-
-def manifest(run_dir: Path) -> dict[str, object]:
-    return json.loads((run_dir / "manifest.json").read_text())
-
-
-def child_pids(run_dir: Path) -> dict[str, tuple[int, int | None]]:
-    out = {}
-    for line in (run_dir / "pids.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        out[rec["name"]] = (rec["pid"], rec["start_time"])
-    return out
-
-
-def assert_no_process_left(run_dir: Path, timeout_s: float = 10) -> None:
-    pids = child_pids(run_dir)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        left = {n: p for n, (p, st) in pids.items() if alive(p, st)}
-        if not left:
-            return
-        time.sleep(0.05)  # polling interval of a deadline-bounded wait
-    raise AssertionError(f"processes left behind: {left}")
-
-
-def of(events: list[Event], kind: str) -> list[Event]:
-    return [e for e in events if e.kind == kind]
 
 
 DARK_AND_BACK = """\

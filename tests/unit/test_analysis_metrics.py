@@ -148,3 +148,18 @@ def test_a_250_the_client_never_got_makes_the_retry_a_duplicate_after_a_lost_ack
         assert (a.metrics["duplicates"], a.metrics["duplicates_after_lost_ack"]) == (1, 1)
         assert [o.detail for o in a.offenders if o.rule == "duplicates"] == [
             "accepted 2 times: by primary at 10.62 s (250 lost), by primary at 13.02 s"]  # no load phase: t0 = 0
+
+
+def test_backing_off_after_a_421_counts_attempts_to_that_mta_in_the_next_60_s() -> None:
+    from maildrill.harness.assertions import assert_backs_off_after_421
+
+    throttled = [ev(5.0, "mta/primary", "mta.reply.sent", None, conn=1, txn=0, verb="CONNECT", code=421)]
+    retries = [e for i in range(4) for e in attempt(6.0 + i * 10, "primary", 2 + i, f"u{i}", 250)]
+    elsewhere = [e for i in range(9) for e in attempt(6.0 + i, "backup", 10 + i, f"v{i}", 250)]
+    late = [e for i in range(3) for e in attempt(70.0 + i, "primary", 20 + i, f"w{i}", 250)]
+    events = throttled + retries + elsewhere + late
+    assert_backs_off_after_421(events, 4)
+    with pytest.raises(AssertionError) as info:
+        assert_backs_off_after_421(events, 3)
+    assert str(info.value) == ("4 attempts to mta/primary within 60 s after its 421 at t=5.00 s (allowed 3): "
+                               "the sender does not back off")

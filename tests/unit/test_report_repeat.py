@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from maildrill.harness.errors import UsageError
-from maildrill.harness.report.repeat import add_member, repeat_record, write_record, write_repeat_reports
+from maildrill.harness.report import write_repeat_reports
+from maildrill.harness.report.repeat import add_member, repeat_record, write_record
 from test_report_files import make_run
 
 THRESHOLDS = {"duplicates": {"max": 0}, "delivered": {"min": 3}, "latency_p99_s[otp]": {"max": 30, "over": "median"}}

@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from maildrill.harness.errors import ScenarioError
 from maildrill.harness.scenario import load_scenario, parse_scenario_text, scaled
-from maildrill.harness.scenario.loading import known_metrics
 from maildrill.harness.scenario.schema import SCHEMA_FILE, schema_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,9 +92,8 @@ def test_every_mistake_is_reported_at_once_with_its_path() -> None:
     with pytest.raises(ScenarioError) as info:
         parse_scenario_text(BAD, source="bad.yaml")
     paths = [p.path for p in info.value.problems]
-    expected = ["duration_s", "mtas[0].behaviors[0].min_delay_s", "load.colour", "timeline[0].mta"]
-    if known_metrics() is not None:
-        expected.append("thresholds.no_such_metric")
+    expected = ["duration_s", "mtas[0].behaviors[0].min_delay_s", "load.colour", "timeline[0].mta",
+                "thresholds.no_such_metric"]
     assert sorted(paths) == sorted(expected)
     text = str(info.value)
     assert text.splitlines()[0] == f"bad.yaml: {len(expected)} problems"

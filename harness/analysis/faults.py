@@ -1,0 +1,54 @@
+"""Fault windows: when each timeline action was in force, and the app side (requests, errors, latency) inside
+them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from maildrill.harness.analysis.join import Attempt, FaultAction, Request
+from maildrill.harness.analysis.model import FaultWindow
+from maildrill.harness.analysis.stats import percentile
+
+CLEARS = ("set accept", "enable")  # actions that end a fault rather than start one
+
+
+def windows(fired: Sequence[FaultAction], undone: Mapping[int, float], end: float) -> list[FaultWindow]:
+    """From each action's firing to its undoing, or to the next action on the same target (a later set replaces
+    an MTA's or a vendor's behaviours; an enable ends a disable), or to `end`."""
+    ordered = sorted(fired, key=lambda f: (f.t, f.action, f.target, f.what))
+    out = []
+    for i, f in enumerate(ordered):
+        if f.what in CLEARS:
+            continue
+        stop = undone.get(f.action, end)
+        for later in ordered[i + 1:]:
+            if later.target != f.target:
+                continue
+            if f.target.startswith(("mta/", "vendor/")) or (f.what == "disable" and later.what == "enable"):
+                stop = min(stop, later.t)
+                break
+        out.append(FaultWindow(f.target, f.what, f.t, max(f.t, stop)))
+    return out
+
+
+def error_ratio(reqs: Sequence[Request]) -> float | None:
+    return sum(1 for r in reqs if not r.ok) / len(reqs) if reqs else None
+
+
+def inside(w: FaultWindow, requests: Sequence[Request]) -> list[Request]:
+    return [r for r in requests if w.start_s <= r.t <= w.end_s]
+
+
+def with_app_side(w: FaultWindow, requests: Sequence[Request]) -> FaultWindow:
+    reqs = inside(w, requests)
+    return dataclasses.replace(w, requests=len(reqs), http_error_ratio=error_ratio(reqs),
+                               request_latency_p99_ms=percentile(sorted(r.latency_ms for r in reqs), 99))
+
+
+def storm_start(ws: Sequence[FaultWindow], attempts: Sequence[Attempt]) -> float | None:
+    """When the first fault began; with no timeline, when the first attempt was deferred (4xx)."""
+    start = min((w.start_s for w in ws), default=None)
+    if start is None:
+        start = min((a.end for a in attempts if a.outcome == "4xx"), default=None)
+    return start

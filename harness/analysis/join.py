@@ -1,0 +1,399 @@
+"""The join: one pass over the events that tells every message's story — its requests, its delivery attempts at
+each MTA and their refusals, its acceptances — as named, frozen records the measures read.
+
+Definitions (also in the README, "Metrics"):
+- A *delivery attempt* is one SMTP transaction (an MTA's connection and transaction number) that reached
+  MAIL FROM, or one HTTP request to a fake email-API vendor (which records as `mta/<name>` with the same
+  kinds: its reply carries the SMTP-equivalent code class; a request it holds or never answers records
+  `mta.request.received`); it belongs to every correlation id a reply in it carried. Its *outcome* is `accepted` (a
+  message was stored, or a blackholing 250 was sent), else `5xx` (a permanent reply), else `4xx`
+  (deferred), else `other` (the connection ended without a verdict).
+- A message is *delivered* once any MTA records `mta.message.accepted` for its id (`ack: lost` included:
+  the receiver has it). It is *resolved* when delivered or permanently rejected (its first 5xx).
+
+Times are scenario seconds since the load phase began: (event seconds - `Origin.t0`) / `Origin.scale`.
+Pure: the same events in any order give the same join.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from maildrill.harness.analysis.webhooks import WebhookTally
+from maildrill.harness.events import Event, EventKind
+
+AttemptKey = tuple[str, Any, Any]  # (mta, conn, txn)
+
+
+def mta_of(source: str) -> str:
+    """The MTA's name from an event source (`mta/<name>`)."""
+    return source[4:] if source.startswith("mta/") else source
+
+
+# --- the records -----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The time base: event seconds `t0` is scenario second 0; `scale` is the run's time_scale."""
+
+    scale: float = 1.0
+    t0: float = 0.0
+    drain_started: float | None = None  # event seconds of run.phase.changed drain
+    notes: tuple[str, ...] = ()
+
+    def at(self, t_s: float) -> float:
+        return (t_s - self.t0) * (1.0 / self.scale)
+
+
+class Request(NamedTuple):
+    """One completed load request (load.request.completed)."""
+
+    t: float
+    cls: str | None
+    ok: bool
+    latency_ms: float
+
+
+class Acceptance(NamedTuple):
+    """One mta.message.accepted: when, by which MTA, and whether its 250 reached the client ("sent"/"lost")."""
+
+    t: float
+    mta: str
+    ack: str
+
+
+class Attempt(NamedTuple):
+    key: AttemptKey
+    mta: str  # key[0]
+    start: float
+    end: float
+    corrs: frozenset[str]
+    code: int  # the deciding reply: 250 when accepted, else the last 4xx/5xx (0: none)
+    accepted: bool
+    codes: tuple[int, ...]  # every reply code of the transaction, in the order the MTA sent them
+    ack: str | None  # the ack of the message it stored ("sent"/"lost"), None when it stored nothing
+
+    @property
+    def outcome(self) -> str:
+        if self.accepted:
+            return "accepted"
+        if self.code >= 500:
+            return "5xx"
+        if self.code >= 400:
+            return "4xx"
+        return "other"
+
+
+class Bounce(NamedTuple):
+    """A message's first permanent (5xx) reply: when, from which MTA, in which attempt."""
+
+    t: float
+    mta: str
+    attempt: AttemptKey
+
+
+class Message(NamedTuple):
+    """Everything that happened to one correlation id."""
+
+    corr: str
+    cls: str | None
+    first_req: float  # inf: never requested
+    first_ok: float  # the first request the SUT acknowledged (2xx / 250); inf: none
+    requests: int
+    resends: tuple[float, ...]  # sorted
+    acceptances: tuple[Acceptance, ...]  # sorted
+    attempts: tuple[Attempt, ...]  # by (start, mta)
+    first_5xx: Bounce | None
+    discarded: int
+
+    @property
+    def delivered(self) -> bool:
+        return bool(self.acceptances)
+
+
+class FaultAction(NamedTuple):
+    """A timeline action that fired (run.action.fired)."""
+
+    t: float
+    action: int
+    target: str
+    what: str
+
+
+@dataclass(frozen=True)
+class Join:
+    messages: Mapping[str, Message]  # requested messages, by correlation id (sorted: results are order-free)
+    attempts: tuple[Attempt, ...]  # every attempt, by (start, mta)
+    requests: tuple[Request, ...]
+    depth: tuple[tuple[float, float], ...]  # (t, queue depth) samples
+    fired: tuple[FaultAction, ...]
+    undone: Mapping[int, float]  # action index -> when it was undone
+    discarded_by_mta: Mapping[str, int]
+    mtas_seen: frozenset[str]
+    throttled: Mapping[str, tuple[float, ...]]  # per MTA, when it answered 421 (in a transaction or not)
+    t_last: float
+    webhook_metrics: Mapping[str, float | int | None]  # the fake vendors' delivery webhooks (analysis.webhooks)
+
+
+# --- building them ---------------------------------------------------------------------------------
+class _AttemptDraft:
+    __slots__ = ("accepted", "ack", "code", "codes", "corrs", "end", "key", "start")
+
+    def __init__(self, key: AttemptKey, t: float) -> None:
+        self.key = key
+        self.start = self.end = t
+        self.corrs: set[str] = set()
+        self.code = 0
+        self.accepted = False
+        self.codes: list[int] = []
+        self.ack: str | None = None
+
+    def freeze(self) -> Attempt:
+        return Attempt(self.key, self.key[0], self.start, self.end, frozenset(self.corrs), self.code, self.accepted,
+                       tuple(self.codes), self.ack)
+
+
+class _MessageDraft:
+    __slots__ = ("acceptances", "attempts", "cls", "discarded", "first_5xx", "first_ok", "first_req", "requests",
+                 "resends")
+
+    def __init__(self) -> None:
+        self.cls: str | None = None
+        self.first_req = math.inf
+        self.first_ok = math.inf
+        self.requests = 0
+        self.resends: list[float] = []
+        self.acceptances: list[Acceptance] = []
+        self.attempts: list[Attempt] = []
+        self.first_5xx: Bounce | None = None
+        self.discarded = 0
+
+    def freeze(self, corr: str) -> Message:
+        return Message(corr, self.cls, self.first_req, self.first_ok, self.requests, tuple(sorted(self.resends)),
+                       tuple(sorted(self.acceptances)), tuple(sorted(self.attempts, key=lambda a: (a.start, a.mta))),
+                       self.first_5xx, self.discarded)
+
+
+@dataclass(slots=True)
+class _Pass:
+    """The state of one pass over the events; one small method per event kind."""
+
+    origin: Origin
+    msgs: dict[str, _MessageDraft] = field(default_factory=dict)
+    attempts: dict[AttemptKey, _AttemptDraft] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    accepted_at: dict[tuple[str, Any, Any, str | None], tuple[_MessageDraft, int]] = field(default_factory=dict)
+    ack_lost: set[tuple[str, Any, Any, str | None]] = field(default_factory=set)
+    depth: list[tuple[float, float]] = field(default_factory=list)
+    fired: list[FaultAction] = field(default_factory=list)
+    undone: dict[int, float] = field(default_factory=dict)
+    discarded_by_mta: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    mtas_seen: set[str] = field(default_factory=set)
+    throttled: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    webhooks: WebhookTally = field(default_factory=WebhookTally)
+    t_last: float = 0.0
+
+    def message(self, corr: str) -> _MessageDraft:
+        m = self.msgs.get(corr)
+        if m is None:
+            m = self.msgs[corr] = _MessageDraft()
+        return m
+
+    def attempt(self, key: AttemptKey, t: float) -> _AttemptDraft:
+        a = self.attempts.get(key)
+        if a is None:
+            a = self.attempts[key] = _AttemptDraft(key, t)
+        return a
+
+    def reply_sent(self, e: Event, t: float) -> None:
+        d = e.data
+        code: int = d.get("code") or 0  # type: ignore[assignment]
+        if code == 421:
+            self.throttled[mta_of(e.source)].append(t)
+        txn: int = d.get("txn") or 0  # type: ignore[assignment]
+        if txn < 1:
+            return
+        mta = mta_of(e.source)
+        key = (mta, d.get("conn"), txn)
+        a = self.attempts.get(key)
+        if a is None:
+            a = self.attempts[key] = _AttemptDraft(key, t)
+        elif t < a.start:
+            a.start = t
+        if t > a.end:
+            a.end = t
+        a.codes.append(code)
+        if code >= 400:
+            a.code = code
+        corr = e.corr
+        if corr is None:
+            return
+        a.corrs.add(corr)
+        if code >= 500:
+            m = self.message(corr)
+            if m.first_5xx is None or t < m.first_5xx.t:
+                m.first_5xx = Bounce(t, mta, key)
+
+    def request_completed(self, e: Event, t: float) -> None:
+        d = e.data
+        cls = d.get("class")
+        self.requests.append(Request(t, cls, bool(d.get("ok")), float(d.get("latency_ms") or 0.0)))  # type: ignore[arg-type]
+        if e.corr is None:
+            return
+        m = self.message(e.corr)
+        m.requests += 1
+        if cls is not None:
+            m.cls = str(cls)
+        if t < m.first_req:
+            m.first_req = t
+        if d.get("ok") and t < m.first_ok:
+            m.first_ok = t
+        if d.get("resend"):
+            m.resends.append(t)
+
+    def message_kept(self, e: Event, t: float) -> None:
+        """mta.message.accepted and mta.message.discarded (a blackholing 250)."""
+        d = e.data
+        if e.kind == EventKind.MTA_MESSAGE_ACCEPTED:
+            self.webhooks.add(e.kind, e.source, t, d)
+        mta = mta_of(e.source)
+        self.mtas_seen.add(mta)
+        a = self.attempt((mta, d.get("conn"), d.get("txn")), t)
+        if t < a.start:  # a vendor records the acceptance before its reply: the attempt starts here
+            a.start = t
+        if t > a.end:
+            a.end = t
+        a.accepted = True
+        accepted = e.kind == EventKind.MTA_MESSAGE_ACCEPTED
+        if not accepted:
+            self.discarded_by_mta[mta] += 1
+        if e.corr is None:
+            return
+        a.corrs.add(e.corr)
+        m = self.message(e.corr)
+        if not accepted:
+            m.discarded += 1
+            return
+        ack = str(d.get("ack", "sent"))
+        a.ack = ack
+        m.acceptances.append(Acceptance(t, mta, ack))
+        if ack != "lost":
+            self.accepted_at[(mta, d.get("conn"), d.get("txn"), e.corr)] = (m, len(m.acceptances) - 1)
+
+    def request_received(self, e: Event, t: float) -> None:
+        """A vendor request held or never answered (hang, reset): the start of its delivery attempt."""
+        d = e.data
+        a = self.attempt((mta_of(e.source), d.get("conn"), d.get("txn")), t)
+        if t < a.start:
+            a.start = t
+        if t > a.end:
+            a.end = t
+        if e.corr is not None:
+            a.corrs.add(e.corr)
+            self.message(e.corr)
+
+    def ack_was_lost(self, e: Event, t: float) -> None:
+        """Stored, but the client was gone before its 250 (RFC 1047)."""
+        self.ack_lost.add((mta_of(e.source), e.data.get("conn"), e.data.get("txn"), e.corr))
+
+    def depth_sampled(self, e: Event, t: float) -> None:
+        self.depth.append((t, float(e.data.get("depth") or 0.0)))
+
+    def action_fired(self, e: Event, t: float) -> None:
+        d = e.data
+        self.fired.append(FaultAction(t, int(d.get("action", -1)), str(d.get("target", "")),  # type: ignore[arg-type]
+                                      str(d.get("what", ""))))
+
+    def action_undone(self, e: Event, t: float) -> None:
+        self.undone[int(e.data.get("action", -1))] = t  # type: ignore[arg-type]
+
+    def webhook(self, e: Event, t: float) -> None:
+        self.webhooks.add(e.kind, e.source, t, e.data)
+
+    def mta_seen(self, e: Event, t: float) -> None:
+        self.mtas_seen.add(mta_of(e.source))
+
+    def finish(self) -> Join:
+        for key in self.ack_lost:  # files are read in any order: the acceptance may come after its ack_lost
+            hit = self.accepted_at.get(key)
+            if hit is not None:
+                lost, i = hit
+                lost.acceptances[i] = Acceptance(lost.acceptances[i].t, lost.acceptances[i].mta, "lost")
+                self.attempts[key[:3]].ack = "lost"
+        frozen = {key: a.freeze() for key, a in self.attempts.items()}
+        for a in frozen.values():
+            self.mtas_seen.add(a.mta)
+            for c in a.corrs:
+                story = self.msgs.get(c)
+                if story is not None:
+                    story.attempts.append(a)
+        if not self.requests:  # MTA events only (a unit test of a sender): every message an MTA saw was "requested"
+            for m in self.msgs.values():
+                starts = [a.start for a in m.attempts] + [acc.t for acc in m.acceptances]
+                if starts:
+                    m.first_req = m.first_ok = min(starts)
+        messages = {c: self.msgs[c].freeze(c) for c in sorted(self.msgs) if self.msgs[c].first_req < math.inf}
+        return Join(messages, tuple(sorted(frozen.values(), key=lambda a: (a.start, a.mta))), tuple(self.requests),
+                    tuple(self.depth), tuple(self.fired), dict(self.undone), dict(self.discarded_by_mta),
+                    frozenset(self.mtas_seen), {k: tuple(v) for k, v in self.throttled.items()}, self.t_last,
+                    self.webhooks.metrics())
+
+
+_HANDLERS: dict[str, Callable[[_Pass, Event, float], None]] = {
+    EventKind.MTA_REPLY_SENT: _Pass.reply_sent,
+    EventKind.LOAD_REQUEST_COMPLETED: _Pass.request_completed,
+    EventKind.MTA_MESSAGE_ACCEPTED: _Pass.message_kept,
+    EventKind.MTA_MESSAGE_DISCARDED: _Pass.message_kept,
+    EventKind.MTA_MESSAGE_ACK_LOST: _Pass.ack_was_lost,
+    EventKind.MTA_REQUEST_RECEIVED: _Pass.request_received,
+    EventKind.SUT_QUEUE_DEPTH_SAMPLED: _Pass.depth_sampled,
+    EventKind.RUN_ACTION_FIRED: _Pass.action_fired,
+    EventKind.RUN_ACTION_UNDONE: _Pass.action_undone,
+    EventKind.MTA_CONNECTION_OPENED: _Pass.mta_seen,
+    EventKind.MTA_LISTENER_OPENED: _Pass.mta_seen,
+    **{k: _Pass.webhook for k in EventKind if k.startswith("mta.webhook.")},
+}
+
+
+def join(events: Iterable[Event], origin: Origin = Origin()) -> Join:
+    """Every message's story from `events` (read once), on `origin`'s time base."""
+    p = _Pass(origin)
+    t0, inv = origin.t0, 1.0 / origin.scale
+    handlers = _HANDLERS
+    for e in events:
+        t = (e.t_s - t0) * inv
+        if t > p.t_last:
+            p.t_last = t
+        handle = handlers.get(e.kind)
+        if handle is not None:
+            handle(p, e, t)
+    return p.finish()
+
+
+def origin_of(run_events: Iterable[Event], scenario: Mapping[str, Any]) -> Origin:
+    """The time base from the run's own events (run.phase.changed load / drain, run.started's time_scale) and
+    the scenario's time_scale, which wins."""
+    scale = scenario.get("time_scale")
+    t0: float | None = None
+    drain: float | None = None
+    notes: list[str] = []
+    for e in run_events:
+        if e.kind == EventKind.RUN_PHASE_CHANGED:
+            phase = e.data.get("phase")
+            if phase == "load":
+                t0 = float(e.data.get("load_t0_s", e.t_s))  # type: ignore[arg-type]
+            elif phase == "drain":
+                drain = e.t_s
+        elif e.kind == EventKind.RUN_STARTED and scale is None:
+            scale = e.data.get("time_scale")
+    if t0 is None:
+        t0 = 0.0
+        notes.append("no run.phase.changed load event: times are seconds since the run clock's origin")
+    try:
+        scale_f = float(scale) if scale is not None else 1.0
+    except (TypeError, ValueError):
+        scale_f = 1.0
+    return Origin(scale_f if scale_f > 0 else 1.0, t0, drain, tuple(notes))

@@ -1,0 +1,53 @@
+"""Delivery latency and OTP expiry: from a message's first request to its first acceptance."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from maildrill.harness.analysis.join import Message
+from maildrill.harness.analysis.model import Value
+from maildrill.harness.analysis.stats import percentile
+
+
+def latency(m: Message) -> float:
+    """Seconds from the first request to the first acceptance (of a delivered message)."""
+    return max(0.0, m.acceptances[0].t - m.first_req)
+
+
+def expired(m: Message, ttl: Mapping[str, float]) -> bool:
+    """Delivered after its class's ttl_s, or never (False for a class without one)."""
+    limit = ttl.get(m.cls or "")
+    return limit is not None and (not m.acceptances or latency(m) > limit)
+
+
+def _finite(x: float | None) -> float | None:
+    """inf (the percentile falls on a message never delivered) is reported as null: "never"."""
+    return None if x is None or math.isinf(x) else x
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    owed: tuple[float, ...]  # sorted latency of every message owed a delivery (inf: never delivered)
+    messages: int
+    otp_expired: int | None  # None: no ttl for these messages
+
+    def metrics(self) -> dict[str, Value]:
+        lat, n, exp = self.owed, self.messages, self.otp_expired
+        return {
+            "latency_p50_s": _finite(percentile(lat, 50)),
+            "latency_p95_s": _finite(percentile(lat, 95)),
+            "latency_p99_s": _finite(percentile(lat, 99)),
+            "latency_max_s": _finite(lat[-1]) if lat else None,
+            "otp_expired": exp,
+            "otp_expired_ratio": (exp / n if n else None) if exp is not None else None,
+        }
+
+
+def measure(msgs: Sequence[Message], ttl: Mapping[str, float], *, has_ttl: bool) -> Latency:
+    # Delivery latency is over every message the SUT owed a delivery: one never accepted (and not bounced
+    # with a 5xx) is infinitely late. A p99 over the few that got through would hide the tail it exists to show.
+    owed = sorted(latency(m) if m.acceptances else math.inf for m in msgs if m.acceptances or m.first_5xx is None)
+    exp = sum(1 for m in msgs if expired(m, ttl)) if has_ttl else None
+    return Latency(tuple(owed), len(msgs), exp)

@@ -1,0 +1,31 @@
+"""The metrics scoped to one MTA (failover accounting: when traffic reached and left it, what it delivered)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from maildrill.harness.analysis.join import Attempt, Message
+from maildrill.harness.analysis.model import Value
+from maildrill.harness.analysis.retries import retried_after_5xx
+
+
+def mta_metrics(name: str, attempts: Sequence[Attempt], messages: Sequence[Message],
+                discarded: Mapping[str, int]) -> dict[str, Value]:
+    mine = [a for a in attempts if a.mta == name]
+    times = [acc.t for m in messages for acc in m.acceptances if acc.mta == name]
+    return {
+        "first_delivery_s": min(times, default=None),
+        "last_delivery_s": max(times, default=None),
+        "delivered": sum(1 for m in messages if any(acc.mta == name for acc in m.acceptances)),
+        "acknowledged_but_lost": discarded.get(name, 0),
+        "attempts_total": len(mine),
+        "deferred_ratio": sum(1 for a in mine if a.outcome == "4xx") / len(mine) if mine else None,
+        "permanent_failures_retried": sum(1 for m in messages if m.first_5xx is not None
+                                          and m.first_5xx.mta == name and retried_after_5xx(m)),
+        "duplicates": sum(1 for m in messages for acc in m.acceptances[1:] if acc.mta == name),
+    }
+
+
+def by_mta(names: Sequence[str], attempts: Sequence[Attempt], messages: Sequence[Message],
+           discarded: Mapping[str, int]) -> dict[str, dict[str, Value]]:
+    return {name: mta_metrics(name, attempts, messages, discarded) for name in names}

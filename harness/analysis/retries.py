@@ -1,0 +1,56 @@
+"""Retry storms: how many attempts per message, how far apart, how synchronised, and whether a permanent (5xx)
+reply was retried."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from maildrill.harness.analysis.join import Attempt, Message
+from maildrill.harness.analysis.model import Value
+from maildrill.harness.analysis.stats import cv, percentile, sync_index
+
+
+def interval_sequences(msgs: Iterable[Message]) -> list[list[float]]:
+    """Per message, the times between its consecutive delivery attempts."""
+    return [[b.start - a.start for a, b in itertools.pairwise(m.attempts)] for m in msgs if len(m.attempts) > 1]
+
+
+def intervals(msgs: Iterable[Message]) -> list[float]:
+    return [v for seq in interval_sequences(msgs) for v in seq]
+
+
+def retried_after_5xx(m: Message) -> bool:
+    """Another delivery attempt for the message began after its first permanent (5xx) reply."""
+    if m.first_5xx is None:
+        return False
+    t5, key = m.first_5xx.t, m.first_5xx.attempt
+    return any(a.start >= t5 and a.key != key for a in m.attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class Retries:
+    attempts_total: int
+    messages: int
+    intervals: tuple[float, ...]  # sorted
+    sequences: tuple[tuple[float, ...], ...]
+    permanent_failures_retried: int
+
+    def metrics(self) -> dict[str, Value]:
+        iv = self.intervals
+        return {
+            "attempts_total": self.attempts_total,
+            "retry_amplification": self.attempts_total / self.messages if self.messages else None,
+            "retry_interval_p50_s": percentile(iv, 50),
+            "retry_interval_p95_s": percentile(iv, 95),
+            "retry_interval_cv": cv(iv),
+            "retry_sync_index": sync_index(self.sequences),
+            "permanent_failures_retried": self.permanent_failures_retried,
+        }
+
+
+def retries(msgs: Sequence[Message], attempts: Sequence[Attempt]) -> Retries:
+    sequences = interval_sequences(msgs)
+    return Retries(len(attempts), len(msgs), tuple(sorted(v for seq in sequences for v in seq)),
+                   tuple(tuple(s) for s in sequences), sum(1 for m in msgs if retried_after_5xx(m)))
