@@ -12,15 +12,34 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from maildrill.fake_mta.apiguard import guards
-from maildrill.harness.faults.listener import APIError
-from maildrill.harness.faults.toxics import ToxicError
+from maildrill.harness.faults.listener import APIError, Proxy
+from maildrill.harness.faults.toxics import Toxic, ToxicError
 
-if TYPE_CHECKING:
-    from maildrill.harness.faults.embedded import EmbeddedToxiproxy
+VERSION = "2.12.0-maildrill"
+
+
+class Server(Protocol):
+    """What the API talks to (the embedded server, so this never imports it): the operations it calls."""
+
+    @property
+    def token(self) -> str | None: ...
+    @property
+    def proxies(self) -> dict[str, Proxy]: ...
+    async def reset(self) -> None: ...
+    async def populate(self, body: Any) -> tuple[list[Proxy], APIError | None]: ...
+    async def create(self, body: Any) -> Proxy: ...
+    def get(self, name: str) -> Proxy: ...
+    async def update(self, proxy: Proxy, body: Any) -> None: ...
+    async def delete(self, name: str) -> None: ...
+    def add_toxic(self, proxy: Proxy, body: Any) -> Toxic: ...
+    def get_toxic(self, proxy: Proxy, name: str) -> Toxic: ...
+    def update_toxic(self, proxy: Proxy, name: str, body: Any) -> Toxic: ...
+    def remove_toxic(self, proxy: Proxy, name: str) -> None: ...
+
 
 OWNER = web.AppKey("owner", object)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -69,13 +88,11 @@ async def _body(request: web.Request) -> Any:
         raise APIError(f"bad request body: request body is not valid JSON: {exc}", 400) from None
 
 
-def _owner(request: web.Request) -> EmbeddedToxiproxy:
+def _owner(request: web.Request) -> Server:
     return request.app[OWNER]  # type: ignore[return-value]
 
 
 async def version(request: web.Request) -> web.Response:
-    from maildrill.harness.faults.embedded import VERSION
-
     return web.Response(text=json.dumps({"version": VERSION}) + "\n", content_type="application/json",
                         charset="utf-8")
 
@@ -159,7 +176,7 @@ async def toxic_delete(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def make_app(owner: EmbeddedToxiproxy) -> web.Application:
+def make_app(owner: Server) -> web.Application:
     hint = "printed by `maildrill proxy` at start"
     app = web.Application(middlewares=[request_id, *guards(owner.token, hint=hint), errors])
     app[OWNER] = owner
@@ -182,7 +199,7 @@ def make_app(owner: EmbeddedToxiproxy) -> web.Application:
     return app
 
 
-async def start_api(owner: EmbeddedToxiproxy, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_api(owner: Server, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Serve the API on host:port (0: any free port); the runner (`await runner.cleanup()` stops it) and port."""
     runner = web.AppRunner(make_app(owner), access_log=None, handle_signals=False)
     await runner.setup()

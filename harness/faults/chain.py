@@ -13,19 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from maildrill.harness.faults.toxics import REGISTRY, Chunk, Toxic
 
-if TYPE_CHECKING:
-    import random
-
-    from maildrill.harness.faults.dataplane import Link
-
 QUEUE_HIGH = 1 << 20  # bytes queued before the pump: stop reading the source above this...
 QUEUE_LOW = 256 * 1024  # ...and read again below this
+
+
+class Connection(Protocol):
+    """What a chain talks to: the proxied connection it is one direction of (dataplane's `Link`)."""
+
+    @property
+    def rng(self) -> random.Random: ...
+    @property
+    def closed(self) -> bool: ...
+    def chain_done(self, chain: Chain) -> None: ...
 
 
 class Stage:
@@ -111,7 +117,7 @@ class Stage:
 class Chain:
     """Bytes from `src` to `dst` (transports) through the toxics of one stream of one connection."""
 
-    def __init__(self, link: Link, stream: str) -> None:
+    def __init__(self, link: Connection, stream: str) -> None:
         self.link = link
         self.stream = stream
         self.src: asyncio.Transport | None = None

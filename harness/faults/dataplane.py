@@ -12,14 +12,51 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import struct
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 
 from maildrill.harness.faults.chain import Chain
+from maildrill.harness.faults.toxics import Toxic
 
-if TYPE_CHECKING:
-    from maildrill.harness.faults.listener import Listener, Proxy
+
+# What the data plane talks to, so it never imports the listener or the server that own it:
+class Owner(Protocol):
+    """The proxy server: its count of live transports and the upstream connects it awaits at shutdown."""
+
+    transports: int
+
+    @property
+    def cancelled(self) -> set[asyncio.Task[None]]: ...
+
+
+class Proxy(Protocol):
+    """The proxy a connection belongs to (listener's `Proxy`)."""
+
+    accepted: int
+
+    @property
+    def owner(self) -> Owner: ...
+    @property
+    def rng(self) -> random.Random: ...
+    @property
+    def links(self) -> set[Link]: ...
+    @property
+    def toxics(self) -> Mapping[str, Toxic]: ...
+    @property
+    def upstream_addr(self) -> tuple[str, int]: ...
+
+
+class Listener(Protocol):
+    """The listener that accepted a client (listener's `Listener`): open, or closing as it accepted."""
+
+    @property
+    def proxy(self) -> Proxy: ...
+    @property
+    def open(self) -> bool: ...
+
 
 HIGH_WATER = 256 * 1024
 

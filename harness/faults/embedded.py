@@ -19,13 +19,13 @@ from collections.abc import Coroutine
 from typing import Any
 
 from maildrill.fake_mta.apiguard import new_token
+from maildrill.harness.faults.api import VERSION, start_api
 from maildrill.harness.faults.listener import APIError, Proxy, split_address
 from maildrill.harness.faults.toxics import Toxic, parse_toxic, update_toxic
 from maildrill.harness.netcheck import is_loopback_host
 
 __all__ = ["VERSION", "APIError", "EmbeddedToxiproxy", "EmbeddedToxiproxyThread"]
 
-VERSION = "2.12.0-maildrill"
 PROXY_FIELDS = {"name": str, "listen": str, "upstream": str, "enabled": bool}
 
 
@@ -67,8 +67,6 @@ class EmbeddedToxiproxy:
         return f"http://{host}:{self.port}"
 
     async def __aenter__(self) -> EmbeddedToxiproxy:
-        from maildrill.harness.faults.api import start_api
-
         self._runner, self._port = await start_api(self, self.host, self._port)
         return self
 

@@ -10,15 +10,24 @@ as the listener closes is dropped, as Toxiproxy's stopped proxy drops it.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from maildrill.harness.faults import dataplane
 from maildrill.harness.faults.dataplane import ClientSide, Link
 from maildrill.harness.faults.toxics import Toxic
 from maildrill.harness.netcheck import is_loopback_host
 
-if TYPE_CHECKING:
-    from maildrill.harness.faults.embedded import EmbeddedToxiproxy
+
+class Owner(dataplane.Owner, Protocol):
+    """What a proxy talks to (the embedded server, so this never imports it): its seeded random source
+    and whether non-loopback addresses are allowed, besides what the data plane counts on it."""
+
+    @property
+    def rng(self) -> random.Random: ...
+    @property
+    def allow_remote(self) -> bool: ...
 
 
 class APIError(Exception):
@@ -94,7 +103,7 @@ class Listener:
 class Proxy:
     """A proxy as the API shows it, and what it runs: its listener and its links."""
 
-    def __init__(self, owner: EmbeddedToxiproxy, name: str, listen: str, upstream: str) -> None:
+    def __init__(self, owner: Owner, name: str, listen: str, upstream: str) -> None:
         self.owner = owner
         self.name = name
         self.listen_host, self.listen_port = split_address(listen, "listen")

@@ -13,17 +13,39 @@ until the toxic is removed. The pump calls:
   returns, the toxics after it end, then the destination is closed;
 - `interrupt()` before an update or removal, and `cleanup()` on removal (True: close the stream there).
 
-`stage` (a `harness.faults.chain.Stage`) gives it the toxic's current definition (`stage.toxic`), the seeded
-random source, `sleep()` (returns False when interrupted: pass what you hold on at once, as Toxiproxy
-does), `later()` for timers, `emit()` and `close()`.
+`stage` (a `Stage`: what the chain's stage offers a behaviour, so a toxic never imports the chain) gives it
+the toxic's current definition (`stage.toxic`), the seeded random source, `sleep()` (returns False when
+interrupted: pass what you hold on at once, as Toxiproxy does), `later()` for timers, `emit()` and `close()`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
 
-if TYPE_CHECKING:
-    from maildrill.harness.faults.chain import Stage
+
+class Definition(Protocol):
+    """The toxic's current definition, as a behaviour reads it."""
+
+    @property
+    def attributes(self) -> dict[str, int]: ...
+
+
+class Stage(Protocol):
+    """What a behaviour talks to: one toxic on one direction of one connection."""
+
+    @property
+    def toxic(self) -> Definition: ...
+    @property
+    def rng(self) -> random.Random: ...
+    @property
+    def removed(self) -> bool: ...
+    async def sleep(self, seconds: float) -> bool: ...
+    def later(self, seconds: float, fn: Callable[[], Any]) -> asyncio.TimerHandle: ...
+    async def emit(self, c: Chunk) -> None: ...
+    def close(self) -> None: ...
 
 
 class Chunk:

@@ -6,12 +6,7 @@ update keeps it. Stacked limits each apply.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from maildrill.harness.faults.toxics.base import Chunk, ToxicBehaviour
-
-if TYPE_CHECKING:
-    from maildrill.harness.faults.chain import Stage
+from maildrill.harness.faults.toxics.base import Chunk, Stage, ToxicBehaviour
 
 
 class LimitData(ToxicBehaviour):
