@@ -14,6 +14,7 @@ resetting it mid-request) without a hand-written parser.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import math
@@ -21,7 +22,6 @@ import random
 import re
 import socket
 import struct
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +36,7 @@ from maildrill.fake_mta.recording import MemoryRecorder, Recorder
 from maildrill.fake_mta.vendors.webhooks import WebhookDispatcher
 from pydantic import BaseModel
 
+from maildrill.polling import poll_until_async
 from maildrill.vocabulary import EventKind
 
 # SMTP-equivalent reply code in mta.reply.sent (the analysis reads these), per outcome
@@ -389,9 +390,8 @@ class FakeVendor:
             self._reserved = None
         for c in list(self._conns.values()):
             self._close(c, "server stopped")
-        deadline = time.monotonic() + 5.0
-        while self._conns and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)  # bounded poll: transports report connection_lost on a later loop turn
+        with contextlib.suppress(TimeoutError):  # transports report connection_lost on a later loop turn
+            await poll_until_async(lambda: not self._conns, 5.0, what="connections to close", interval_s=0.01)
         if server is not None:
             await server.wait_closed()
 

@@ -12,9 +12,9 @@ Deliberate differences from Toxiproxy are listed in docs/fault-proxy.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
-import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -23,6 +23,8 @@ from maildrill.harness.faults.api import VERSION, start_api
 from maildrill.harness.faults.listener import APIError, Proxy, split_address
 from maildrill.harness.faults.toxics import Toxic, parse_toxic, update_toxic
 from maildrill.harness.netcheck import is_loopback_host
+
+from maildrill.polling import poll_until_async
 
 __all__ = ["VERSION", "APIError", "EmbeddedToxiproxy", "EmbeddedToxiproxyThread"]
 
@@ -83,9 +85,8 @@ class EmbeddedToxiproxy:
             self._runner = None
         pending, self.cancelled = self.cancelled, set()
         await asyncio.gather(*pending, return_exceptions=True)
-        deadline = time.monotonic() + 5.0
-        while self.transports > 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)  # closing transports finish on the next loop iterations
+        with contextlib.suppress(TimeoutError):  # closing transports finish on the next loop iterations
+            await poll_until_async(lambda: self.transports <= 0, 5.0, what="transports to close", interval_s=0.005)
 
     def open_connections(self, proxy: str | None = None) -> int:
         return sum(len(p.links) for n, p in self.proxies.items() if proxy is None or n == proxy)

@@ -6,11 +6,12 @@ import contextlib
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 
 from maildrill.harness.errors import InfrastructureError, UsageError
 from maildrill.harness.faults.adapter import find_toxiproxy
+
+from maildrill.polling import poll_until
 
 
 @contextlib.contextmanager
@@ -28,17 +29,17 @@ def toxiproxy_server(timeout_s: float = 20.0) -> Iterator[str]:
         proc = subprocess.Popen([binary, "-host", "127.0.0.1", "-port", str(port)], stdout=subprocess.DEVNULL,
                                 stderr=log)
         try:
-            deadline = time.monotonic() + timeout_s
-            while True:
+            def listening() -> bool:
                 if proc.poll() is not None:
                     log.seek(0)
                     err = log.read().decode(errors="replace")[-300:]
                     raise InfrastructureError(f"toxiproxy-server exited with code {proc.returncode}: {err.strip()}")
                 with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-                if time.monotonic() > deadline:
-                    raise InfrastructureError(f"toxiproxy-server did not listen on 127.0.0.1:{port} in {timeout_s:g} s")
-                time.sleep(0.05)  # polling a deadline-bounded readiness check
+                    return True
+                return False
+
+            poll_until(listening, timeout_s, interval_s=0.05, error=lambda: InfrastructureError(
+                f"toxiproxy-server did not listen on 127.0.0.1:{port} in {timeout_s:g} s"))
             yield f"http://127.0.0.1:{port}"
         finally:
             if proc.poll() is None:

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from maildrill.fake_mta.net import free_port
 from maildrill.harness.children import Child, Children
@@ -25,6 +26,8 @@ from maildrill.harness.events import Event
 from maildrill.harness.load import link
 from maildrill.harness.load.plan import PLAN_ENV, LoadPlan
 from maildrill.harness.store import EventStore, ReadProblem, _Tail
+
+from maildrill.polling import poll_until_async
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STARTUP_TIMEOUT_S = 90.0
@@ -136,12 +139,19 @@ class LocustRun:
         them ran out with at least one: then the run is degraded, saying how many came)."""
         want = 1
         if self.distributed:
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S + self.worker_wait_s
             joined = 0
             armed: Event | None = None
             waiting_since: float | None = None  # when the master began waiting for workers
             away: list[str] = []  # workers the master turned away, with why
-            while armed is None:
+            nobody = f"no Locust worker joined the master at {self.master_address} within {self.worker_wait_s:g} s"
+
+            def failed(why: str) -> InfrastructureError:
+                turned = f"; turned away: {'; '.join(away)}" if away else ""
+                return self._fail(f"{why} (expected {self.expected} workers: {self.workers} local, "
+                                  f"{self.expect_remote} remote{turned})", joined, self.expected)
+
+            def roster_fixed() -> Event | None:
+                nonlocal joined, armed, waiting_since
                 for e in self._master_events():
                     if e.kind == "load.master.started":
                         waiting_since = time.monotonic()
@@ -152,19 +162,18 @@ class LocustRun:
                     elif e.kind == "load.armed":
                         armed = e
                 if armed is not None:
-                    break
-                master_dead = self.main is not None and self.main.returncode is not None
-                nobody = joined == 0 and waiting_since is not None and (
-                    time.monotonic() >= waiting_since + self.worker_wait_s + 1.0)  # +1: a hello under way
-                if master_dead or nobody or time.monotonic() >= deadline:
-                    why = (f"the Locust master exited with code {self.main.returncode}" if master_dead and self.main
-                           else f"no Locust worker joined the master at {self.master_address} within "
-                                f"{self.worker_wait_s:g} s" if joined == 0
-                           else f"not ready after {STARTUP_TIMEOUT_S + self.worker_wait_s:g} s")
-                    turned = f"; turned away: {'; '.join(away)}" if away else ""
-                    raise self._fail(f"{why} (expected {self.expected} workers: {self.workers} local, "
-                                     f"{self.expect_remote} remote{turned})", joined, self.expected)
-                await asyncio.sleep(0.05)  # poll interval of a deadline-bounded wait
+                    return armed
+                if self.main is not None and self.main.returncode is not None:
+                    raise failed(f"the Locust master exited with code {self.main.returncode}")
+                if joined == 0 and waiting_since is not None and (
+                        time.monotonic() >= waiting_since + self.worker_wait_s + 1.0):  # +1: a hello under way
+                    raise failed(nobody)
+                return None
+
+            armed = await poll_until_async(
+                roster_fixed, STARTUP_TIMEOUT_S + self.worker_wait_s, interval_s=0.05,
+                error=lambda: failed(nobody if joined == 0
+                                     else f"not ready after {STARTUP_TIMEOUT_S + self.worker_wait_s:g} s"))
             want = self.roster_size = int(armed["workers"])
             if want < self.expected and self.on_degraded is not None:
                 self.on_degraded("load", f"{self.expected} Locust workers expected, {want} joined the master at "
@@ -172,18 +181,20 @@ class LocustRun:
                                          f"split among the {want} that did (roster {armed.get('roster')})"
                                          + (f"; turned away: {'; '.join(away)}" if away else ""))
             self._watches.append(asyncio.ensure_future(self._watch_master()))
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
         follower = store.follow()
-        while True:
-            started = {(e.source, e.get("pid")) for e in follower.poll() if e.kind == "load.started"}
+        started: set[tuple[str, Any]] = set()
+
+        def all_started() -> bool:
+            started.update((e.source, e.get("pid")) for e in follower.poll() if e.kind == "load.started")
             if len(started) >= want:
-                return
+                return True
             dead = self._dead()
-            if dead or time.monotonic() >= deadline:
-                why = (f"{dead[0].name} exited with code {dead[0].returncode}" if dead
-                       else f"not ready after {STARTUP_TIMEOUT_S:g} s")
-                raise self._fail(why, len(started), want)
-            await asyncio.sleep(0.05)  # poll interval of a deadline-bounded wait
+            if dead:
+                raise self._fail(f"{dead[0].name} exited with code {dead[0].returncode}", len(started), want)
+            return False
+
+        await poll_until_async(all_started, STARTUP_TIMEOUT_S, interval_s=0.05, error=lambda: self._fail(
+            f"not ready after {STARTUP_TIMEOUT_S:g} s", len(started), want))
 
     async def _watch_master(self) -> None:
         """Workers the master lost mid-run (a remote one that died or was cut off) degrade the run; a local

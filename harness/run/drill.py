@@ -9,7 +9,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +32,8 @@ from maildrill.harness.run.timeline import Timeline
 from maildrill.harness.scenario.models import Scenario
 from maildrill.harness.scenario.scaling import scaled
 from maildrill.harness.store import EventStore, EventWriter
+
+from maildrill.polling import poll_until_async
 
 
 @dataclass(frozen=True)
@@ -369,17 +370,22 @@ class Drill:
         """Until every requested message was delivered, or the SUT's own queue probe read empty twice in a row
         during the drain (what is not delivered by then never will be: bounced, given up), or timeout_s, or
         the SUT died."""
-        deadline = time.monotonic() + timeout_s
         probe = self.probe
         probed_before = probe.samples if probe is not None else 0
-        while not self.sut_dead:
+
+        def drained() -> bool:
+            if self.sut_dead:
+                return True
             snap = tracker.poll(self.clock.now())
-            if snap.outstanding == 0 or time.monotonic() >= deadline:
-                return
+            if snap.outstanding == 0:
+                return True
             if probe is not None and probe.samples - probed_before >= 2 and probe.zeros_in_a_row >= 2:
                 self.run_w.record("run.drain.ended", None, reason="sut_queue_empty", outstanding=snap.outstanding)
-                return
-            await asyncio.sleep(0.1)  # poll interval of a deadline-bounded wait
+                return True
+            return False
+
+        with contextlib.suppress(TimeoutError):  # what is still outstanding then is reported as such
+            await poll_until_async(drained, timeout_s, what="the drain", interval_s=0.1)
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
