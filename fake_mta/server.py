@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import json
 import random
 import re
-import socket
 import ssl
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -17,6 +14,7 @@ from typing import Any
 from maildrill.fake_mta.behaviors import Behavior, Throttle, build, by_verb, refuses
 from maildrill.fake_mta.clock import Clock, MonotonicClock
 from maildrill.fake_mta.config import BehaviorSpec, MTASpec, Verb, parse_behaviors
+from maildrill.fake_mta.listener import Listener
 from maildrill.fake_mta.net import is_loopback
 from maildrill.fake_mta.presets import GENERIC, persona
 from maildrill.fake_mta.recording import MemoryRecorder, Recorder
@@ -24,7 +22,6 @@ from maildrill.fake_mta.session import MTAProtocol, escape_line
 from maildrill.fake_mta.smtp_setup import make_authenticator
 from pydantic import BaseModel
 
-from maildrill.polling import poll_until_async
 from maildrill.vocabulary import EventKind
 
 _VERP = re.compile(r"^[^@+]+\+(?P<local>[^=@]+)=(?P<domain>[^@]+)@")
@@ -90,8 +87,8 @@ class FakeMTA:
                              "to bind it.")
         self.name = spec.name
         self.host = spec.host
-        self.port = spec.port
-        self.reuse_port = reuse_port
+        self._listener = Listener(f"fake MTA {self.name!r}", spec.host, spec.port, self._protocol,
+                                  lambda: self.recorder, reuse_port=reuse_port)
         self.persona = persona(spec.preset)
         self.hostname = spec.hostname or (self.persona.hostname if self.persona is not GENERIC
                                           else f"{spec.name}.mx.drill.test")
@@ -110,10 +107,6 @@ class FakeMTA:
         self._install(list(spec.behaviors) if spec.behaviors else self.persona.default_behaviors())
         self.connections: set[MTAProtocol] = set()
         self._conn_seq = 0
-        self._server: asyncio.Server | None = None
-        self._listening_sock: socket.socket | None = None
-        self._serving: asyncio.Task[None] | None = None
-        self._reserved: socket.socket | None = None
         self._started = False
         self._timers: list[asyncio.TimerHandle] = []
         self.message_index = MessageIndex(message_index_cap)
@@ -137,11 +130,11 @@ class FakeMTA:
         if not self._started:
             return
         if refuses(self.runtime) and not was_refusing:
-            self._close_listener("go_dark refuse")
+            self._listener.close("go_dark refuse")
             for proto in list(self.connections):
                 proto.close("server", "go_dark refuse: listener and connections closed")
         elif was_refusing and not refuses(self.runtime):
-            self._open_listener("behaviors changed")
+            self._listener.open("behaviors changed")
 
     def reset(self, *, by: str = "api") -> None:
         """Forget greylist triplets and token buckets; reseed the probability RNG."""
@@ -159,14 +152,7 @@ class FakeMTA:
 
             self.tls_context = await asyncio.to_thread(server_context)
         self._started = True
-        if refuses(self.runtime):
-            self._reserve()  # bound, not listening: connections are refused, the port stays ours
-            self.recorder.record(EventKind.MTA_LISTENER_CLOSED, None, host=self.host, port=self.port,
-                                 reason="go_dark refuse")
-        else:
-            self._open_listener("started")
-        if self._serving is not None:
-            await self._serving
+        await self._listener.start(refusing=refuses(self.runtime))
         loop = asyncio.get_running_loop()
         for phase in self.spec.timeline:
             self._timers.append(loop.call_later(phase.at_s, self._phase, phase.behaviors))
@@ -181,20 +167,11 @@ class FakeMTA:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        server = self._server
-        if self._serving is not None and not self._serving.done():
-            await self._serving
-            server = self._server
-        self._close_listener("stopped")
-        if self._reserved is not None:
-            self._reserved.close()
-            self._reserved = None
+        await self._listener.stop(self._close_connections, lambda: not self.connections)
+
+    def _close_connections(self) -> None:
         for proto in list(self.connections):
             proto.close("server", "server stopped")
-        with contextlib.suppress(TimeoutError):  # transports report connection_lost on a later loop turn
-            await poll_until_async(lambda: not self.connections, 5.0, interval_s=0.01)
-        if server is not None:
-            await server.wait_closed()
 
     async def __aenter__(self) -> FakeMTA:
         await self.start()
@@ -203,56 +180,10 @@ class FakeMTA:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _socket(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise OSError(errno.EADDRINUSE, f"fake MTA {self.name!r}: {self.host}:{self.port} is already in use; "
-                              "pick another port, or 0 to let the OS choose") from None
-            raise
-        self.port = sock.getsockname()[1]
-        return sock
-
-    def _reserve(self) -> None:
-        if self._reserved is None:
-            self._reserved = self._socket()
-
-    def _open_listener(self, reason: str) -> None:
-        """Listen synchronously (so connections queue at once); asyncio starts accepting on its next turn."""
-        sock = self._reserved or self._socket()
-        self._reserved = None
-        sock.listen(1024)  # from here the kernel queues connections; asyncio accepts them once serving
-        sock.setblocking(False)
-        self._listening_sock = sock
-        self._serving = asyncio.get_running_loop().create_task(self._serve(sock))
-        self.recorder.record(EventKind.MTA_LISTENER_OPENED, None, host=self.host, port=self.port, reason=reason)
-
-    async def _serve(self, sock: socket.socket) -> None:
-        server = await asyncio.get_running_loop().create_server(self._protocol, sock=sock, backlog=1024)
-        if self._listening_sock is sock:
-            self._server = server
-        else:  # closed again before it started serving
-            server.close()
-
-    def _close_listener(self, reason: str) -> None:
-        if self._listening_sock is None:
-            return
-        if self._server is not None:
-            self._server.close()
-        else:
-            self._listening_sock.close()  # create_server has not taken it yet
-        self._server = None
-        self._listening_sock = None
-        self.recorder.record(EventKind.MTA_LISTENER_CLOSED, None, host=self.host, port=self.port, reason=reason)
-        if self._started:
-            self._reserve()
+    @property
+    def port(self) -> int:
+        """The port it listens on (bound at start when the spec says 0)."""
+        return self._listener.port
 
     def _protocol(self) -> MTAProtocol:
         self._conn_seq += 1
@@ -260,7 +191,7 @@ class FakeMTA:
 
     @property
     def listening(self) -> bool:
-        return self._listening_sock is not None
+        return self._listener.listening
 
     # --- what sessions report -------------------------------------------------------------------
     def connection_opened(self, proto: MTAProtocol, peer: Any) -> None:

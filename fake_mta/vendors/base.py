@@ -14,8 +14,6 @@ resetting it mid-request) without a hand-written parser.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import json
 import math
 import random
@@ -31,12 +29,12 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from maildrill.fake_mta.behaviors import Behavior, Context, Throttle, build
 from maildrill.fake_mta.config import BehaviorSpec, GoDarkMode, VendorSpec, Verb, parse_vendor_behaviors
+from maildrill.fake_mta.listener import Listener
 from maildrill.fake_mta.presets import GENERIC
 from maildrill.fake_mta.recording import MemoryRecorder, Recorder
 from maildrill.fake_mta.vendors.webhooks import WebhookDispatcher
 from pydantic import BaseModel
 
-from maildrill.polling import poll_until_async
 from maildrill.vocabulary import EventKind
 
 # SMTP-equivalent reply code in mta.reply.sent (the analysis reads these), per outcome
@@ -268,8 +266,8 @@ class FakeVendor:
         self.name = spec.name
         self.api = spec.api
         self.host = spec.host
-        self.port = spec.port
-        self.reuse_port = reuse_port
+        self._listener = Listener(f"fake vendor {self.name!r}", spec.host, spec.port, self._protocol,
+                                  lambda: self.recorder, reuse_port=reuse_port, nodelay=True)
         self.clock = clock or MonotonicClock()
         self.recorder: Recorder = recorder if recorder is not None else MemoryRecorder(f"mta/{self.name}", self.clock)
         self.seed = seed
@@ -287,10 +285,7 @@ class FakeVendor:
         self._install(list(spec.behaviors))
         self._conns: dict[RequestHandler, _Conn] = {}
         self._conn_seq = 0
-        self._server: asyncio.Server | None = None
         self._http: _Server | None = None
-        self._listening_sock: socket.socket | None = None
-        self._reserved: socket.socket | None = None
         self._started = False
         self._timers: list[asyncio.TimerHandle] = []
         self._idempotency: dict[str, tuple[float, bytes, Answer]] = {}
@@ -322,11 +317,11 @@ class FakeVendor:
         if not self._started:
             return
         if self._refusing() and not was_refusing:
-            self._close_listener("go_dark refuse")
+            self._listener.close("go_dark refuse")
             for c in list(self._conns.values()):
                 self._close(c, "go_dark refuse: listener and connections closed")
         elif was_refusing and not self._refusing():
-            self._open_listener("behaviors changed")
+            self._listener.open("behaviors changed")
 
     def _refusing(self) -> bool:
         return any(b.kind == "go_dark" and b.spec.mode is GoDarkMode.REFUSE for b in self.runtime)  # type: ignore
@@ -355,12 +350,7 @@ class FakeVendor:
         self._http = _Server(self, keepalive_timeout=300.0, request_factory=self._make_request,
                              handler_cancellation=False, access_log=None)
         self._started = True
-        if self._refusing():
-            self._reserve()
-            self.recorder.record("mta.listener.closed", None, host=self.host, port=self.port, reason="go_dark refuse")
-        else:
-            self._open_listener("started")
-            await self._serving
+        await self._listener.start(refusing=self._refusing())
         loop = asyncio.get_running_loop()
         for phase in self.spec.timeline:
             self._timers.append(loop.call_later(phase.at_s, self._phase, phase.behaviors))
@@ -381,19 +371,11 @@ class FakeVendor:
         self._timers.clear()
         if self.webhooks is not None:
             await self.webhooks.stop()
-        if getattr(self, "_serving", None) is not None and not self._serving.done():
-            await self._serving
-        server = self._server
-        self._close_listener("stopped")
-        if self._reserved is not None:
-            self._reserved.close()
-            self._reserved = None
+        await self._listener.stop(self._close_connections, lambda: not self._conns)
+
+    def _close_connections(self) -> None:
         for c in list(self._conns.values()):
             self._close(c, "server stopped")
-        with contextlib.suppress(TimeoutError):  # transports report connection_lost on a later loop turn
-            await poll_until_async(lambda: not self._conns, 5.0, what="connections to close", interval_s=0.01)
-        if server is not None:
-            await server.wait_closed()
 
     async def __aenter__(self) -> FakeVendor:
         await self.start()
@@ -402,61 +384,18 @@ class FakeVendor:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _socket(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise OSError(errno.EADDRINUSE, f"fake vendor {self.name!r}: {self.host}:{self.port} is already in "
-                              "use; pick another port, or 0 to let the OS choose") from None
-            raise
-        self.port = sock.getsockname()[1]
-        return sock
+    @property
+    def port(self) -> int:
+        """The port it listens on (bound at start when the spec says 0)."""
+        return self._listener.port
 
-    def _reserve(self) -> None:
-        if self._reserved is None:
-            self._reserved = self._socket()
-
-    def _open_listener(self, reason: str) -> None:
-        sock = self._reserved or self._socket()
-        self._reserved = None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted connections
-        sock.listen(1024)
-        sock.setblocking(False)
-        self._listening_sock = sock
-        self._serving = asyncio.get_running_loop().create_task(self._serve(sock))
-        self.recorder.record("mta.listener.opened", None, host=self.host, port=self.port, reason=reason)
-
-    async def _serve(self, sock: socket.socket) -> None:
-        assert self._http is not None
-        server = await asyncio.get_running_loop().create_server(self._http, sock=sock, backlog=1024)
-        if self._listening_sock is sock:
-            self._server = server
-        else:
-            server.close()
-
-    def _close_listener(self, reason: str) -> None:
-        if self._listening_sock is None:
-            return
-        if self._server is not None:
-            self._server.close()
-        else:
-            self._listening_sock.close()
-        self._server = None
-        self._listening_sock = None
-        self.recorder.record("mta.listener.closed", None, host=self.host, port=self.port, reason=reason)
-        if self._started:
-            self._reserve()
+    def _protocol(self) -> asyncio.BaseProtocol:
+        assert self._http is not None  # made in start(), before anything listens
+        return self._http()
 
     @property
     def listening(self) -> bool:
-        return self._listening_sock is not None
+        return self._listener.listening
 
     @property
     def connections(self) -> list[int]:
