@@ -28,7 +28,19 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from maildrill.fake_mta.behaviors import Behavior, Context, Throttle, build
-from maildrill.fake_mta.config import BehaviorSpec, GoDarkMode, VendorSpec, Verb, parse_vendor_behaviors
+from maildrill.fake_mta.config import (
+    BehaviorSpec,
+    GoDarkMode,
+    GoDarkSpec,
+    RejectSpec,
+    TarpitSpec,
+    TempfailSpec,
+    ThrottleSpec,
+    VendorSpec,
+    Verb,
+    WebhookPauseSpec,
+    parse_vendor_behaviors,
+)
 from maildrill.fake_mta.listener import Listener
 from maildrill.fake_mta.presets import GENERIC
 from maildrill.fake_mta.recording import MemoryRecorder, Recorder
@@ -199,7 +211,7 @@ _PLAIN_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded
 def content_type(request: web.BaseRequest) -> str:
     """`request.content_type`, without aiohttp's header parse when the header is just one of the usual types."""
     raw = request.headers.get("Content-Type")
-    return raw if raw in _PLAIN_TYPES else request.content_type  # type: ignore[return-value]
+    return raw if raw is not None and raw in _PLAIN_TYPES else request.content_type
 
 
 def bearer(request: web.BaseRequest) -> str | None:
@@ -300,8 +312,8 @@ class FakeVendor:
         self.behaviors = specs
         self.runtime = build(specs, GENERIC)
         if self.webhooks is not None:
-            self.webhooks.set_pauses([(b.spec.mode, b.spec.match_rcpt) for b in self.runtime  # type: ignore[attr-defined]
-                                      if b.kind == "webhook_pause"])
+            self.webhooks.set_pauses([(b.spec.mode, b.spec.match_rcpt) for b in self.runtime
+                                      if isinstance(b.spec, WebhookPauseSpec)])
 
     def set_behaviors(self, behaviors: Sequence[BehaviorSpec | dict[str, Any]], *, by: str = "api") -> None:
         """Replace the behaviour list; applies from the next request. go_dark refuse closes the listener and
@@ -445,7 +457,7 @@ class FakeVendor:
         return m.group("corr") if m else None
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        c = self._conns.get(request.protocol)  # type: ignore[arg-type]
+        c = self._conns.get(request.protocol)
         if c is None:  # the connection is already gone
             return web.Response(status=204)
         if self.webhooks is not None and request.path.startswith("/_maildrill/"):
@@ -586,11 +598,12 @@ class FakeVendor:
             if kind == "webhook_pause":
                 continue  # the webhook dispatcher reads it; a send is answered as if it were not there
             if kind == "tarpit":
-                delay += b.spec.delay_s  # type: ignore[attr-defined]
+                assert isinstance(b.spec, TarpitSpec)
+                delay += b.spec.delay_s
                 continue
             if kind == "throttle":
-                assert isinstance(b, Throttle)
-                quota = b.spec.daily_quota  # type: ignore[attr-defined]
+                assert isinstance(b, Throttle) and isinstance(b.spec, ThrottleSpec)
+                quota = b.spec.daily_quota
                 if quota is not None:
                     window = self._daily.setdefault(i, [ctx.now, 0.0])
                     if ctx.now - window[0] >= DAY_S:
@@ -612,13 +625,18 @@ class FakeVendor:
             if kind == "accept":
                 break
             if kind == "go_dark":
-                mode = b.spec.mode  # type: ignore[attr-defined]
+                assert isinstance(b.spec, GoDarkSpec)
+                mode = b.spec.mode
                 if mode is GoDarkMode.REFUSE:
                     continue  # acts on the listener
                 outcome = mode.value
                 break
             outcome = kind
-            detail = b.spec.reason if kind == "reject" else b.spec.code  # type: ignore[attr-defined]
+            if isinstance(b.spec, RejectSpec):
+                detail = b.spec.reason
+            else:
+                assert isinstance(b.spec, TempfailSpec)
+                detail = b.spec.code
             break
         if limit is None:
             limit = self._limit(None, api_key, c)

@@ -79,7 +79,8 @@ class Mailgun(Wire):
             if not name or part.get_filename():
                 continue  # attachments and inline files
             payload = part.get_payload(decode=True) or b""
-            fields.setdefault(str(name), []).append(payload.decode("utf-8", "replace"))
+            text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+            fields.setdefault(str(name), []).append(text)
         return fields
 
     def parse(self, endpoint: str, request: web.BaseRequest, body: bytes) -> Mail:

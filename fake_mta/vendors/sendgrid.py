@@ -31,9 +31,10 @@ from maildrill.fake_mta.vendors.base import (
 UNTHROTTLED = Limit(600, 600, 60.0)  # SendGrid does not publish its limits; replies without a throttle say this
 
 
-def _addr(item: Any, where: str, wire: Wire) -> str:
-    if isinstance(item, dict) and isinstance(item.get("email"), str) and "@" in item["email"]:
-        return item["email"]
+def _addr(item: Any, where: str, wire: SendGrid) -> str:
+    email = item.get("email") if isinstance(item, dict) else None
+    if isinstance(email, str) and "@" in email:
+        return email
     raise WireError(wire.error(400, "bad_request", "Does not contain a valid address.", field=where))
 
 

@@ -12,6 +12,7 @@ checks them against its own clock); everything else follows the vendor's Clock.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import re
 from collections.abc import Callable
@@ -108,7 +109,8 @@ class WebhookDispatcher:
 
     def _release(self) -> None:
         if self.held:
-            still, release = [], []
+            still: list[tuple[Notice, int]] = []
+            release: list[tuple[Notice, int]] = []
             for n, attempt in self.held:
                 (still if self._paused(n) else release).append((n, attempt))
             self.held = still
@@ -154,16 +156,15 @@ class WebhookDispatcher:
                         bounce_type=out.bounce_type if event == "bounce" else "permanent")
             extra = {"accepted_wall": wall, "suffix": f"{index:04d}-{self._suffix}", "sns_published_wall": wall + lag}
             if rng.random() < spec.loss:
-                n = Notice(copy=0, occurred=wall + lag, extra=extra, **base)  # type: ignore[arg-type]
+                n = Notice(copy=0, occurred=wall + lag, extra=extra, **base)
                 # recorded from the loop, after the acceptance it is about
-                asyncio.get_running_loop().call_soon(lambda n=n, lag=lag: self._dropped(n, "loss", attempt=0,
-                                                                                          lag_s=lag))
+                asyncio.get_running_loop().call_soon(functools.partial(self._dropped, n, "loss", attempt=0, lag_s=lag))
                 continue
-            self._schedule(Notice(copy=0, occurred=wall + lag, extra=extra, **base), 1, lag)  # type: ignore[arg-type]
+            self._schedule(Notice(copy=0, occurred=wall + lag, extra=extra, **base), 1, lag)
             if rng.random() < spec.duplicate:
                 extra2 = {**extra, "sns_published_wall": wall + lag}
                 later = lag + spec.lag_s.sample(rng)
-                self._schedule(Notice(copy=1, occurred=wall + lag, extra=extra2, **base), 1, later)  # type: ignore[arg-type]
+                self._schedule(Notice(copy=1, occurred=wall + lag, extra=extra2, **base), 1, later)
 
     def _schedule(self, n: Notice, attempt: int, delay_s: float) -> None:
         self._pending[(n.webhook, n.copy)] = n
@@ -172,7 +173,8 @@ class WebhookDispatcher:
         handle: asyncio.TimerHandle | None = None
 
         def fire() -> None:
-            self._timers.discard(handle)  # type: ignore[arg-type]
+            if handle is not None:
+                self._timers.discard(handle)
             self._due(n, attempt)
 
         handle = loop.call_later(delay, fire)

@@ -14,9 +14,13 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from maildrill.fake_mta.vendors.webhooks.format import Format, Notice, b64, iso, jbytes, now_epoch
 from maildrill.fake_mta.webhook_spec import WebhookSpec
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -132,10 +136,10 @@ class SESEvents(Format):
         return jbytes(env), self._headers(env)
 
 
-_MATERIAL: dict[str, tuple[object, bytes]] = {}
+_MATERIAL: dict[str, tuple[RSAPrivateKey, bytes]] = {}
 
 
-def _signing_material(name: str) -> tuple[object, bytes]:
+def _signing_material(name: str) -> tuple[RSAPrivateKey, bytes]:
     """An RSA key and a self-signed certificate (per vendor name, once per process: RSA keys are slow to make)."""
     if name not in _MATERIAL:
         import datetime
