@@ -258,7 +258,7 @@ class _Pass:
         """mta.message.accepted and mta.message.discarded (a blackholing 250)."""
         d = e.data
         if e.kind == EventKind.MTA_MESSAGE_ACCEPTED:
-            self.webhooks.add(e.kind, e.source, t, d)
+            self.webhooks.add(e.kind, e.source, t, d, e.corr)
         mta = mta_of(e.source)
         self.mtas_seen.add(mta)
         a = self.attempt((mta, d.get("conn"), d.get("txn")), t)
@@ -311,7 +311,8 @@ class _Pass:
         self.undone[int(e.data.get("action", -1))] = t  # type: ignore[arg-type]
 
     def webhook(self, e: Event, t: float) -> None:
-        self.webhooks.add(e.kind, e.source, t, e.data)
+        """The vendors' mta.webhook.* and the SUT's own sut.webhook.* decisions."""
+        self.webhooks.add(e.kind, e.source, t, e.data, e.corr)
 
     def mta_seen(self, e: Event, t: float) -> None:
         self.mtas_seen.add(mta_of(e.source))
@@ -354,7 +355,7 @@ _HANDLERS: dict[str, Callable[[_Pass, Event, float], None]] = {
     EventKind.RUN_ACTION_UNDONE: _Pass.action_undone,
     EventKind.MTA_CONNECTION_OPENED: _Pass.mta_seen,
     EventKind.MTA_LISTENER_OPENED: _Pass.mta_seen,
-    **{k: _Pass.webhook for k in EventKind if k.startswith("mta.webhook.")},
+    **{k: _Pass.webhook for k in EventKind if k.startswith(("mta.webhook.", "sut.webhook."))},
 }
 
 
