@@ -136,6 +136,8 @@ class Join:
     throttled: Mapping[str, tuple[float, ...]]  # per MTA, when it answered 421 (in a transaction or not)
     t_last: float
     webhook_metrics: Mapping[str, float | int | None]  # the fake vendors' delivery webhooks (analysis.webhooks)
+    # per MTA / vendor name: the accepted messages that were a failover during webhook silence (none: no webhooks)
+    silent_failovers_by_mta: Mapping[str, int] | None = None
 
 
 # --- building them ---------------------------------------------------------------------------------
@@ -340,7 +342,9 @@ class _Pass:
         return Join(messages, tuple(sorted(frozen.values(), key=lambda a: (a.start, a.mta))), tuple(self.requests),
                     tuple(self.depth), tuple(self.fired), dict(self.undone), dict(self.discarded_by_mta),
                     frozenset(self.mtas_seen), {k: tuple(v) for k, v in self.throttled.items()}, self.t_last,
-                    self.webhooks.metrics())
+                    self.webhooks.metrics(),
+                    {mta_of(src): n for src, n in self.webhooks.failed_over_in_silence_by_receiver().items()}
+                    if self.webhooks.seen else None)
 
 
 _HANDLERS: dict[str, Callable[[_Pass, Event, float], None]] = {

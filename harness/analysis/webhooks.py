@@ -89,12 +89,20 @@ class WebhookTally:
     def failed_over_in_silence(self) -> list[str]:
         """The correlation ids some receiver accepted after another had accepted them earlier and before a webhook
         about them from that earlier receiver was answered with a 2xx (sorted)."""
-        out = []
-        for corr, accs in sorted(self.corr_accepted.items()):
-            if any(t_a < t_b and p != q and self.corr_first_ok.get((corr, p), math.inf) > t_b
-                   for t_b, q in accs for t_a, p in accs):
-                out.append(corr)
-        return out
+        return sorted({corr for corr, _ in self._silent_failovers()})
+
+    def failed_over_in_silence_by_receiver(self) -> dict[str, int]:
+        """Per receiver (event source): how many correlation ids it accepted as such a failover."""
+        out: dict[str, int] = {}
+        for _, receiver in self._silent_failovers():
+            out[receiver] = out.get(receiver, 0) + 1
+        return dict(sorted(out.items()))
+
+    def _silent_failovers(self) -> set[tuple[str, str]]:
+        """(corr, the receiver that accepted it during the earlier receiver's webhook silence)."""
+        return {(corr, q) for corr, accs in self.corr_accepted.items() for t_b, q in accs
+                if any(t_a < t_b and p != q and self.corr_first_ok.get((corr, p), math.inf) > t_b
+                       for t_a, p in accs)}
 
 
 def webhook_metrics(events: Iterable[Event], *, time_scale: float = 1.0, t0: float = 0.0) -> dict[str, Any]:

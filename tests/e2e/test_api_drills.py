@@ -156,6 +156,8 @@ def test_webhook_silence_failover_double_sends_naive_only(tmp_path: Path) -> Non
     # the same, from the events: every duplicate was a failover during silence, and each late webhook the mailer
     # applied is counted from its own sut.webhook.applied events
     assert m["duplicates_failover_after_silence"] == m["duplicates"]
+    assert {v: naive["by_mta"][v]["duplicates_failover_after_silence"] for v in ("primary", "backup")} == {
+        "primary": 0, "backup": m["duplicates"]}
     assert m["late_webhooks_acted_on"] == log_n.count(" applied (owner backup)")
     assert pick(hardened, "duplicates_failover_after_silence", "late_webhooks_acted_on") == {
         "duplicates_failover_after_silence": 0, "late_webhooks_acted_on": 0}

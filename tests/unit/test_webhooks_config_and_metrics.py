@@ -163,6 +163,7 @@ def test_failover_after_silence_and_late_webhooks_exact_and_order_free():
     for e in events:
         tally.add(e.kind, e.source, e.t_s, e.data, e.corr)
     assert tally.failed_over_in_silence() == ["c2", "c3", "c4", "c7", "c9"]
+    assert tally.failed_over_in_silence_by_receiver() == {"mta/ses": 4, "mta/sg": 1}  # c7 went to sg
     got = webhook_metrics(events)
     assert (got["duplicates_failover_after_silence"], got["late_webhooks_acted_on"]) == (5, 2)
     rng = random.Random(16)
@@ -177,8 +178,14 @@ def test_failover_after_silence_and_late_webhooks_exact_and_order_free():
 def test_the_join_feeds_the_sut_side_metrics_to_the_analysis():
     from maildrill.harness.analysis import analyze
 
-    got = analyze(_silence_log()).metrics
-    assert (got["duplicates_failover_after_silence"], got["late_webhooks_acted_on"]) == (5, 2)
+    a = analyze(_silence_log(), {"vendors": [{"name": "sg"}, {"name": "ses"}, {"name": "quiet"}]})
+    assert (a.metrics["duplicates_failover_after_silence"], a.metrics["late_webhooks_acted_on"]) == (5, 2)
+    assert {name: row["duplicates_failover_after_silence"] for name, row in a.by_mta.items()} == {
+        "ses": 4, "sg": 1, "quiet": 0}
+    # without webhooks the metric is not measured, for the run or any MTA
+    plain = analyze([e for e in _silence_log() if e.kind == "mta.message.accepted"])
+    assert "duplicates_failover_after_silence" not in plain.metrics
+    assert all("duplicates_failover_after_silence" not in row for row in plain.by_mta.values())
 
 
 def test_webhook_names_are_declared():
