@@ -55,7 +55,7 @@ class Dispatcher:
         self.rcpt: dict[int, str] = {}  # each API-sent message's recipient (its local part is the drill's corr id)
         # the webhook decisions, as drill events on the run's clock (under a drill: MAILDRILL_RUN_DIR, MAILDRILL_T0)
         self.events: EventWriter | None = None
-        if settings.events_path is not None:
+        if settings.events_path is not None and self.api_endpoints:  # only the API path has webhooks
             self.events = EventWriter(settings.events_path, "sut/mailer", clock_from_env())
         if self.api_endpoints:
             self.api = ApiClients(
