@@ -95,6 +95,8 @@ _ALL = [
     _m("webhooks_lost", "count", "run", "lower", "webhook events the SUT never answered with a 2xx (lost, retries exhausted, refused, dropped while paused, pending at the end)"),
     _m("webhook_retries", "count", "run", None, "webhook POSTs beyond each event's first attempt (the vendors' retry schedules at work)"),
     _m("webhook_duplicates_delivered", "count", "run", None, "webhook events the SUT answered with a 2xx more than once (a vendor's duplicate copy got through too)"),
+    _m("duplicates_failover_after_silence", "count", "run,mta", "lower", "messages (correlation ids) a receiver accepted after another receiver had accepted them and before any webhook about them from that earlier receiver was answered with a 2xx: failover during webhook silence (per MTA: those it accepted so)"),
+    _m("late_webhooks_acted_on", "count", "run", "lower", "webhooks the SUT acted on for a message another vendor owned by then (sut.webhook.applied with late: true, which the SUT records; the reference mailer does); null when the SUT recorded no webhook decisions"),
 ]
 METRICS: Mapping[str, MetricInfo] = {m.name: m for m in _ALL}
 

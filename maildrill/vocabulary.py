@@ -92,6 +92,9 @@ class EventKind(StrEnum):
     SUT_EXITED = "sut.exited", "sut", "code expected"
     SUT_CRASHED = "sut.crashed", "sut", "pid code"
     SUT_QUEUE_DEPTH_SAMPLED = "sut.queue_depth.sampled", "sut", "depth"
+    # the reference mailer's own decisions on the vendors' delivery webhooks (examples/mailer)
+    SUT_WEBHOOK_APPLIED = "sut.webhook.applied", "sut/mailer", "vendor message_id owner late event"
+    SUT_WEBHOOK_IGNORED = "sut.webhook.ignored", "sut/mailer", "vendor message_id owner late event"
     # the run itself
     RUN_STARTED = "run.started", "run", "scenario seed time_scale"
     RUN_PHASE_CHANGED = "run.phase.changed", "run", "phase", "load_t0_s"

@@ -118,6 +118,8 @@ class Settings:
     hold_unknown: bool = False
     ignore_late_webhooks: bool = False
     failover_on_silence_s: float = 0.0  # scaled; 0 = fail over only on explicit errors
+    # where the mailer records its webhook decisions as drill events ($MAILDRILL_RUN_DIR/events/sut-mailer.jsonl)
+    events_path: Path | None = None
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
@@ -436,6 +438,8 @@ def resolve(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         hold_unknown=bool(chosen["hold_unknown"]),
         ignore_late_webhooks=bool(chosen["ignore_late_webhooks"]),
         failover_on_silence_s=args.failover_on_silence * time_scale,
+        events_path=Path(env["MAILDRILL_RUN_DIR"]) / "events" / "sut-mailer.jsonl" if env.get("MAILDRILL_RUN_DIR")
+        else None,
     )
 
 

@@ -284,6 +284,7 @@ def serve(settings: Settings) -> int:
             worker.join(max(0.0, deadline - time.monotonic()))
         httpd.server_close()
         queue.close()
+        dispatcher.close()
     print("mailer: stopped", flush=True)
     return 0
 

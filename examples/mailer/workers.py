@@ -15,6 +15,10 @@ from maildrill.examples.mailer.policy import Attempt, Outcome, PoolBackoff, Toke
 from maildrill.examples.mailer.queue import Message, MessageQueue, State
 from maildrill.examples.mailer.transports.api import IDEMPOTENT_APIS, ApiAttempt, ApiClients, SdkOptions
 from maildrill.examples.mailer.transports.webhooks import normal_id
+from maildrill.harness.clock import clock_from_env
+from maildrill.harness.store import EventWriter
+
+from maildrill.vocabulary import EventKind
 
 # How long (unscaled seconds) a primary that refused a connection is treated as dark before it is probed again.
 DARK_PROBE_S = 5.0
@@ -48,6 +52,11 @@ class Dispatcher:
         self.owner: dict[int, str] = {}
         self.webhook_state: dict[int, str] = {}
         self.awaiting: dict[int, tuple[float, Message]] = {}  # primary sends waiting for a webhook (silence failover)
+        self.rcpt: dict[int, str] = {}  # each API-sent message's recipient (its local part is the drill's corr id)
+        # the webhook decisions, as drill events on the run's clock (under a drill: MAILDRILL_RUN_DIR, MAILDRILL_T0)
+        self.events: EventWriter | None = None
+        if settings.events_path is not None and self.api_endpoints:  # only the API path has webhooks
+            self.events = EventWriter(settings.events_path, "sut/mailer", clock_from_env())
         if self.api_endpoints:
             self.api = ApiClients(
                 SdkOptions(settings.api_timeout_s, settings.sdk_retries, settings.api_idempotency_key)
@@ -176,6 +185,7 @@ class Dispatcher:
                 with self._hooks_lock:
                     self.by_vendor_id[(vendor.name, normal_id(api.api, result.vendor_id))] = message.id
                     self.owner[message.id] = vendor.name
+                    self.rcpt[message.id] = message.email
                     if s.failover_on_silence_s > 0 and s.api_backup is not None and vendor.name == s.primary.name:
                         self.awaiting[message.id] = (now + s.failover_on_silence_s, message)
             self.queue.finish(message.id, State.SENT, vendor=vendor.name, reply=reply)
@@ -269,6 +279,15 @@ class Dispatcher:
                 else:
                     verdict = "applied" if owner == vendor else f"applied (owner {owner})"
                     self.webhook_state[msg_id] = event
+                rcpt = self.rcpt.get(msg_id) if msg_id is not None else None
+            if self.events is not None:
+                # late: the message's owner is another vendor (it failed over) — applied or ignored, the drill sees it
+                self.events.record(
+                    EventKind.SUT_WEBHOOK_APPLIED if verdict.startswith("applied") else EventKind.SUT_WEBHOOK_IGNORED,
+                    rcpt.split("@", 1)[0] if rcpt else None,
+                    vendor=vendor, message_id=vendor_id, owner=owner, late=owner is not None and owner != vendor,
+                    event=event,
+                )
             self.count(f"webhooks_{verdict.split()[0]}")
             print(
                 f"mailer: webhook vendor={vendor} vendor_id={vendor_id} message={msg_id} event={event} {verdict}",
@@ -277,6 +296,10 @@ class Dispatcher:
             )
             out.append((msg_id, event, verdict))
         return out
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
 
     def _log(self, message: Message, vendor: str, outcome: str, code: int, text: str) -> None:
         print(

@@ -60,7 +60,8 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
         notes.append("no load events: nothing was requested, so message metrics are empty")
     return Analysis(
         metrics=metrics, by_class=_by_class(j, plan, drain_ref), by_mta=by_mta(plan.mtas, j.attempts, messages,
-                                                                              j.discarded_by_mta),
+                                                                              j.discarded_by_mta,
+                                                                              j.silent_failovers_by_mta),
         windows=tuple(faults.with_app_side(w, j.requests) for w in windows), load_window=(0.0, plan.load_end),
         series=series, retry_intervals_s=tuple(retries.intervals(messages)),
         latencies_s={c: tuple(sorted(latency.latency(m) for m in messages if m.cls == c and m.acceptances))

@@ -136,6 +136,8 @@ class Join:
     throttled: Mapping[str, tuple[float, ...]]  # per MTA, when it answered 421 (in a transaction or not)
     t_last: float
     webhook_metrics: Mapping[str, float | int | None]  # the fake vendors' delivery webhooks (analysis.webhooks)
+    # per MTA / vendor name: the accepted messages that were a failover during webhook silence (none: no webhooks)
+    silent_failovers_by_mta: Mapping[str, int] | None = None
 
 
 # --- building them ---------------------------------------------------------------------------------
@@ -258,7 +260,7 @@ class _Pass:
         """mta.message.accepted and mta.message.discarded (a blackholing 250)."""
         d = e.data
         if e.kind == EventKind.MTA_MESSAGE_ACCEPTED:
-            self.webhooks.add(e.kind, e.source, t, d)
+            self.webhooks.add(e.kind, e.source, t, d, e.corr)
         mta = mta_of(e.source)
         self.mtas_seen.add(mta)
         a = self.attempt((mta, d.get("conn"), d.get("txn")), t)
@@ -311,7 +313,8 @@ class _Pass:
         self.undone[int(e.data.get("action", -1))] = t  # type: ignore[arg-type]
 
     def webhook(self, e: Event, t: float) -> None:
-        self.webhooks.add(e.kind, e.source, t, e.data)
+        """The vendors' mta.webhook.* and the SUT's own sut.webhook.* decisions."""
+        self.webhooks.add(e.kind, e.source, t, e.data, e.corr)
 
     def mta_seen(self, e: Event, t: float) -> None:
         self.mtas_seen.add(mta_of(e.source))
@@ -339,7 +342,9 @@ class _Pass:
         return Join(messages, tuple(sorted(frozen.values(), key=lambda a: (a.start, a.mta))), tuple(self.requests),
                     tuple(self.depth), tuple(self.fired), dict(self.undone), dict(self.discarded_by_mta),
                     frozenset(self.mtas_seen), {k: tuple(v) for k, v in self.throttled.items()}, self.t_last,
-                    self.webhooks.metrics())
+                    self.webhooks.metrics(),
+                    {mta_of(src): n for src, n in self.webhooks.failed_over_in_silence_by_receiver().items()}
+                    if self.webhooks.seen else None)
 
 
 _HANDLERS: dict[str, Callable[[_Pass, Event, float], None]] = {
@@ -354,7 +359,7 @@ _HANDLERS: dict[str, Callable[[_Pass, Event, float], None]] = {
     EventKind.RUN_ACTION_UNDONE: _Pass.action_undone,
     EventKind.MTA_CONNECTION_OPENED: _Pass.mta_seen,
     EventKind.MTA_LISTENER_OPENED: _Pass.mta_seen,
-    **{k: _Pass.webhook for k in EventKind if k.startswith("mta.webhook.")},
+    **{k: _Pass.webhook for k in EventKind if k.startswith(("mta.webhook.", "sut.webhook."))},
 }
 
 

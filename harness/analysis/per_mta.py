@@ -27,5 +27,12 @@ def mta_metrics(name: str, attempts: Sequence[Attempt], messages: Sequence[Messa
 
 
 def by_mta(names: Sequence[str], attempts: Sequence[Attempt], messages: Sequence[Message],
-           discarded: Mapping[str, int]) -> dict[str, dict[str, Value]]:
-    return {name: mta_metrics(name, attempts, messages, discarded) for name in names}
+           discarded: Mapping[str, int],
+           silent_failovers: Mapping[str, int] | None = None) -> dict[str, dict[str, Value]]:
+    """`silent_failovers`: per MTA, the messages it accepted as a failover during webhook silence (present only
+    when a vendor sent webhooks: then every MTA gets the metric, 0 for one that took none)."""
+    out = {name: mta_metrics(name, attempts, messages, discarded) for name in names}
+    if silent_failovers is not None:
+        for name, row in out.items():
+            row["duplicates_failover_after_silence"] = silent_failovers.get(name, 0)
+    return out

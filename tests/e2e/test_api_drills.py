@@ -76,8 +76,12 @@ def test_api_429_storm_naive_retries_into_the_limit_hardened_honours_the_reset(t
 def test_api_lost_responses_boto3_retries_duplicate_hardened_holds(tmp_path: Path) -> None:
     r = both(tmp_path, "api-lost-responses", "--transport", "ses", "--primary", "ses")
     (code_n, dir_n, naive, log_n), (code_h, dir_h, hardened, log_h) = r["naive"], r["hardened"]
-    assert (code_n, checks(naive)) == (1, {"duplicates": False, "otp_expired_ratio": True, "undelivered": True})
-    assert (code_h, checks(hardened)) == (0, {"duplicates": True, "otp_expired_ratio": True, "undelivered": True})
+    assert (code_n, checks(naive)) == (1, {"duplicates": False, "duplicates_failover_after_silence": False,
+                                           "late_webhooks_acted_on": False, "otp_expired_ratio": True,
+                                           "undelivered": True})
+    assert (code_h, checks(hardened)) == (0, {"duplicates": True, "duplicates_failover_after_silence": True,
+                                              "late_webhooks_acted_on": True, "otp_expired_ratio": True,
+                                              "undelivered": True})
     for s in (naive, hardened):
         assert pick(s, "messages_requested", "delivered") == {"messages_requested": 140, "delivered": 140}
     # ~20 % of the ~100 requests in the window lose their response; boto3 re-sends each by itself
@@ -134,8 +138,12 @@ def test_webhook_silence_failover_double_sends_naive_only(tmp_path: Path) -> Non
     r = both(tmp_path, "webhook-silence-failover", "--transport", "sendgrid", "--primary", "primary",
              "--failover-to", "backup", "--backup-transport", "ses", naive_extra=("--failover-on-silence", "2"))
     (code_n, _, naive, log_n), (code_h, _, hardened, log_h) = r["naive"], r["hardened"]
-    assert (code_n, checks(naive)) == (1, {"duplicates": False, "otp_expired_ratio": True, "undelivered": True})
-    assert (code_h, checks(hardened)) == (0, {"duplicates": True, "otp_expired_ratio": True, "undelivered": True})
+    assert (code_n, checks(naive)) == (1, {"duplicates": False, "duplicates_failover_after_silence": False,
+                                           "late_webhooks_acted_on": False, "otp_expired_ratio": True,
+                                           "undelivered": True})
+    assert (code_h, checks(hardened)) == (0, {"duplicates": True, "duplicates_failover_after_silence": True,
+                                              "late_webhooks_acted_on": True, "otp_expired_ratio": True,
+                                              "undelivered": True})
     for s in (naive, hardened):
         assert pick(s, "messages_requested", "delivered") == {"messages_requested": 80, "delivered": 80}
         assert s["by_mta"]["primary"]["delivered"] == 80  # the primary accepted every send throughout
@@ -145,6 +153,14 @@ def test_webhook_silence_failover_double_sends_naive_only(tmp_path: Path) -> Non
     assert log_n.count(" outcome=silence ") == m["duplicates"]
     # the held webhooks arrive late and speak for messages the backup owns now (naive applies them anyway)
     assert log_n.count(" applied (owner backup)") >= 10
+    # the same, from the events: every duplicate was a failover during silence, and each late webhook the mailer
+    # applied is counted from its own sut.webhook.applied events
+    assert m["duplicates_failover_after_silence"] == m["duplicates"]
+    assert {v: naive["by_mta"][v]["duplicates_failover_after_silence"] for v in ("primary", "backup")} == {
+        "primary": 0, "backup": m["duplicates"]}
+    assert m["late_webhooks_acted_on"] == log_n.count(" applied (owner backup)")
+    assert pick(hardened, "duplicates_failover_after_silence", "late_webhooks_acted_on") == {
+        "duplicates_failover_after_silence": 0, "late_webhooks_acted_on": 0}
     assert hardened["by_mta"]["backup"]["delivered"] == 0 and " outcome=silence " not in log_h
     assert log_h.count("mailer: webhook vendor=primary ") >= 40 and " applied (owner" not in log_h
 

@@ -18,6 +18,7 @@ import pytest
 from maildrill.examples.mailer.transports import APIS
 from maildrill.fake_mta.config import FleetSpec, VendorSpec
 from maildrill.fake_mta.testing import FleetThread
+from maildrill.harness.store import EventStore
 
 
 def free_port() -> int:
@@ -96,7 +97,7 @@ def test_after_a_failover_on_silence_the_late_webhook_of_the_old_vendor_is_ignor
         VendorSpec(name="backup", api="ses")])
     with FleetThread(spec, control=False) as fleet:
         env = {**os.environ, "MAILDRILL_API_PRIMARY_URL": fleet["primary"].base_url,
-               "MAILDRILL_API_BACKUP_URL": fleet["backup"].base_url}
+               "MAILDRILL_API_BACKUP_URL": fleet["backup"].base_url, "MAILDRILL_RUN_DIR": str(tmp_path)}
         cmd = [sys.executable, "-m", "maildrill.examples.mailer", "--transport", "sendgrid", "--primary", "primary",
                "--failover-to", "backup", "--backup-transport", "ses", "--failover-on-silence", "1", "--port",
                str(port), "--db", str(tmp_path / "q.sqlite3"), "--profile", "hardened", "--seed", "1",
@@ -119,3 +120,9 @@ def test_after_a_failover_on_silence_the_late_webhook_of_the_old_vendor_is_ignor
         "sent", "backup", None if ignore_late else "delivered")
     sent = [line for line in stderr.splitlines() if " outcome=sent " in line]
     assert [line.split(" vendor=")[1].split()[0] for line in sent] == ["primary", "backup"]
+    # the decision, as the drill's analysis reads it: one event in the run directory's events/sut-mailer.jsonl
+    decisions = EventStore(tmp_path / "events").events()
+    vendor_id = stderr.split("mailer: webhook vendor=primary vendor_id=")[1].split()[0]
+    assert [(e.source, e.kind, e.corr, e.data) for e in decisions] == [
+        ("sut/mailer", "sut.webhook.ignored" if ignore_late else "sut.webhook.applied", "u1",
+         {"vendor": "primary", "message_id": vendor_id, "owner": "backup", "late": True, "event": "delivered"})]

@@ -111,19 +111,88 @@ def test_webhook_metrics_exact_on_a_known_log():
         ev(12.0, "mta.webhook.dropped", **c, webhook=4, copy=0, attempt=1, reason="retries_exhausted"),
         ev(0.5, "mta.webhook.sent", event="SubscriptionConfirmation", attempt=1),  # not a delivery event
     ]
+    sut_side = {"duplicates_failover_after_silence": 0, "late_webhooks_acted_on": None}  # one vendor, no decisions
     assert webhook_metrics(events) == {"webhook_lag_p50_s": 1.5, "webhook_lag_p99_s": 3.0, "webhooks_sent": 4,
-                                       "webhooks_lost": 2, "webhook_retries": 1, "webhook_duplicates_delivered": 1}
+                                       "webhooks_lost": 2, "webhook_retries": 1, "webhook_duplicates_delivered": 1,
+                                       **sut_side}
     assert webhook_metrics(events, time_scale=0.5) == {
         "webhook_lag_p50_s": 3.0, "webhook_lag_p99_s": 6.0, "webhooks_sent": 4, "webhooks_lost": 2,
-        "webhook_retries": 1, "webhook_duplicates_delivered": 1}
+        "webhook_retries": 1, "webhook_duplicates_delivered": 1, **sut_side}
     assert webhook_metrics([ev(1.0, "mta.message.accepted", **a)]) == {}
     assert webhook_metrics(list(reversed(events))) == webhook_metrics(events)
+
+
+def _silence_log() -> list[Event]:
+    """Two vendors, one message per case; the comment says whether the case is a failover during silence."""
+    def acc(t: float, src: str, corr: str) -> Event:
+        return Event(t, f"mta/{src}", "mta.message.accepted", corr, {"message_id": f"{src}-{corr}", "rcpt": corr})
+
+    n = iter(range(1, 100))
+
+    def hook(t: float, src: str, corr: str, status: int) -> list[Event]:
+        d = {"message_id": f"{src}-{corr}", "rcpt": corr, "webhook": next(n), "copy": 0, "attempt": 1}
+        return [Event(t - 0.1, f"mta/{src}", "mta.webhook.sent", corr, d),
+                Event(t, f"mta/{src}", "mta.webhook.answered", corr, {**d, "status": status})]
+
+    def decision(t: float, kind: str, corr: str, owner: str, late: bool) -> Event:
+        return Event(t, "sut/mailer", kind, corr, {"vendor": "sg", "message_id": f"sg-{corr}", "owner": owner,
+                                                   "late": late, "event": "delivered"})
+
+    return [
+        acc(1, "sg", "c1"), *hook(2, "sg", "c1", 200), acc(5, "ses", "c1"),  # reported before the backup: no
+        acc(1, "sg", "c2"), acc(4, "ses", "c2"), *hook(10, "sg", "c2", 200),  # reported after the backup: yes
+        acc(1, "sg", "c3"), acc(3, "ses", "c3"),  # never reported: yes
+        acc(1, "sg", "c4"), *hook(2, "sg", "c4", 503), acc(5, "ses", "c4"), *hook(9, "sg", "c4", 200),  # a 503: yes
+        acc(1, "sg", "c5"), acc(2, "sg", "c5"),  # accepted twice by the same vendor: no
+        acc(1, "ses", "c6"), *hook(1.5, "ses", "c6", 204), acc(2, "sg", "c6"),  # the first one reported: no
+        acc(1, "ses", "c7"), acc(3, "sg", "c7"),  # either direction: yes
+        acc(2, "sg", "c8"), acc(2, "ses", "c8"),  # at the same instant, neither after the other: no
+        acc(1, "sg", "c9"), *hook(1.5, "ses", "c9", 200), acc(3, "ses", "c9"),  # the backup's own webhook: yes
+        decision(10, "sut.webhook.applied", "c2", "ses", True), decision(9, "sut.webhook.applied", "c4", "ses", True),
+        decision(2, "sut.webhook.applied", "c1", "sg", False),
+        decision(11, "sut.webhook.ignored", "c3", "ses", True),  # ignored: not acted on
+        decision(12, "sut.webhook.ignored", "c9", None, False),
+    ]
+
+
+def test_failover_after_silence_and_late_webhooks_exact_and_order_free():
+    from maildrill.harness.analysis.webhooks import WebhookTally
+
+    events = _silence_log()
+    tally = WebhookTally()
+    for e in events:
+        tally.add(e.kind, e.source, e.t_s, e.data, e.corr)
+    assert tally.failed_over_in_silence() == ["c2", "c3", "c4", "c7", "c9"]
+    assert tally.failed_over_in_silence_by_receiver() == {"mta/ses": 4, "mta/sg": 1}  # c7 went to sg
+    got = webhook_metrics(events)
+    assert (got["duplicates_failover_after_silence"], got["late_webhooks_acted_on"]) == (5, 2)
+    rng = random.Random(16)
+    for _ in range(5):
+        shuffled = list(events)
+        rng.shuffle(shuffled)
+        assert webhook_metrics(shuffled) == got
+    # no decisions recorded by the SUT: the late count is unknown, not 0
+    assert webhook_metrics([e for e in events if not e.kind.startswith("sut.")])["late_webhooks_acted_on"] is None
+
+
+def test_the_join_feeds_the_sut_side_metrics_to_the_analysis():
+    from maildrill.harness.analysis import analyze
+
+    a = analyze(_silence_log(), {"vendors": [{"name": "sg"}, {"name": "ses"}, {"name": "quiet"}]})
+    assert (a.metrics["duplicates_failover_after_silence"], a.metrics["late_webhooks_acted_on"]) == (5, 2)
+    assert {name: row["duplicates_failover_after_silence"] for name, row in a.by_mta.items()} == {
+        "ses": 4, "sg": 1, "quiet": 0}
+    # without webhooks the metric is not measured, for the run or any MTA
+    plain = analyze([e for e in _silence_log() if e.kind == "mta.message.accepted"])
+    assert "duplicates_failover_after_silence" not in plain.metrics
+    assert all("duplicates_failover_after_silence" not in row for row in plain.by_mta.values())
 
 
 def test_webhook_names_are_declared():
     assert set(WEBHOOK_METRIC_NAMES) <= set(METRICS)
     assert {"mta.webhook.sent", "mta.webhook.answered", "mta.webhook.failed", "mta.webhook.held",
-            "mta.webhook.dropped", "mta.webhook.subscription_confirmed"} <= {k.value for k in EventKind}
+            "mta.webhook.dropped", "mta.webhook.subscription_confirmed", "sut.webhook.applied",
+            "sut.webhook.ignored"} <= {k.value for k in EventKind}
 
 
 SCENARIO = """\
