@@ -88,8 +88,8 @@ def _check_hosts(spec: Any, allow_remote: bool) -> None:
 def _reserve_ports(spec: Any) -> tuple[Any, list[socket.socket]]:
     """Bind (not listen) one SO_REUSEPORT socket per MTA so every process gets the same fixed port."""
     held: list[socket.socket] = []
-    mtas = []
-    for m in spec.mtas:
+
+    def reserve(m: Any, what: str) -> Any:
         sock = socket.socket(socket.AF_INET6 if ":" in m.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
@@ -98,22 +98,12 @@ def _reserve_ports(spec: Any) -> tuple[Any, list[socket.socket]]:
             sock.close()
             for s in held:
                 s.close()
-            raise AddressInUse(f"fake MTA {m.name!r}", m.host, m.port) from exc
+            raise AddressInUse(f"{what} {m.name!r}", m.host, m.port) from exc
         held.append(sock)
-        mtas.append(m.model_copy(update={"port": sock.getsockname()[1]}))
-    vendors = []
-    for v in spec.vendors:
-        sock = socket.socket(socket.AF_INET6 if ":" in v.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            sock.bind((v.host, v.port))
-        except OSError as exc:
-            sock.close()
-            for s in held:
-                s.close()
-            raise AddressInUse(f"fake vendor {v.name!r}", v.host, v.port) from exc
-        held.append(sock)
-        vendors.append(v.model_copy(update={"port": sock.getsockname()[1]}))
+        return m.model_copy(update={"port": sock.getsockname()[1]})
+
+    mtas = [reserve(m, "fake MTA") for m in spec.mtas]
+    vendors = [reserve(v, "fake vendor") for v in spec.vendors]
     return spec.model_copy(update={"mtas": mtas, "vendors": vendors}), held
 
 
