@@ -70,7 +70,7 @@ class Attempt(NamedTuple):
     mta: str  # key[0]
     start: float
     end: float
-    corrs: frozenset[str]
+    corrs: tuple[str, ...]  # in the order the attempt first named them
     code: int  # the deciding reply: 250 when accepted, else the last 4xx/5xx (0: none)
     accepted: bool
     codes: tuple[int, ...]  # every reply code of the transaction, in the order the MTA sent them
@@ -147,14 +147,14 @@ class _AttemptDraft:
     def __init__(self, key: AttemptKey, t: float) -> None:
         self.key = key
         self.start = self.end = t
-        self.corrs: set[str] = set()
+        self.corrs: list[str] = []  # a list: most attempts carry one id, and a set costs four times the memory
         self.code = 0
         self.accepted = False
         self.codes: list[int] = []
         self.ack: str | None = None
 
     def freeze(self) -> Attempt:
-        return Attempt(self.key, self.key[0], self.start, self.end, frozenset(self.corrs), self.code, self.accepted,
+        return Attempt(self.key, self.key[0], self.start, self.end, tuple(self.corrs), self.code, self.accepted,
                        tuple(self.codes), self.ack)
 
 
@@ -210,15 +210,14 @@ class _Pass:
             a = self.attempts[key] = _AttemptDraft(key, t)
         return a
 
-    def reply_sent(self, e: Event, t: float) -> None:
-        d = e.data
+    def reply_sent(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         code: int = d.get("code") or 0  # type: ignore[assignment]
         if code == 421:
-            self.throttled[mta_of(e.source)].append(t)
+            self.throttled[mta_of(source)].append(t)
         txn: int = d.get("txn") or 0  # type: ignore[assignment]
         if txn < 1:
             return
-        mta = mta_of(e.source)
+        mta = mta_of(source)
         key = (mta, d.get("conn"), txn)
         a = self.attempts.get(key)
         if a is None:
@@ -230,22 +229,21 @@ class _Pass:
         a.codes.append(code)
         if code >= 400:
             a.code = code
-        corr = e.corr
         if corr is None:
             return
-        a.corrs.add(corr)
+        if corr not in a.corrs:
+            a.corrs.append(corr)
         if code >= 500:
             m = self.message(corr)
             if m.first_5xx is None or t < m.first_5xx.t:
                 m.first_5xx = Bounce(t, mta, key)
 
-    def request_completed(self, e: Event, t: float) -> None:
-        d = e.data
+    def request_completed(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         cls = d.get("class")
         self.requests.append(Request(t, cls, bool(d.get("ok")), float(d.get("latency_ms") or 0.0)))  # type: ignore[arg-type]
-        if e.corr is None:
+        if corr is None:
             return
-        m = self.message(e.corr)
+        m = self.message(corr)
         m.requests += 1
         if cls is not None:
             m.cls = str(cls)
@@ -256,12 +254,12 @@ class _Pass:
         if d.get("resend"):
             m.resends.append(t)
 
-    def message_kept(self, e: Event, t: float) -> None:
+    def message_kept(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         """mta.message.accepted and mta.message.discarded (a blackholing 250)."""
-        d = e.data
-        if e.kind == EventKind.MTA_MESSAGE_ACCEPTED:
-            self.webhooks.add(e.kind, e.source, t, d, e.corr)
-        mta = mta_of(e.source)
+        accepted = kind == EventKind.MTA_MESSAGE_ACCEPTED
+        if accepted:
+            self.webhooks.add(kind, source, t, d, corr)
+        mta = mta_of(source)
         self.mtas_seen.add(mta)
         a = self.attempt((mta, d.get("conn"), d.get("txn")), t)
         if t < a.start:  # a vendor records the acceptance before its reply: the attempt starts here
@@ -269,13 +267,13 @@ class _Pass:
         if t > a.end:
             a.end = t
         a.accepted = True
-        accepted = e.kind == EventKind.MTA_MESSAGE_ACCEPTED
         if not accepted:
             self.discarded_by_mta[mta] += 1
-        if e.corr is None:
+        if corr is None:
             return
-        a.corrs.add(e.corr)
-        m = self.message(e.corr)
+        if corr not in a.corrs:
+            a.corrs.append(corr)
+        m = self.message(corr)
         if not accepted:
             m.discarded += 1
             return
@@ -283,41 +281,40 @@ class _Pass:
         a.ack = ack
         m.acceptances.append(Acceptance(t, mta, ack))
         if ack != "lost":
-            self.accepted_at[(mta, d.get("conn"), d.get("txn"), e.corr)] = (m, len(m.acceptances) - 1)
+            self.accepted_at[(mta, d.get("conn"), d.get("txn"), corr)] = (m, len(m.acceptances) - 1)
 
-    def request_received(self, e: Event, t: float) -> None:
+    def request_received(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         """A vendor request held or never answered (hang, reset): the start of its delivery attempt."""
-        d = e.data
-        a = self.attempt((mta_of(e.source), d.get("conn"), d.get("txn")), t)
+        a = self.attempt((mta_of(source), d.get("conn"), d.get("txn")), t)
         if t < a.start:
             a.start = t
         if t > a.end:
             a.end = t
-        if e.corr is not None:
-            a.corrs.add(e.corr)
-            self.message(e.corr)
+        if corr is not None:
+            if corr not in a.corrs:
+                a.corrs.append(corr)
+            self.message(corr)
 
-    def ack_was_lost(self, e: Event, t: float) -> None:
+    def ack_was_lost(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         """Stored, but the client was gone before its 250 (RFC 1047)."""
-        self.ack_lost.add((mta_of(e.source), e.data.get("conn"), e.data.get("txn"), e.corr))
+        self.ack_lost.add((mta_of(source), d.get("conn"), d.get("txn"), corr))
 
-    def depth_sampled(self, e: Event, t: float) -> None:
-        self.depth.append((t, float(e.data.get("depth") or 0.0)))
+    def depth_sampled(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
+        self.depth.append((t, float(d.get("depth") or 0.0)))
 
-    def action_fired(self, e: Event, t: float) -> None:
-        d = e.data
+    def action_fired(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         self.fired.append(FaultAction(t, int(d.get("action", -1)), str(d.get("target", "")),  # type: ignore[arg-type]
                                       str(d.get("what", ""))))
 
-    def action_undone(self, e: Event, t: float) -> None:
-        self.undone[int(e.data.get("action", -1))] = t  # type: ignore[arg-type]
+    def action_undone(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
+        self.undone[int(d.get("action", -1))] = t
 
-    def webhook(self, e: Event, t: float) -> None:
+    def webhook(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         """The vendors' mta.webhook.* and the SUT's own sut.webhook.* decisions."""
-        self.webhooks.add(e.kind, e.source, t, e.data, e.corr)
+        self.webhooks.add(kind, source, t, d, corr)
 
-    def mta_seen(self, e: Event, t: float) -> None:
-        self.mtas_seen.add(mta_of(e.source))
+    def mta_seen(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
+        self.mtas_seen.add(mta_of(source))
 
     def finish(self) -> Join:
         for key in self.ack_lost:  # files are read in any order: the acceptance may come after its ack_lost
@@ -326,8 +323,12 @@ class _Pass:
                 lost, i = hit
                 lost.acceptances[i] = Acceptance(lost.acceptances[i].t, lost.acceptances[i].mta, "lost")
                 self.attempts[key[:3]].ack = "lost"
-        frozen = {key: a.freeze() for key, a in self.attempts.items()}
-        for a in frozen.values():
+        # drafts are dropped as they are frozen, so a big run never holds both at once
+        frozen: list[Attempt] = []
+        drafts = self.attempts
+        for key in list(drafts):
+            a = drafts.pop(key).freeze()
+            frozen.append(a)
             self.mtas_seen.add(a.mta)
             for c in a.corrs:
                 story = self.msgs.get(c)
@@ -338,8 +339,14 @@ class _Pass:
                 starts = [a.start for a in m.attempts] + [acc.t for acc in m.acceptances]
                 if starts:
                     m.first_req = m.first_ok = min(starts)
-        messages = {c: self.msgs[c].freeze(c) for c in sorted(self.msgs) if self.msgs[c].first_req < math.inf}
-        return Join(messages, tuple(sorted(frozen.values(), key=lambda a: (a.start, a.mta))), tuple(self.requests),
+        self.accepted_at.clear()
+        messages = {}
+        for c in sorted(self.msgs):
+            m = self.msgs.pop(c)
+            if m.first_req < math.inf:
+                messages[c] = m.freeze(c)
+        frozen.sort(key=lambda a: (a.start, a.mta))
+        return Join(messages, tuple(frozen), tuple(self.requests),
                     tuple(self.depth), tuple(self.fired), dict(self.undone), dict(self.discarded_by_mta),
                     frozenset(self.mtas_seen), {k: tuple(v) for k, v in self.throttled.items()}, self.t_last,
                     self.webhooks.metrics(),
@@ -347,7 +354,8 @@ class _Pass:
                     if self.webhooks.seen else None)
 
 
-_HANDLERS: dict[str, Callable[[_Pass, Event, float], None]] = {
+Handler = Callable[[_Pass, str, str, "str | None", Mapping[str, Any], float], None]  # (kind, source, corr, data, t)
+_HANDLERS: dict[str, Handler] = {
     EventKind.MTA_REPLY_SENT: _Pass.reply_sent,
     EventKind.LOAD_REQUEST_COMPLETED: _Pass.request_completed,
     EventKind.MTA_MESSAGE_ACCEPTED: _Pass.message_kept,
@@ -374,7 +382,27 @@ def join(events: Iterable[Event], origin: Origin = Origin()) -> Join:
             p.t_last = t
         handle = handlers.get(e.kind)
         if handle is not None:
-            handle(p, e, t)
+            handle(p, e.kind, e.source, e.corr, e.data, t)
+    return p.finish()
+
+
+def join_records(records: Iterable[dict[str, Any]], origin: Origin = Origin()) -> Join:
+    """`join` over checked event records as read from disk (flat dicts: ``t_s`` a float, ``source``/``kind``
+    strings, ``corr`` a string or absent/null; `EventStore.records`): the same join, without building an `Event`
+    per line. The handlers read only data fields, never the reserved ones, so the flat record is the event's data."""
+    p = _Pass(origin)
+    t0, inv = origin.t0, 1.0 / origin.scale
+    handlers = _HANDLERS
+    t_last = p.t_last
+    for r in records:
+        t = (r["t_s"] - t0) * inv
+        if t > t_last:
+            t_last = t
+        kind = r["kind"]
+        handle = handlers.get(kind)
+        if handle is not None:
+            handle(p, kind, r["source"], r.get("corr"), r, t)
+    p.t_last = t_last
     return p.finish()
 
 

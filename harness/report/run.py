@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maildrill.harness.analysis import Analysis, analyze
+from maildrill.harness.analysis import Analysis
+from maildrill.harness.analysis.core import analyze_records
 from maildrill.harness.errors import UsageError
 from maildrill.harness.store import EventStore, ReadProblem
 from maildrill.harness.verdict import Verdict, evaluate
@@ -83,7 +84,7 @@ def analyse_run(run_dir: str | Path) -> tuple[RunInfo, Analysis, Verdict]:
     run_files = [p for p in store.files() if p.name.startswith("run")]
     run_events = [e for e in store.read(run_files).events if e.source == "run"]
     problems: list[ReadProblem] = []
-    analysis = analyze(store.stream(problems), info.scenario, run_events=run_events)
+    analysis = analyze_records(store.records(problems), info.scenario, run_events=run_events)
     skipped = tuple(f"events/{Path(p.file).name}:{p.line}: {p.message}" for p in problems)
     analysis = dataclasses.replace(analysis, skipped=skipped)
     thresholds = info.scenario.get("thresholds") or {}
