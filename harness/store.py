@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from maildrill.harness.clock import Clock, MonotonicClock
 from maildrill.harness.errors import WaitTimeout
 from maildrill.harness.events import SCHEMA, SCHEMA_VERSION, Event, Scalar, encode_event, header

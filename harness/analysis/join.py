@@ -17,7 +17,10 @@ Pure: the same events in any order give the same join.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ from maildrill.harness.events import Event, EventKind
 AttemptKey = tuple[str, Any, Any]  # (mta, conn, txn)
 
 
+@functools.lru_cache(maxsize=4096)  # a run has a few sources: one name string each, not one per event
 def mta_of(source: str) -> str:
     """The MTA's name from an event source (`mta/<name>`)."""
     return source[4:] if source.startswith("mta/") else source
@@ -153,9 +157,14 @@ class _AttemptDraft:
         self.codes: list[int] = []
         self.ack: str | None = None
 
-    def freeze(self) -> Attempt:
+    def freeze(self, shared: dict[tuple[int, ...], tuple[int, ...]]) -> Attempt:
+        """`shared`: one tuple per distinct reply-code sequence (a run has a handful), not one per attempt."""
+        codes = tuple(self.codes)
         return Attempt(self.key, self.key[0], self.start, self.end, tuple(self.corrs), self.code, self.accepted,
-                       tuple(self.codes), self.ack)
+                       shared.setdefault(codes, codes), self.ack)
+
+
+_by_start = operator.attrgetter("start", "mta")  # attempts in order: by (start, mta)
 
 
 class _MessageDraft:
@@ -175,7 +184,7 @@ class _MessageDraft:
 
     def freeze(self, corr: str) -> Message:
         return Message(corr, self.cls, self.first_req, self.first_ok, self.requests, tuple(sorted(self.resends)),
-                       tuple(sorted(self.acceptances)), tuple(sorted(self.attempts, key=lambda a: (a.start, a.mta))),
+                       tuple(sorted(self.acceptances)), tuple(sorted(self.attempts, key=_by_start)),
                        self.first_5xx, self.discarded)
 
 
@@ -195,7 +204,10 @@ class _Pass:
     discarded_by_mta: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     mtas_seen: set[str] = field(default_factory=set)
     throttled: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    webhooks: WebhookTally = field(default_factory=WebhookTally)
+    webhooks: WebhookTally = field(default_factory=lambda: WebhookTally(derived_corr_accepted=True))
+    # acceptances by a source not named `mta/<name>` (none in practice): (corr, index) -> source, so that the
+    # webhook tally's per-id acceptances can be rebuilt from the messages' own at the end instead of held twice
+    odd_sources: dict[tuple[str, int], str] = field(default_factory=dict)
     t_last: float = 0.0
 
     def message(self, corr: str) -> _MessageDraft:
@@ -279,6 +291,8 @@ class _Pass:
             return
         ack = str(d.get("ack", "sent"))
         a.ack = ack
+        if not source.startswith("mta/"):
+            self.odd_sources[(corr, len(m.acceptances))] = source
         m.acceptances.append(Acceptance(t, mta, ack))
         if ack != "lost":
             self.accepted_at[(mta, d.get("conn"), d.get("txn"), corr)] = (m, len(m.acceptances) - 1)
@@ -323,11 +337,17 @@ class _Pass:
                 lost, i = hit
                 lost.acceptances[i] = Acceptance(lost.acceptances[i].t, lost.acceptances[i].mta, "lost")
                 self.attempts[key[:3]].ack = "lost"
+        if self.webhooks.seen:  # every acceptance of every id, as (t, source): the silence failovers read them
+            odd = self.odd_sources
+            self.webhooks.corr_accepted = {
+                c: {(acc.t, odd.get((c, i)) or "mta/" + acc.mta) for i, acc in enumerate(m.acceptances)}
+                for c, m in self.msgs.items() if m.acceptances}
         # drafts are dropped as they are frozen, so a big run never holds both at once
         frozen: list[Attempt] = []
         drafts = self.attempts
+        codes: dict[tuple[int, ...], tuple[int, ...]] = {}
         for key in list(drafts):
-            a = drafts.pop(key).freeze()
+            a = drafts.pop(key).freeze(codes)
             frozen.append(a)
             self.mtas_seen.add(a.mta)
             for c in a.corrs:
@@ -345,7 +365,7 @@ class _Pass:
             m = self.msgs.pop(c)
             if m.first_req < math.inf:
                 messages[c] = m.freeze(c)
-        frozen.sort(key=lambda a: (a.start, a.mta))
+        frozen.sort(key=_by_start)
         return Join(messages, tuple(frozen), tuple(self.requests),
                     tuple(self.depth), tuple(self.fired), dict(self.undone), dict(self.discarded_by_mta),
                     frozenset(self.mtas_seen), {k: tuple(v) for k, v in self.throttled.items()}, self.t_last,
@@ -394,6 +414,7 @@ def join_records(records: Iterable[dict[str, Any]], origin: Origin = Origin()) -
     t0, inv = origin.t0, 1.0 / origin.scale
     handlers = _HANDLERS
     t_last = p.t_last
+    intern = sys.intern  # one string per correlation id, however many events name it
     for r in records:
         t = (r["t_s"] - t0) * inv
         if t > t_last:
@@ -401,7 +422,8 @@ def join_records(records: Iterable[dict[str, Any]], origin: Origin = Origin()) -
         kind = r["kind"]
         handle = handlers.get(kind)
         if handle is not None:
-            handle(p, kind, r["source"], r.get("corr"), r, t)
+            corr = r.get("corr")
+            handle(p, kind, r["source"], intern(corr) if corr is not None else None, r, t)
     p.t_last = t_last
     return p.finish()
 

@@ -41,13 +41,16 @@ class WebhookTally:
     corr_first_ok: dict[tuple[str, str], float] = field(default_factory=dict)  # (corr, source) -> t
     late_applied: int = 0
     sut_seen: bool = False
+    # True: `corr_accepted` is not gathered here but set by the caller before `metrics()` (the join rebuilds it
+    # from its messages' acceptances rather than hold every acceptance twice)
+    derived_corr_accepted: bool = False
 
     def add(self, kind: str, source: str, t: float, d: Mapping[str, Any], corr: str | None = None) -> None:
         """`t` in scenario seconds; `corr` the event's correlation id."""
         if kind == "mta.message.accepted":
             if d.get("message_id") is not None:
                 self.accepted.setdefault((source, str(d["message_id"]), str(d.get("rcpt"))), t)
-            if corr is not None:
+            if corr is not None and not self.derived_corr_accepted:
                 self.corr_accepted.setdefault(corr, set()).add((t, source))
             return
         if kind in ("sut.webhook.applied", "sut.webhook.ignored"):
