@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,7 @@ class ReadResult:
 
 
 _REJECTED = object()  # a file whose header says it is not ours to read
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # 19 digits: at least 10**18, near where 64-bit integers end
 
 
 class _Tail:
@@ -171,13 +173,15 @@ class _Tail:
             f = open(self.path, "rb")  # noqa: SIM115 (closed below; a generator cannot use `with` across yields)
         except FileNotFoundError:
             return
-        loads, dict_, str_, float_, int_ = orjson.loads, dict, str, float, int
+        loads, dict_, str_, float_, int_, long_digits = orjson.loads, dict, str, float, int, _LONG_DIGITS.search
         name = self.path.name
         with f:
             for raw in f:
                 self.lineno += 1
                 try:
-                    rec = loads(raw)
+                    # orjson reads an integer beyond 64 bits as a float: a line with such a run of digits (or a
+                    # harmless look-alike: a long fraction, an id) goes the standard library's way
+                    rec = loads(raw) if long_digits(raw) is None else None
                 except orjson.JSONDecodeError:
                     rec = None
                 if type(rec) is dict_ and self.header_checked:
