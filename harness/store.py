@@ -191,7 +191,7 @@ class _Tail:
                     if ((tt is float_ or tt is int_) and type(rec.get("source")) is str_
                             and type(rec.get("kind")) is str_ and (c is None or type(c) is str_)):
                         if tt is int_:
-                            rec["t_s"] = float(t)
+                            rec["t_s"] = float(t)  # type: ignore[arg-type]
                         yield rec
                         continue
                 got = self._parse(raw, not raw.endswith(b"\n"), problems, name)  # the slow path decides

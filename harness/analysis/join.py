@@ -21,10 +21,11 @@ import functools
 import math
 import operator
 import sys
+from array import array
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from maildrill.harness.analysis.webhooks import WebhookTally
 from maildrill.harness.events import Event, EventKind
@@ -59,6 +60,54 @@ class Request(NamedTuple):
     cls: str | None
     ok: bool
     latency_ms: float
+
+
+class Requests(Sequence[Request]):
+    """The run's requests, column by column (a million `Request` tuples take ~140 MB, these columns ~25 MB): a
+    read-only sequence of `Request`, each built as it is read."""
+
+    __slots__ = ("_cls", "_lat", "_ok", "_t")
+
+    def __init__(self, requests: Iterable[Request] = ()) -> None:
+        self._t = array("d")
+        self._lat = array("d")
+        self._ok = bytearray()
+        self._cls: list[str | None] = []
+        for r in requests:
+            self.add(*r)
+
+    def add(self, t: float, cls: str | None, ok: bool, latency_ms: float) -> None:
+        self._t.append(t)
+        self._cls.append(cls)
+        self._ok.append(1 if ok else 0)
+        self._lat.append(latency_ms)
+
+    def __len__(self) -> int:
+        return len(self._t)
+
+    @overload
+    def __getitem__(self, i: int) -> Request: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Request, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> Request | tuple[Request, ...]:
+        if isinstance(i, slice):
+            return tuple(Request(*x) for x in zip(self._t[i], self._cls[i], map(bool, self._ok[i]), self._lat[i],
+                                                  strict=True))
+        return Request(self._t[i], self._cls[i], bool(self._ok[i]), self._lat[i])
+
+    def __iter__(self) -> Iterator[Request]:
+        return map(Request, self._t, self._cls, map(bool, self._ok), self._lat)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(self) == len(other) and all(
+            a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Requests({list(self)!r})"
 
 
 class Acceptance(NamedTuple):
@@ -131,7 +180,7 @@ class FaultAction(NamedTuple):
 class Join:
     messages: Mapping[str, Message]  # requested messages, by correlation id (sorted: results are order-free)
     attempts: tuple[Attempt, ...]  # every attempt, by (start, mta)
-    requests: tuple[Request, ...]
+    requests: Sequence[Request]  # a `Requests` (columns) when the join built it
     depth: tuple[tuple[float, float], ...]  # (t, queue depth) samples
     fired: tuple[FaultAction, ...]
     undone: Mapping[int, float]  # action index -> when it was undone
@@ -146,22 +195,28 @@ class Join:
 
 # --- building them ---------------------------------------------------------------------------------
 class _AttemptDraft:
-    __slots__ = ("accepted", "ack", "code", "codes", "corrs", "end", "key", "start")
+    __slots__ = ("accepted", "ack", "code", "codes", "corrs", "end", "kept", "key", "start")
 
     def __init__(self, key: AttemptKey, t: float) -> None:
         self.key = key
         self.start = self.end = t
-        self.corrs: list[str] = []  # a list: most attempts carry one id, and a set costs four times the memory
+        # tuples, each shared (`_Pass.shared`): an attempt's ids and reply codes repeat from attempt to attempt (one
+        # id, the same few code sequences), and lists or sets per attempt cost several times the memory
+        self.corrs: tuple[str, ...] = ()
         self.code = 0
         self.accepted = False
-        self.codes: list[int] = []
+        self.codes: tuple[int, ...] = ()
         self.ack: str | None = None
+        # the messages it stored, as (corr, message draft, index in its acceptances): where an ack_lost lands
+        self.kept: list[tuple[str, _MessageDraft, int]] | None = None
 
-    def freeze(self, shared: dict[tuple[int, ...], tuple[int, ...]]) -> Attempt:
-        """`shared`: one tuple per distinct reply-code sequence (a run has a handful), not one per attempt."""
-        codes = tuple(self.codes)
-        return Attempt(self.key, self.key[0], self.start, self.end, tuple(self.corrs), self.code, self.accepted,
-                       shared.setdefault(codes, codes), self.ack)
+    def add_corr(self, corr: str) -> None:
+        if corr not in self.corrs:
+            self.corrs = (*self.corrs, corr)
+
+    def freeze(self) -> Attempt:
+        return Attempt(self.key, self.key[0], self.start, self.end, self.corrs, self.code, self.accepted, self.codes,
+                       self.ack)
 
 
 _by_start = operator.attrgetter("start", "mta")  # attempts in order: by (start, mta)
@@ -176,15 +231,18 @@ class _MessageDraft:
         self.first_req = math.inf
         self.first_ok = math.inf
         self.requests = 0
-        self.resends: list[float] = []
-        self.acceptances: list[Acceptance] = []
-        self.attempts: list[Attempt] = []
+        # None until the first one (most messages have no resend, one acceptance, one attempt: no empty lists)
+        self.resends: list[float] | None = None
+        self.acceptances: list[Acceptance] | None = None
+        self.attempts: list[Attempt] | None = None
         self.first_5xx: Bounce | None = None
         self.discarded = 0
 
     def freeze(self, corr: str) -> Message:
-        return Message(corr, self.cls, self.first_req, self.first_ok, self.requests, tuple(sorted(self.resends)),
-                       tuple(sorted(self.acceptances)), tuple(sorted(self.attempts, key=_by_start)),
+        return Message(corr, self.cls, self.first_req, self.first_ok, self.requests,
+                       tuple(sorted(self.resends)) if self.resends else (),
+                       tuple(sorted(self.acceptances)) if self.acceptances else (),
+                       tuple(sorted(self.attempts, key=_by_start)) if self.attempts else (),
                        self.first_5xx, self.discarded)
 
 
@@ -195,8 +253,7 @@ class _Pass:
     origin: Origin
     msgs: dict[str, _MessageDraft] = field(default_factory=dict)
     attempts: dict[AttemptKey, _AttemptDraft] = field(default_factory=dict)
-    requests: list[Request] = field(default_factory=list)
-    accepted_at: dict[tuple[str, Any, Any, str | None], tuple[_MessageDraft, int]] = field(default_factory=dict)
+    requests: Requests = field(default_factory=Requests)
     ack_lost: set[tuple[str, Any, Any, str | None]] = field(default_factory=set)
     depth: list[tuple[float, float]] = field(default_factory=list)
     fired: list[FaultAction] = field(default_factory=list)
@@ -208,6 +265,7 @@ class _Pass:
     # acceptances by a source not named `mta/<name>` (none in practice): (corr, index) -> source, so that the
     # webhook tally's per-id acceptances can be rebuilt from the messages' own at the end instead of held twice
     odd_sources: dict[tuple[str, int], str] = field(default_factory=dict)
+    shared: dict[tuple[int, ...], tuple[int, ...]] = field(default_factory=dict)  # one tuple per code sequence
     t_last: float = 0.0
 
     def message(self, corr: str) -> _MessageDraft:
@@ -223,10 +281,10 @@ class _Pass:
         return a
 
     def reply_sent(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
-        code: int = d.get("code") or 0  # type: ignore[assignment]
+        code: int = d.get("code") or 0
         if code == 421:
             self.throttled[mta_of(source)].append(t)
-        txn: int = d.get("txn") or 0  # type: ignore[assignment]
+        txn: int = d.get("txn") or 0
         if txn < 1:
             return
         mta = mta_of(source)
@@ -238,13 +296,13 @@ class _Pass:
             a.start = t
         if t > a.end:
             a.end = t
-        a.codes.append(code)
+        codes = (*a.codes, code)
+        a.codes = self.shared.setdefault(codes, codes)
         if code >= 400:
             a.code = code
         if corr is None:
             return
-        if corr not in a.corrs:
-            a.corrs.append(corr)
+        a.add_corr(corr)
         if code >= 500:
             m = self.message(corr)
             if m.first_5xx is None or t < m.first_5xx.t:
@@ -252,7 +310,9 @@ class _Pass:
 
     def request_completed(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         cls = d.get("class")
-        self.requests.append(Request(t, cls, bool(d.get("ok")), float(d.get("latency_ms") or 0.0)))  # type: ignore[arg-type]
+        if type(cls) is str:
+            cls = sys.intern(cls)  # one string per class, not one per request
+        self.requests.add(t, cls, bool(d.get("ok")), float(d.get("latency_ms") or 0.0))
         if corr is None:
             return
         m = self.message(corr)
@@ -264,7 +324,10 @@ class _Pass:
         if d.get("ok") and t < m.first_ok:
             m.first_ok = t
         if d.get("resend"):
-            m.resends.append(t)
+            if m.resends is None:
+                m.resends = [t]
+            else:
+                m.resends.append(t)
 
     def message_kept(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         """mta.message.accepted and mta.message.discarded (a blackholing 250)."""
@@ -283,19 +346,22 @@ class _Pass:
             self.discarded_by_mta[mta] += 1
         if corr is None:
             return
-        if corr not in a.corrs:
-            a.corrs.append(corr)
+        a.add_corr(corr)
         m = self.message(corr)
         if not accepted:
             m.discarded += 1
             return
-        ack = str(d.get("ack", "sent"))
+        ack = sys.intern(str(d.get("ack", "sent")))
         a.ack = ack
+        if m.acceptances is None:
+            m.acceptances = []
         if not source.startswith("mta/"):
             self.odd_sources[(corr, len(m.acceptances))] = source
         m.acceptances.append(Acceptance(t, mta, ack))
         if ack != "lost":
-            self.accepted_at[(mta, d.get("conn"), d.get("txn"), corr)] = (m, len(m.acceptances) - 1)
+            if a.kept is None:
+                a.kept = []
+            a.kept.append((corr, m, len(m.acceptances) - 1))
 
     def request_received(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         """A vendor request held or never answered (hang, reset): the start of its delivery attempt."""
@@ -305,8 +371,7 @@ class _Pass:
         if t > a.end:
             a.end = t
         if corr is not None:
-            if corr not in a.corrs:
-                a.corrs.append(corr)
+            a.add_corr(corr)
             self.message(corr)
 
     def ack_was_lost(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
@@ -317,7 +382,7 @@ class _Pass:
         self.depth.append((t, float(d.get("depth") or 0.0)))
 
     def action_fired(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
-        self.fired.append(FaultAction(t, int(d.get("action", -1)), str(d.get("target", "")),  # type: ignore[arg-type]
+        self.fired.append(FaultAction(t, int(d.get("action", -1)), str(d.get("target", "")),
                                       str(d.get("what", ""))))
 
     def action_undone(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
@@ -332,11 +397,14 @@ class _Pass:
 
     def finish(self) -> Join:
         for key in self.ack_lost:  # files are read in any order: the acceptance may come after its ack_lost
-            hit = self.accepted_at.get(key)
-            if hit is not None:
-                lost, i = hit
-                lost.acceptances[i] = Acceptance(lost.acceptances[i].t, lost.acceptances[i].mta, "lost")
-                self.attempts[key[:3]].ack = "lost"
+            att = self.attempts.get(key[:3])
+            hit = next((k for k in reversed(att.kept) if k[0] == key[3]), None) if att and att.kept else None
+            if att is not None and hit is not None:  # the last acceptance of that id in that transaction
+                _, lost, i = hit
+                acc = lost.acceptances
+                assert acc is not None
+                acc[i] = Acceptance(acc[i].t, acc[i].mta, "lost")
+                att.ack = "lost"
         if self.webhooks.seen:  # every acceptance of every id, as (t, source): the silence failovers read them
             odd = self.odd_sources
             self.webhooks.corr_accepted = {
@@ -345,28 +413,29 @@ class _Pass:
         # drafts are dropped as they are frozen, so a big run never holds both at once
         frozen: list[Attempt] = []
         drafts = self.attempts
-        codes: dict[tuple[int, ...], tuple[int, ...]] = {}
-        for key in list(drafts):
-            a = drafts.pop(key).freeze(codes)
+        for akey in list(drafts):
+            a = drafts.pop(akey).freeze()
             frozen.append(a)
             self.mtas_seen.add(a.mta)
             for c in a.corrs:
                 story = self.msgs.get(c)
                 if story is not None:
-                    story.attempts.append(a)
+                    if story.attempts is None:
+                        story.attempts = [a]
+                    else:
+                        story.attempts.append(a)
         if not self.requests:  # MTA events only (a unit test of a sender): every message an MTA saw was "requested"
             for m in self.msgs.values():
-                starts = [a.start for a in m.attempts] + [acc.t for acc in m.acceptances]
+                starts = [a.start for a in m.attempts or ()] + [acc.t for acc in m.acceptances or ()]
                 if starts:
                     m.first_req = m.first_ok = min(starts)
-        self.accepted_at.clear()
         messages = {}
         for c in sorted(self.msgs):
             m = self.msgs.pop(c)
             if m.first_req < math.inf:
                 messages[c] = m.freeze(c)
         frozen.sort(key=_by_start)
-        return Join(messages, tuple(frozen), tuple(self.requests),
+        return Join(messages, tuple(frozen), self.requests,
                     tuple(self.depth), tuple(self.fired), dict(self.undone), dict(self.discarded_by_mta),
                     frozenset(self.mtas_seen), {k: tuple(v) for k, v in self.throttled.items()}, self.t_last,
                     self.webhooks.metrics(),
