@@ -10,7 +10,7 @@ bounced messages counted as resolved so that a drill with hard bounces can still
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,12 +47,14 @@ def analyze(events: Iterable[Event], scenario: Mapping[str, Any] | None = None, 
 
 
 def analyze_records(records: Iterable[dict[str, Any]], scenario: Mapping[str, Any] | None = None, *,
-                    run_events: Sequence[Event], skipped: Sequence[str] = ()) -> Analysis:
-    """`analyze` over flat event records read once from disk (`EventStore.records`): the same result, without an
-    `Event` per line (what `maildrill report` uses). `run_events` give the time origin."""
+                    run_events: Sequence[Event], skipped: Sequence[str] = (),
+                    again: Callable[[], Iterable[dict[str, Any]]] | None = None) -> Analysis:
+    """`analyze` over flat event records read from disk (`EventStore.records`): the same result, without an
+    `Event` per line (what `maildrill report` uses). `run_events` give the time origin; `again` reads the records
+    once more (`join_records`: then only a drill whose vendors sent webhooks is read twice)."""
     scenario = scenario or {}
     origin = origin_of(run_events, scenario)
-    return _analyze(join_records(records, origin), origin, scenario, skipped)
+    return _analyze(join_records(records, origin, again=again), origin, scenario, skipped)
 
 
 def _analyze(j: Join, origin: Origin, scenario: Mapping[str, Any], skipped: Sequence[str]) -> Analysis:

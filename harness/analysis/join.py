@@ -195,7 +195,7 @@ class Join:
 
 # --- building them ---------------------------------------------------------------------------------
 class _AttemptDraft:
-    __slots__ = ("accepted", "ack", "code", "codes", "corrs", "end", "kept", "key", "start")
+    __slots__ = ("accepted", "ack", "code", "codes", "corrs", "end", "kept", "kept_corr", "key", "start")
 
     def __init__(self, key: AttemptKey, t: float) -> None:
         self.key = key
@@ -207,8 +207,10 @@ class _AttemptDraft:
         self.accepted = False
         self.codes: tuple[int, ...] = ()
         self.ack: str | None = None
-        # the messages it stored, as (corr, message draft, index in its acceptances): where an ack_lost lands
-        self.kept: list[tuple[str, _MessageDraft, int]] | None = None
+        # where an ack_lost for it lands: the index of its acceptance in the message's acceptances (of the id
+        # `kept_corr`), or by id when it stored several ids (the last acceptance of each)
+        self.kept: int | dict[str, int] | None = None
+        self.kept_corr: str | None = None
 
     def add_corr(self, corr: str) -> None:
         if corr not in self.corrs:
@@ -359,9 +361,13 @@ class _Pass:
             self.odd_sources[(corr, len(m.acceptances))] = source
         m.acceptances.append(Acceptance(t, mta, ack))
         if ack != "lost":
-            if a.kept is None:
-                a.kept = []
-            a.kept.append((corr, m, len(m.acceptances) - 1))
+            i = len(m.acceptances) - 1
+            if a.kept is None or (a.kept_corr == corr and isinstance(a.kept, int)):
+                a.kept, a.kept_corr = i, corr
+            elif isinstance(a.kept, int):
+                a.kept = {a.kept_corr: a.kept, corr: i}  # type: ignore[dict-item]
+            else:
+                a.kept[corr] = i
 
     def request_received(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         """A vendor request held or never answered (hang, reset): the start of its delivery attempt."""
@@ -398,10 +404,11 @@ class _Pass:
     def finish(self) -> Join:
         for key in self.ack_lost:  # files are read in any order: the acceptance may come after its ack_lost
             att = self.attempts.get(key[:3])
-            hit = next((k for k in reversed(att.kept) if k[0] == key[3]), None) if att and att.kept else None
-            if att is not None and hit is not None:  # the last acceptance of that id in that transaction
-                _, lost, i = hit
-                acc = lost.acceptances
+            if att is None or att.kept is None or key[3] is None:
+                continue
+            i = (att.kept if att.kept_corr == key[3] else None) if isinstance(att.kept, int) else att.kept.get(key[3])
+            if i is not None:  # the last acceptance of that id in that transaction
+                acc = self.msgs[key[3]].acceptances
                 assert acc is not None
                 acc[i] = Acceptance(acc[i].t, acc[i].mta, "lost")
                 att.ack = "lost"
@@ -475,11 +482,16 @@ def join(events: Iterable[Event], origin: Origin = Origin()) -> Join:
     return p.finish()
 
 
-def join_records(records: Iterable[dict[str, Any]], origin: Origin = Origin()) -> Join:
+def join_records(records: Iterable[dict[str, Any]], origin: Origin = Origin(), *,
+                 again: Callable[[], Iterable[dict[str, Any]]] | None = None) -> Join:
     """`join` over checked event records as read from disk (flat dicts: ``t_s`` a float, ``source``/``kind``
     strings, ``corr`` a string or absent/null; `EventStore.records`): the same join, without building an `Event`
-    per line. The handlers read only data fields, never the reserved ones, so the flat record is the event's data."""
+    per line. The handlers read only data fields, never the reserved ones, so the flat record is the event's data.
+
+    `again`: the same records once more. Given, the acceptances' (message id, recipient) that webhook lag needs
+    are not held through the pass but read again at the end, and only when some vendor sent webhooks."""
     p = _Pass(origin)
+    p.webhooks.deferred_accepted = again is not None
     t0, inv = origin.t0, 1.0 / origin.scale
     handlers = _HANDLERS
     t_last = p.t_last
@@ -494,6 +506,10 @@ def join_records(records: Iterable[dict[str, Any]], origin: Origin = Origin()) -
             corr = r.get("corr")
             handle(p, kind, r["source"], intern(corr) if corr is not None else None, r, t)
     p.t_last = t_last
+    if again is not None and p.webhooks.seen:
+        for r in again():
+            if r["kind"] == EventKind.MTA_MESSAGE_ACCEPTED:
+                p.webhooks.add_accepted(r["source"], (r["t_s"] - t0) * inv, r)
     return p.finish()
 
 

@@ -44,12 +44,15 @@ class WebhookTally:
     # True: `corr_accepted` is not gathered here but set by the caller before `metrics()` (the join rebuilds it
     # from its messages' acceptances rather than hold every acceptance twice)
     derived_corr_accepted: bool = False
+    # True: `accepted` is not gathered by `add` but by `add_accepted`, which the caller feeds the acceptances again
+    # once it knows that webhooks were sent
+    deferred_accepted: bool = False
 
     def add(self, kind: str, source: str, t: float, d: Mapping[str, Any], corr: str | None = None) -> None:
         """`t` in scenario seconds; `corr` the event's correlation id."""
         if kind == "mta.message.accepted":
-            if d.get("message_id") is not None:
-                self.accepted.setdefault((source, str(d["message_id"]), str(d.get("rcpt"))), t)
+            if not self.deferred_accepted:
+                self.add_accepted(source, t, d)
             if corr is not None and not self.derived_corr_accepted:
                 self.corr_accepted.setdefault(corr, set()).add((t, source))
             return
@@ -73,6 +76,11 @@ class WebhookTally:
                 self.first_ok[msg] = t
             if corr is not None and t < self.corr_first_ok.get((corr, source), math.inf):
                 self.corr_first_ok[(corr, source)] = t
+
+    def add_accepted(self, source: str, t: float, d: Mapping[str, Any]) -> None:
+        """An mta.message.accepted, for the webhook lag (the first one read per message id and recipient)."""
+        if d.get("message_id") is not None:
+            self.accepted.setdefault((source, str(d["message_id"]), str(d.get("rcpt"))), t)
 
     def metrics(self) -> dict[str, float | int | None]:
         if not self.seen:

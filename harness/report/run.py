@@ -90,7 +90,8 @@ def analyse_run(run_dir: str | Path) -> tuple[RunInfo, Analysis, Verdict]:
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        analysis = analyze_records(store.records(problems), info.scenario, run_events=run_events)
+        analysis = analyze_records(store.records(problems), info.scenario, run_events=run_events,
+                                   again=lambda: store.records([]))
     finally:
         if was_enabled:
             gc.enable()

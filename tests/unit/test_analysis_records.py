@@ -103,3 +103,31 @@ def test_records_accept_and_refuse_the_same_lines_as_events(tmp_path: Path, head
         f"mta-a.jsonl:{13 + k}: not JSON; skipped",
         f"mta-a.jsonl:{14 + k}: truncated last line (its writer stopped mid-write); skipped",
         "old.jsonl:1: event schema version 99, this maildrill reads version 1; whole file skipped"]
+
+
+def test_a_webhook_drill_read_twice_gives_the_same_whole_analysis(tmp_path: Path) -> None:
+    """Webhook lag reads the acceptances again at the end (they are not held through the pass): same result,
+    acceptances by a source not named mta/<name> included, whatever file each event is in."""
+    from maildrill.harness.events import Event
+
+    from tests.unit.test_webhooks_config_and_metrics import _silence_log
+
+    evs = [*_silence_log(),
+           Event(6.0, "relay", "mta.message.accepted", "c5", {"message_id": "r-c5", "rcpt": "c5"}),
+           Event(7.0, "load/0", "load.request.completed", "c1", {"class": "otp", "ok": True, "latency_ms": 3.0}),
+           Event(7.5, "load/0", "load.request.completed", "c9", {"class": "otp", "ok": True, "latency_ms": 4.0})]
+    scenario = {"vendors": [{"name": "sg"}, {"name": "ses"}, {"name": "quiet"}]}
+    want = analyze(evs, scenario)
+    assert want.metrics["webhooks_sent"] and want.by_mta["relay"]["duplicates_failover_after_silence"] == 1
+    for seed in range(3):
+        d = tmp_path / f"run{seed}"
+        (d / "events").mkdir(parents=True)
+        (d / "scenario.json").write_text(json.dumps(scenario))
+        rnd = random.Random(seed)
+        writers = [EventWriter(d / "events" / f"w{i}.jsonl", f"w{i}") for i in range(3)]
+        for e in rnd.sample(evs, len(evs)):
+            rnd.choice(writers).write(e)
+        for w in writers:
+            w.close()
+        _, got, _ = analyse_run(d)
+        same_analysis(got, want)
