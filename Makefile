@@ -45,7 +45,7 @@ typecheck: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(MAKE) typecheck
-	$(PY) -m pytest -q -p no:randomly
+	$(PY) -m pytest -q -p no:randomly --durations=25
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests/unit
