@@ -9,6 +9,7 @@ Reads never fail on a bad file: what can be read is returned, what cannot is lis
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from maildrill.harness.clock import Clock, MonotonicClock
 from maildrill.harness.errors import WaitTimeout
 from maildrill.harness.events import SCHEMA, SCHEMA_VERSION, Event, Scalar, encode_event, header
+from orjson import dumps as _orjson_dumps
 
 from maildrill.polling import poll_until, poll_until_async
 
@@ -54,8 +56,14 @@ class EventWriter:
             raise ValueError(f"event writer for {self.path} is closed")
         t = self.clock.now()
         src = self.source
-        os.write(self._fd, "".join([encode_event({"t_s": t, "source": src, "kind": str(kind), "corr": corr, **data})
-                                    + "\n" for kind, corr, data in items]).encode())
+        events = [{"t_s": t, "source": src, "kind": str(kind), "corr": corr, **data} for kind, corr, data in items]
+        if math.isfinite(t):
+            try:  # orjson writes the same compact UTF-8 line as the stdlib encoder, in C, straight to bytes
+                os.write(self._fd, b"".join([_orjson_dumps(e) + b"\n" for e in events]))
+                return
+            except TypeError:  # something it refuses (a lone surrogate, an int over 64 bits): as before
+                pass
+        os.write(self._fd, "".join([encode_event(e) + "\n" for e in events]).encode())
 
     def write(self, event: Event) -> None:
         if self._fd is None:
