@@ -264,6 +264,8 @@ class _Server(web.Server):
 
 _REASONS = {int(s): s.phrase for s in HTTPStatus}
 _SERVER_LINE = f"Server: {SERVER_SOFTWARE}\r\n\r\n"
+_OWN_HEADERS = frozenset(f(h) for h in ("Content-Type", "Content-Length", "Date", "Server", "Connection",
+                                           "Transfer-Encoding") for f in (str, str.lower, str.upper))
 _date_line = [-1, ""]  # [epoch second, its "Date: ...\r\n" line]: one formatting a second, as aiohttp does
 
 
@@ -277,20 +279,18 @@ def _response(request: web.BaseRequest, answer: Answer) -> web.StreamResponse:
     ctype = answer.content_type
     if (200 <= status < 300 and status != 204 and (ctype is not None or not body) and request.keep_alive
             and request.version == HttpVersion11 and request.method != "HEAD"):
-        parts = [f"HTTP/1.1 {status} {_REASONS[status]}\r\n"]
-        for k, v in answer.headers.items():
-            if "\r" in v or "\n" in v or not v.isascii() or k.lower() in ("content-type", "content-length", "date",
-                                                                            "server"):
-                break
-            parts.append(f"{k}: {v}\r\n")
-        else:
-            if ctype is not None:
-                parts.append(f"Content-Type: {ctype}\r\n")
+        headers = answer.headers
+        lines = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
+        n = len(headers)
+        # a CR or LF inside a value (aiohttp refuses it), or a header aiohttp writes itself: aiohttp decides
+        if lines.count("\r") == n and lines.count("\n") == n and _OWN_HEADERS.isdisjoint(headers):
             now = int(time.time())
             if _date_line[0] != now:
                 _date_line[0], _date_line[1] = now, f"Date: {formatdate(now, usegmt=True)}\r\n"
-            parts.append(f"Content-Length: {len(body)}\r\n{_date_line[1]}{_SERVER_LINE}")
-            return _Prebuilt(status, "".join(parts).encode() + body)
+            ctype_line = "" if ctype is None else f"Content-Type: {ctype}\r\n"
+            head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\n{lines}{ctype_line}Content-Length: {len(body)}\r\n"
+                    f"{_date_line[1]}{_SERVER_LINE}")
+            return _Prebuilt(status, head.encode() + body if body else head.encode())
     return web.Response(status=status, body=body, content_type=ctype, headers=answer.headers)
 
 

@@ -170,6 +170,7 @@ def test_record_many_writes_the_lines_the_stdlib_encoder_writes(tmp_path):
                                             "message_id": "gLWMWenTKFRRSNJq8W0sZw", "ack": "sent"}),
         ("mta.reply.sent", None, {"conn": 3, "txn": 7, "code": 250, "closes": False, "error_code": None}),
     ]
+    items.append(("mta.reset", None, {}))  # no fields: nothing to splice after the fixed four
     big = [("mta.reply.sent", None, {"conn": 2**70, "txn": 1})]
     w.record_many(items)
     w.record_many(big)
@@ -178,4 +179,4 @@ def test_record_many_writes_the_lines_the_stdlib_encoder_writes(tmp_path):
     want = [encode_event({"t_s": 12.5, "source": "mta/sendgrid", "kind": k, "corr": c, **d}).encode()
             for k, c, d in items + big]
     assert lines == want
-    assert json.loads(lines[2])["conn"] == 2**70
+    assert json.loads(lines[3])["conn"] == 2**70
