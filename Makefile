@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 help:
 	@echo "make test         ruff + mypy + the whole test suite, the layering test included (creates .venv, installs maildrill[dev])"
-	@echo "make typecheck    mypy (strict on fake_mta, the analysis and the vocabulary)"
+	@echo "make typecheck    mypy (strict on fake_mta, the analysis, the fault proxy and the vocabulary)"
 	@echo "make test-wheel   the product as users get it: build the wheel, pip install it into a fresh venv, use it (~3 min)"
 	@echo "make demo         the throttle-storm drill against the naive and the hardened mailer, side by side (~3 min; runs maildrill demo)"
 	@echo "make demo-api     SES losing responses: boto3's retries duplicate (naive) or not (hardened), side by side (~1 min)"
@@ -33,7 +33,7 @@ lint: $(STAMP)
 # mypy reads a tree of links that gives the folders their installed names (it cannot follow the editable finder)
 MYPY_TREE := $(VENV)/mypy-tree
 # checked strictly (see [tool.mypy] in pyproject.toml); the modules they import are read, not reported on
-MYPY_TARGETS := -p maildrill.fake_mta -p maildrill.harness.analysis -m maildrill.vocabulary -m maildrill.polling \
+MYPY_TARGETS := -p maildrill.fake_mta -p maildrill.harness.analysis -p maildrill.harness.faults -m maildrill.vocabulary -m maildrill.polling \
 	-m maildrill.harness.metrics -m maildrill.harness.events -m maildrill.harness.store -m maildrill.harness.clock
 
 typecheck: $(STAMP)
@@ -45,7 +45,7 @@ typecheck: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(MAKE) typecheck
-	$(PY) -m pytest -q -p no:randomly
+	$(PY) -m pytest -q -p no:randomly --durations=25
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests/unit

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+if TYPE_CHECKING:  # names for annotations only (aiohttp's Middleware is a Protocol in newer releases)
+    from aiohttp.typedefs import Handler, Middleware
 
 BROWSER_PREFIX = "Mozilla/"
 

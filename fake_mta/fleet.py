@@ -9,9 +9,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Middleware
 from maildrill.fake_mta.apiguard import guards
 from maildrill.fake_mta.clock import Clock, MonotonicClock
 from maildrill.fake_mta.config import FleetSpec, problems_of
@@ -99,8 +102,9 @@ class Fleet:
     # --- control API (aiohttp) --------------------------------------------------------------------
     def _app(self) -> web.Application:
         # the browser guard (User-Agent Mozilla/ -> 403) and, when a token is set, the bearer check
-        middlewares = [*guards(self.control_token, hint="printed by `maildrill mta` at start"), self._errors_mw]
-        app = web.Application(middlewares=cast(list[Any], middlewares), client_max_size=1 << 20)
+        middlewares: list[Middleware] = [*guards(self.control_token, hint="printed by `maildrill mta` at start"),
+                                         self._errors_mw]
+        app = web.Application(middlewares=middlewares, client_max_size=1 << 20)
         r = app.router
         r.add_get("/metrics", self._h_metrics)
         for coll in ("mtas", "vendors"):

@@ -69,8 +69,11 @@ class ToxiproxyAdapter:
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> requests.Response:
         try:
             if method == "patch":  # toxiproxy-python has no PATCH (toxic update)
-                return validate_response(requests.patch(self.url + path, timeout=self.timeout_s, **kwargs))
-            return getattr(self.api, method)(path, timeout=self.timeout_s, **kwargs)
+                patched: requests.Response = validate_response(
+                    requests.patch(self.url + path, timeout=self.timeout_s, **kwargs))
+                return patched
+            response: requests.Response = getattr(self.api, method)(path, timeout=self.timeout_s, **kwargs)
+            return response
         except requests.ConnectionError as exc:
             raise ToxiproxyUnreachable(
                 f"Toxiproxy at {self.url} is unreachable while trying to {what} ({_reason(exc)}); start it "

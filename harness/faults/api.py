@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Middleware
 from maildrill.fake_mta.apiguard import guards
 from maildrill.harness.faults.listener import APIError, Proxy
 from maildrill.harness.faults.toxics import Toxic, ToxicError
@@ -178,7 +181,8 @@ async def toxic_delete(request: web.Request) -> web.Response:
 
 def make_app(owner: Server) -> web.Application:
     hint = "printed by `maildrill proxy` at start"
-    app = web.Application(middlewares=[request_id, *guards(owner.token, hint=hint), errors])
+    middlewares: list[Middleware] = [request_id, *guards(owner.token, hint=hint), errors]
+    app = web.Application(middlewares=middlewares)
     app[OWNER] = owner
     r = app.router
     r.add_get("/version", version)

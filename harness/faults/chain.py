@@ -93,7 +93,11 @@ class Stage:
             return True
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
-        handle = loop.call_later(seconds, lambda: fut.done() or fut.set_result(True))
+        def wake() -> None:
+            if not fut.done():
+                fut.set_result(True)
+
+        handle = loop.call_later(seconds, wake)
         self._sleep = fut
         try:
             return await fut

@@ -16,7 +16,7 @@ import random
 import socket
 import struct
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, cast
 
 from maildrill.harness.faults.chain import Chain
 from maildrill.harness.faults.toxics import Toxic
@@ -157,7 +157,7 @@ class ClientSide(asyncio.Protocol):
         proxy = self.listener.proxy
         proxy.owner.transports += 1
         if not self.listener.open:  # accepted just as the listener closed: it is gone
-            transport.abort()
+            cast(asyncio.Transport, transport).abort()
             return
         self.link = Link(proxy)
         self.link.start(transport)  # type: ignore[arg-type]

@@ -58,7 +58,7 @@ class Listener:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.create_server((host, port), family=family, backlog=1024)
         sock.setblocking(False)
-        bound = sock.getsockname()[1]
+        bound: int = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
         self.open = True
         if "uvloop" in type(loop).__module__:

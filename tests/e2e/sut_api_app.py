@@ -11,18 +11,15 @@ the message becomes a duplicate at the backup. `GET /healthz` → 200; `GET /met
 
 from __future__ import annotations
 
-import json
+import functools
 import os
-import queue
-import signal
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 from botocore.config import Config
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Mail
+from sut_front import finished, next_job, serve, stopping  # a sibling file: run as a script, its folder is on sys.path
 
 PRIMARY_URL = os.environ["MAILDRILL_API_PRIMARY_URL"]
 BACKUP_URL = os.environ["MAILDRILL_API_BACKUP_URL"]
@@ -31,11 +28,6 @@ MAX_ROUNDS = int(os.environ.get("SUT_MAX_ROUNDS", "50"))
 WORKERS = int(os.environ.get("SUT_WORKERS", "4"))
 TIMEOUT_S = float(os.environ.get("SUT_TIMEOUT_S", "10"))
 SENDER = "noreply@sut.drill.test"
-
-jobs: queue.Queue[tuple[str, int]] = queue.Queue()
-pending = 0
-lock = threading.Lock()
-stopping = threading.Event()
 
 
 def log(line: str) -> None:
@@ -66,12 +58,11 @@ def clients() -> tuple[SendGridAPIClient, object]:
 
 
 def worker(sendgrid: SendGridAPIClient, ses: object) -> None:
-    global pending
     while not stopping.is_set():
-        try:
-            rcpt, seq = jobs.get(timeout=0.2)
-        except queue.Empty:
+        job = next_job()
+        if job is None:
             continue
+        rcpt, _kind, seq = job
         for round_ in range(1, MAX_ROUNDS + 1):
             done = False
             for name, send, client in (("primary", via_sendgrid, sendgrid), ("backup", via_ses, ses)):
@@ -83,64 +74,13 @@ def worker(sendgrid: SendGridAPIClient, ses: object) -> None:
                     log(f"seq={seq} rcpt={rcpt} round={round_} {name} failed: {type(exc).__name__}: {exc}")
             if done or stopping.wait(RETRY_S):
                 break
-        with lock:
-            pending -= 1
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    seq = 0
-
-    def _reply(self, status: int, body: bytes, ctype: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        if self.path == "/healthz":
-            self._reply(200, b'{"status": "ok"}')
-        elif self.path == "/metrics":
-            self._reply(200, f"sut_queue_depth {pending}\n".encode(), "text/plain")
-        else:
-            self._reply(404, b'{"error": "not found"}')
-
-    def do_POST(self) -> None:
-        global pending
-        length = int(self.headers.get("Content-Length") or 0)
-        try:
-            rcpt = json.loads(self.rfile.read(length))["email"]
-        except (ValueError, KeyError, TypeError):
-            self._reply(400, b'{"error": "body must be {\\"email\\": ...}"}')
-            return
-        with lock:
-            Handler.seq += 1
-            seq = Handler.seq
-            pending += 1
-        jobs.put((rcpt, seq))
-        self._reply(202, json.dumps({"id": seq}).encode())
-
-    def log_message(self, *args: object) -> None:  # quiet: one line per API attempt is the useful log
-        pass
+        finished()
 
 
 def main() -> int:
-    port = int(os.environ["MAILDRILL_SUT_PORT"])
-    for pair in [clients() for _ in range(WORKERS)]:
-        threading.Thread(target=worker, args=pair, daemon=True).start()
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-
-    def stop(*_: object) -> None:
-        stopping.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    print(f"sut: listening on http://127.0.0.1:{port} primary={PRIMARY_URL} backup={BACKUP_URL} "
-          f"default={os.environ.get('MAILDRILL_API_URL')}", flush=True)
-    server.serve_forever(poll_interval=0.1)
-    return 0
+    workers = [functools.partial(worker, *clients()) for _ in range(WORKERS)]
+    return serve(int(os.environ["MAILDRILL_SUT_PORT"]), workers,
+                 f"primary={PRIMARY_URL} backup={BACKUP_URL} default={os.environ.get('MAILDRILL_API_URL')}")
 
 
 if __name__ == "__main__":
