@@ -12,6 +12,10 @@ same HTTP library as the fakes), moto's server answering SES v1 SendEmail (the P
 instead), and `maildrill mta --config` serving the fake sendgrid and ses vendors, recording every event to disk
 (plus the sendgrid vendor again with --processes N). Prints requests/s per server and connection count and the
 ratios the targets are stated in: fake sendgrid >= 0.8x the bare handler, fake ses >= 2x moto, N processes > 1.
+It also prints each server's CPU time per request and CPU share (its processes summed, from /proc): the share
+says whether a server was limited by its own work or by what the machine left it (wrk, other processes), and
+whether N processes got more CPU than one; the kernel spreads connections, not requests, over the N processes,
+so with one connection only one of them works.
 """
 
 from __future__ import annotations
@@ -315,6 +319,8 @@ def main() -> int:
         scaled = results.get(f"fake sendgrid x{args.processes}")
         if scaled:
             line += f"; x{args.processes} processes / 1 = {scaled[c] / sg:.2f}x"
+            if c == 1:
+                line += " (one connection is served by one process: no gain is possible)"
         print(line)
         line = (f"c={c}: CPU per request, fake sendgrid / bare aiohttp = "
                 f"{us['fake sendgrid'][c] / us['bare aiohttp 202'][c]:.2f}x")
