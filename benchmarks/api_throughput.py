@@ -12,6 +12,10 @@ same HTTP library as the fakes), moto's server answering SES v1 SendEmail (the P
 instead), and `maildrill mta --config` serving the fake sendgrid and ses vendors, recording every event to disk
 (plus the sendgrid vendor again with --processes N). Prints requests/s per server and connection count and the
 ratios the targets are stated in: fake sendgrid >= 0.8x the bare handler, fake ses >= 2x moto, N processes > 1.
+It also prints each server's CPU time per request and CPU share (its processes summed, from /proc): the share
+says whether a server was limited by its own work or by what the machine left it (wrk, other processes), and
+whether N processes got more CPU than one; the kernel spreads connections, not requests, over the N processes,
+so with one connection only one of them works.
 """
 
 from __future__ import annotations
@@ -100,21 +104,46 @@ def send_once(port: int, req: dict, what: str, want: int, proc: subprocess.Popen
     raise SystemExit(f"FATAL: {what} did not answer {want} on 127.0.0.1:{port} ({last})")
 
 
-def wrk(port: int, req: dict, connections: int, duration: float, tmp: Path, what: str) -> float:
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and its live descendants (nginx's worker, the
+    `--processes` workers): what a server spent, whatever else the shared machine was doing."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def wrk(port: int, req: dict, connections: int, duration: float, tmp: Path, what: str,
+        pid: int) -> tuple[float, float, float]:
+    """(requests/s, the server's CPU microseconds per request, its CPU use in % of one core) of one wrk run."""
     script = tmp / "req.lua"
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(req['body'])}"]
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in req["headers"].items()]
     script.write_text("\n".join(lines) + "\n")
     threads = 1 if connections == 1 else 2
+    cpu0, t0 = tree_cpu_s(pid), time.monotonic()
     out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s", "-s",
                           str(script), f"http://127.0.0.1:{port}{req['path']}"], capture_output=True, text=True,
                          check=True).stdout
+    cpu = tree_cpu_s(pid) - cpu0
+    wall = time.monotonic() - t0
     if "Non-2xx" in out or "Socket errors" in out:
         raise SystemExit(f"FATAL: {what}: wrk saw errors:\n{out}")
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if m is None:
         raise SystemExit(f"FATAL: {what}: no Requests/sec in wrk's output:\n{out}")
-    return float(m.group(1))
+    n = re.search(r"(\d+) requests in", out)
+    if n is None or int(n.group(1)) == 0:
+        raise SystemExit(f"FATAL: {what}: no request count in wrk's output:\n{out}")
+    return float(m.group(1)), cpu * 1e6 / int(n.group(1)), 100 * cpu / wall
 
 
 def start_nginx(tmp: Path, port: int) -> subprocess.Popen[bytes]:
@@ -176,7 +205,7 @@ def start_fake(tmp: Path, api: str, processes: int, suffix: str = "") -> tuple[s
 
 def event_count(events: Path, kind: str) -> int:
     n = 0
-    for f in events.glob("*.jsonl"):
+    for f in (events.glob("*.jsonl") if events.is_dir() else [events]):
         with f.open(encoding="utf-8") as fh:
             n += sum(f'"kind": "{kind}"' in line or f'"kind":"{kind}"' in line for line in fh)
     return n
@@ -210,6 +239,8 @@ def main() -> int:
         if shutil.which(tool) is None:
             raise SystemExit(f"FATAL: {tool} is not on PATH (apt-get install {tool})")
     samples: dict[str, dict[int, list[float]]] = {}
+    cpu_us: dict[str, dict[int, list[float]]] = {}
+    cpu_pct: dict[str, dict[int, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="maildrill-api-bench-") as tmp_s:
         tmp = Path(tmp_s)
         servers: list[tuple[str, subprocess.Popen, int, dict, bool, Path | None]] = []
@@ -244,18 +275,28 @@ def main() -> int:
             # machine's drift (it is shared) hits every server alike
             for r in range(args.rounds):
                 for c in args.connections:
-                    for name, _, port, req, _, _ in servers:
-                        rps = wrk(port, req, c, args.duration, tmp, f"{name} c={c}")
+                    for name, proc, port, req, _, _ in servers:
+                        rps, us, pct = wrk(port, req, c, args.duration, tmp, f"{name} c={c}", proc.pid)
                         samples.setdefault(name, {}).setdefault(c, []).append(rps)
+                        cpu_us.setdefault(name, {}).setdefault(c, []).append(us)
+                        cpu_pct.setdefault(name, {}).setdefault(c, []).append(pct)
                 print(f"  round {r + 1}/{args.rounds} done", flush=True)
             for name, _, _, _, _, ev in servers:
-                if ev is not None:
-                    n = event_count(ev, "mta.message.accepted")
-                    print(f"  {name}: {n} mta.message.accepted events recorded", flush=True)
+                if ev is not None:  # one file per process: how SO_REUSEPORT spread the connections
+                    per = [event_count(f, "mta.message.accepted") for f in sorted(ev.glob("*.jsonl"))]
+                    print(f"  {name}: {sum(per)} mta.message.accepted events recorded"
+                          + (f" ({' + '.join(map(str, per))} by its {len(per)} processes)" if len(per) > 1 else ""),
+                          flush=True)
         finally:
             for _, proc, _, _, group, _ in servers:
                 stop(proc, group=group)
     results = {name: {c: statistics.median(v) for c, v in row.items()} for name, row in samples.items()}
+    us = {name: {c: statistics.median(v) for c, v in row.items()} for name, row in cpu_us.items()}
+    pct = {name: {c: statistics.median(v) for c, v in row.items()} for name, row in cpu_pct.items()}
+    try:
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        load = "unknown"
 
     cols = args.connections
     print(f"\nrequests/s, median of {args.rounds} interleaved rounds of {args.duration:g} s (wrk, keep-alive; "
@@ -263,6 +304,11 @@ def main() -> int:
     print(f"{'server':<24}" + "".join(f"{f'c={c}':>12}" for c in cols))
     for name, row in results.items():
         print(f"{name:<24}" + "".join(f"{row[c]:>12.0f}" for c in cols))
+    print(f"\nthe server's CPU time per request in microseconds (its processes summed) / its CPU use in % of one core "
+          f"({os.cpu_count()} cores; load average at the end {load})")
+    print(f"{'server':<24}" + "".join(f"{f'c={c}':>16}" for c in cols))
+    for name in results:
+        print(f"{name:<24}" + "".join(f"{f'{us[name][c]:.0f} / {pct[name][c]:.0f}%':>16}" for c in cols))
     print()
     for c in cols:
         sg, bare_r = results["fake sendgrid"][c], results["bare aiohttp 202"][c]
@@ -273,6 +319,15 @@ def main() -> int:
         scaled = results.get(f"fake sendgrid x{args.processes}")
         if scaled:
             line += f"; x{args.processes} processes / 1 = {scaled[c] / sg:.2f}x"
+            if c == 1:
+                line += " (one connection is served by one process: no gain is possible)"
+        print(line)
+        line = (f"c={c}: CPU per request, fake sendgrid / bare aiohttp = "
+                f"{us['fake sendgrid'][c] / us['bare aiohttp 202'][c]:.2f}x")
+        if scaled:
+            name = f"fake sendgrid x{args.processes}"
+            line += (f"; x{args.processes} used {pct[name][c]:.0f}% of a core against {pct['fake sendgrid'][c]:.0f}% "
+                     "for one process")
         print(line)
     return 0
 

@@ -20,12 +20,17 @@ import random
 import re
 import socket
 import struct
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 from aiohttp.web_protocol import RequestHandler
 from maildrill.fake_mta.behaviors import Behavior, Context, Throttle, build
 from maildrill.fake_mta.config import (
@@ -45,6 +50,7 @@ from maildrill.fake_mta.listener import Listener
 from maildrill.fake_mta.presets import GENERIC
 from maildrill.fake_mta.recording import MemoryRecorder, Recorder
 from maildrill.fake_mta.vendors.webhooks import WebhookDispatcher
+from orjson import loads as _orjson_loads
 from pydantic import BaseModel
 
 from maildrill.vocabulary import EventKind
@@ -200,9 +206,29 @@ class Wire:
             raise WireError(self.error(415 if ctype else 400, "content_type",
                                        f"Content-Type must be application/json, got {ctype or 'none'}"))
         try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return parse_json(body)
+        except ValueError as exc:
             raise WireError(self.error(400, "bad_json", f"request body is not valid JSON: {exc}")) from None
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body's JSON; ValueError saying why not. orjson first; json decides what orjson refuses (NaN,
+    UTF-16, huge ints), except a lone UTF-16 surrogate ("\\ud800"): valid JSON to json but no character, so no
+    vendor could store it (nor this one record it)."""
+    try:
+        return _orjson_loads(body)
+    except ValueError:
+        pass
+    try:
+        parsed = json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"it holds a lone UTF-16 surrogate ({exc.object[exc.start:exc.end]!r}), "
+                         "which is no character") from None
+    return parsed
 
 
 _PLAIN_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded", "application/x-amz-json-1.1"})
@@ -250,6 +276,56 @@ class _Server(web.Server):
 
 
 
+
+
+_REASONS = {int(s): s.phrase for s in HTTPStatus}
+_SERVER_LINE = f"Server: {SERVER_SOFTWARE}\r\n\r\n"
+_OWN_HEADERS = frozenset(f(h) for h in ("Content-Type", "Content-Length", "Date", "Server", "Connection",
+                                           "Transfer-Encoding") for f in (str, str.lower, str.upper))
+_date_line = [-1, ""]  # [epoch second, its "Date: ...\r\n" line]: one formatting a second, as aiohttp does
+
+
+def _response(request: web.BaseRequest, answer: Answer) -> web.StreamResponse:
+    """The HTTP response for `answer`. A plain success on a keep-alive HTTP/1.1 request (the hot path) is built as
+    one byte string, the bytes aiohttp's `web.Response` writes for it (status line, the vendor's headers in order,
+    Content-Type, Content-Length, Date, Server, body), and written in one call; everything else (errors, HEAD,
+    HTTP/1.0, Connection: close, odd header values) goes through `web.Response`."""
+    status = answer.status
+    body = answer.body
+    ctype = answer.content_type
+    if (200 <= status < 300 and status != 204 and (ctype is not None or not body) and request.keep_alive
+            and request.version == HttpVersion11 and request.method != "HEAD"):
+        headers = answer.headers
+        lines = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
+        n = len(headers)
+        # a CR or LF inside a value (aiohttp refuses it), or a header aiohttp writes itself: aiohttp decides
+        if lines.count("\r") == n and lines.count("\n") == n and _OWN_HEADERS.isdisjoint(headers):
+            now = int(time.time())
+            if _date_line[0] != now:
+                _date_line[0], _date_line[1] = now, f"Date: {formatdate(now, usegmt=True)}\r\n"
+            ctype_line = "" if ctype is None else f"Content-Type: {ctype}\r\n"
+            head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\n{lines}{ctype_line}Content-Length: {len(body)}\r\n"
+                    f"{_date_line[1]}{_SERVER_LINE}")
+            return _Prebuilt(status, head.encode() + body if body else head.encode())
+    return web.Response(status=status, body=body, content_type=ctype, headers=answer.headers)
+
+
+class _Prebuilt(web.StreamResponse):
+    """A response whose bytes are already built: `prepare` writes them through the request's writer (which
+    drains a full transport and raises on a closed one, as aiohttp's own responses do); nothing is left to send."""
+
+    def __init__(self, status: int, data: bytes) -> None:
+        super().__init__(status=status)
+        self._data = data
+        self._keep_alive = True
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        writer = request.writer
+        await writer.write(self._data)
+        return writer
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
 
 
 def _wires() -> dict[str, type[Wire]]:
@@ -753,8 +829,7 @@ class FakeVendor:
             self._flush(pending)
         else:
             self._flush([item])
-        return web.Response(status=status, body=answer.body, content_type=answer.content_type,
-                            headers=answer.headers)
+        return _response(request, answer)
 
     # --- lookups ---------------------------------------------------------------------------------
     def lookup_message(self, message_id: str) -> dict[str, Any] | None:

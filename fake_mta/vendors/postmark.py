@@ -26,6 +26,7 @@ from maildrill.fake_mta.vendors.base import (
     WireError,
     content_type,
     dumps,
+    parse_json,
 )
 
 
@@ -77,10 +78,8 @@ class Postmark(Wire):
     def parse(self, endpoint: str, request: web.BaseRequest, body: bytes) -> Mail:
         if content_type(request) != "application/json":
             raise WireError(self.error(422, "409", "JSON data required: send Content-Type: application/json."))
-        import json
-
         try:
-            data = json.loads(body)
+            data = parse_json(body)
         except (ValueError, UnicodeDecodeError):
             raise WireError(self.error(422, "402", "Received invalid JSON input.")) from None
         if endpoint == "batch":

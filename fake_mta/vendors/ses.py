@@ -35,6 +35,7 @@ from maildrill.fake_mta.vendors.base import (
     WireError,
     content_type,
     dumps,
+    parse_json,
 )
 
 XMLNS = "http://ses.amazonaws.com/doc/2010-12-01/"
@@ -68,9 +69,7 @@ class SES(Wire):
         if content_type(request) not in ("application/json", "application/x-amz-json-1.1", ""):
             raise WireError(self.error(415, "content_type", f"Unsupported Content-Type {request.content_type}"))
         try:
-            import json
-
-            data = json.loads(body) if body.strip() else {}
+            data = parse_json(body) if body.strip() else {}
         except (ValueError, UnicodeDecodeError) as exc:
             raise WireError(self.error(400, "bad_request", f"the request body is not valid JSON: {exc}")) from None
         if not isinstance(data, dict):

@@ -165,3 +165,25 @@ def test_ten_thousand_random_requests_are_each_answered_and_nothing_recorded_is_
     accepted = [e for e in evs if e["kind"] == "mta.message.accepted"]
     assert len(accepted) == sum(e["rcpt_count"] for e in replies_250)  # every answered acceptance is recorded
     assert 0 < accepted_answers < 10_000 and len(statuses) >= 5, statuses
+
+
+def test_a_lone_surrogate_in_a_json_body_is_refused_as_invalid_json_and_the_vendor_keeps_recording():
+    """`"\\ud800"` is valid JSON to Python's parser but no character: each JSON vendor refuses it with its own
+    invalid-JSON error (no vendor could store it), and the next good request is accepted and recorded."""
+    json_apis = [a for a in APIS if a != "mailgun"]
+    with fleet() as f:
+        bad = {api: post(f, api, good(api, ["\ud800@users.drill.test"])[1], good(api, ["x"])[0])
+               for api in json_apis}
+        ok = {api: post(f, api, *reversed(good(api, ["u3@users.drill.test"]))) for api in json_apis}
+        evs = f.events()
+    assert {a: r.status_code for a, r in bad.items()} == {"sendgrid": 400, "ses": 400, "postmark": 422,
+                                                         "resend": 400}
+    why = "it holds a lone UTF-16 surrogate ('\\ud800'), which is no character"
+    assert bad["sendgrid"].json()["errors"][0]["message"] == f"request body is not valid JSON: {why}"
+    assert bad["ses"].json() == {"message": f"the request body is not valid JSON: {why}"}
+    assert bad["postmark"].json() == {"ErrorCode": 402, "Message": "Received invalid JSON input."}
+    assert bad["resend"].json()["message"] == f"request body is not valid JSON: {why}"
+    assert {a: r.status_code for a, r in ok.items()} == {"sendgrid": 202, "ses": 200, "postmark": 200,
+                                                        "resend": 200}
+    acc = sorted((e["source"], e["corr"], e["rcpt"]) for e in evs if e["kind"] == "mta.message.accepted")
+    assert acc == sorted((f"mta/{a}", "u3", "u3@users.drill.test") for a in json_apis)

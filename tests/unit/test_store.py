@@ -154,3 +154,29 @@ def test_wait_for_async(tmp_path):
     store.writer("w", "s").record("k", corr="c")
     events = asyncio.run(_async_wait(store))
     assert [e.corr for e in events] == ["c"]
+
+
+def test_record_many_writes_the_lines_the_stdlib_encoder_writes(tmp_path):
+    """The fake vendors' record_many (orjson when it can) writes exactly the line `encode_event` would, and falls back
+    to it for what orjson refuses (an int over 64 bits), so every reader sees the same bytes either way."""
+    from maildrill.harness.events import encode_event
+
+    clock = FakeClock(12.5)
+    path = tmp_path / "v.jsonl"
+    w = EventWriter(path, "mta/sendgrid", clock)
+    items = [
+        ("mta.message.accepted", "000042", {"conn": 3, "txn": 7, "mail_from": "app@app.drill.test",
+                                            "rcpt": "u000042+é\u2028\x01\"\\@users.drill.test", "size_bytes": 211,
+                                            "message_id": "gLWMWenTKFRRSNJq8W0sZw", "ack": "sent"}),
+        ("mta.reply.sent", None, {"conn": 3, "txn": 7, "code": 250, "closes": False, "error_code": None}),
+    ]
+    items.append(("mta.reset", None, {}))  # no fields: nothing to splice after the fixed four
+    big = [("mta.reply.sent", None, {"conn": 2**70, "txn": 1})]
+    w.record_many(items)
+    w.record_many(big)
+    w.close()
+    lines = path.read_bytes().split(b"\n")[1:-1]  # after the header line
+    want = [encode_event({"t_s": 12.5, "source": "mta/sendgrid", "kind": k, "corr": c, **d}).encode()
+            for k, c, d in items + big]
+    assert lines == want
+    assert json.loads(lines[3])["conn"] == 2**70
