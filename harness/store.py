@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +125,12 @@ class ReadResult:
 
 
 _REJECTED = object()  # a file whose header says it is not ours to read
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # 19 digits: at least 10**18, near where 64-bit integers end
+# orjson reads an integer beyond 64 bits as a float. Every such integer has at least 19 digits (2**63 has 19), so a
+# line with no run of 19 digits came out exactly as json would read it; one with such a run (or a harmless
+# look-alike, a long id) goes the standard library's way. Mapping the digits to "0" and looking for 19 of them
+# costs ~0.5 us a line in C, where a regex search took 4-6 us: a quarter of the whole read.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_NINETEEN_DIGITS = b"0" * 19
 
 
 class _Tail:
@@ -193,15 +197,14 @@ class _Tail:
             f = open(self.path, "rb")  # noqa: SIM115 (closed below; a generator cannot use `with` across yields)
         except FileNotFoundError:
             return
-        loads, dict_, str_, float_, int_, long_digits = orjson.loads, dict, str, float, int, _LONG_DIGITS.search
+        loads, dict_, str_, float_, int_ = orjson.loads, dict, str, float, int
+        digits, nineteen = _DIGITS_AS_ZERO, _NINETEEN_DIGITS
         name = self.path.name
         with f:
             for raw in f:
                 self.lineno += 1
                 try:
-                    # orjson reads an integer beyond 64 bits as a float: a line with such a run of digits (or a
-                    # harmless look-alike: a long fraction, an id) goes the standard library's way
-                    rec = loads(raw) if long_digits(raw) is None else None
+                    rec = loads(raw) if nineteen not in raw.translate(digits) else None
                 except orjson.JSONDecodeError:
                     rec = None
                 if type(rec) is dict_ and self.header_checked:

@@ -70,6 +70,11 @@ BAD_LINES = [
     b'   ',
     b'{"t_s": 4.0, "source": "mta/a", "kind": "mta.message.accepted", "corr": "u\\u00e9", "conn": 1, "txn": 1}',
     b'{"t_s": 5.0, "source": "mta/a", "kind": "x", "text": "\\ud800"}',  # a lone surrogate: orjson refuses it
+    # integers just beyond 64 bits (orjson reads them as floats), a float as large, and a nested value
+    b'{"t_s": 7.0, "source": "mta/a", "kind": "y", "n": -9223372036854775809, "m": -9223372036854775808}',
+    b'{"t_s": 7.5, "source": "mta/a", "kind": "y", "n": 18446744073709551616, "m": 18446744073709551615}',
+    b'{"t_s": 8.0, "source": "mta/a", "kind": "y", "n": 1e19, "m": -1.5e300}',
+    b'{"t_s": 8.5, "source": "mta/a", "kind": "y", "n": [1, 123456789012345678901234]}',
     b'\xff\xfe',
     b'{"t_s": 6.0, "source": "mta/a", "kind": "mta.reply.sent", "corr": null, "code": 421',  # truncated last line
 ]
@@ -91,7 +96,11 @@ def test_records_accept_and_refuse_the_same_lines_as_events(tmp_path: Path, head
     assert p_records == p_events
     k = 1 if header else 0  # the header line shifts the line numbers by one
     assert [(e["t_s"], e["kind"]) for e in want][2:] == [(2.5, "mta.reply.sent"), (4.0, "mta.message.accepted"),
-                                                      (5.0, "x")]
+                                                      (5.0, "x"), (7.0, "y"), (7.5, "y"), (8.0, "y"), (8.5, "y")]
+    huge = [(r["n"], r.get("m")) for r in got if r["kind"] == "y"]
+    assert huge == [(-9223372036854775809, -9223372036854775808), (18446744073709551616, 18446744073709551615),
+                    (1e19, -1.5e300), ([1, 123456789012345678901234], None)]
+    assert [type(n) for n, _ in huge] == [int, int, float, list]
     assert [str(p) for p in p_records] == ([] if header else ["mta-a.jsonl:1: no maildrill.events header line; "
                                                               "read anyway"]) + [
         f"mta-a.jsonl:{4 + k}: not an event (t_s must be a number, got True); skipped",
@@ -100,8 +109,8 @@ def test_records_accept_and_refuse_the_same_lines_as_events(tmp_path: Path, head
         f"mta-a.jsonl:{7 + k}: not an event ('t_s'); skipped",
         f"mta-a.jsonl:{8 + k}: not an event object; skipped",
         f"mta-a.jsonl:{9 + k}: not JSON; skipped",
-        f"mta-a.jsonl:{13 + k}: not JSON; skipped",
-        f"mta-a.jsonl:{14 + k}: truncated last line (its writer stopped mid-write); skipped",
+        f"mta-a.jsonl:{17 + k}: not JSON; skipped",
+        f"mta-a.jsonl:{18 + k}: truncated last line (its writer stopped mid-write); skipped",
         "old.jsonl:1: event schema version 99, this maildrill reads version 1; whole file skipped"]
 
 
