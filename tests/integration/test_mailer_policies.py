@@ -290,19 +290,27 @@ def test_http_api_errors_metrics_and_graceful_stop(smtp_servers: Servers, mailer
 def test_kill_9_mid_drain_loses_nothing_and_duplicates_at_most_in_flight(
     smtp_servers: Servers, mailer: Mailer, tmp_path: Path, queue_env: dict[str, str]
 ) -> None:
-    gate = threading.Event()
+    # the receiver answers 20 messages, then holds the 21st at its final dot until the test lets it go: so at
+    # the kill a third is delivered and sends are in flight (that one for sure), whatever the machine's speed
+    dots = 0
+    holding, release = threading.Event(), threading.Event()
 
     def decide(stage: str, rcpt: str, n: int) -> str | None:
-        if stage == "DOT" and gate.is_set():
-            threading.Event().wait(0.05)  # a slow receiver, so that sends are in flight at the kill
+        nonlocal dots
+        if stage == "DOT":
+            dots += 1
+            if dots > 20 and not release.is_set():
+                holding.set()
+                release.wait(60)  # blocks the receiver's loop: every other session waits too
         return None
 
     server = smtp_servers("primary", decide)
     first = mailer(["--workers", "4"], servers=[server], extra_env=queue_env)
     requested = [first.post("/otp", f"u{i}@users.drill.test")["message_id"] for i in range(60)]
-    gate.set()
-    wait_until("a third delivered", lambda: len(server.accepted()) >= 20, proc=first.proc)
+    wait_until("a third delivered and the next held at its dot",
+               lambda: holding.is_set() and len(server.accepted()) >= 20, proc=first.proc)
     first.stop(9)
+    release.set()
     in_flight = claimed_message_ids(tmp_path, queue_env)
     second = mailer(["--workers", "4"], servers=[server], extra_env=queue_env)
     wait_until(
