@@ -200,9 +200,9 @@ class Dispatcher:
         if result.outcome is Outcome.UNKNOWN and api is not None and s.hold_unknown and not keyed:
             # The request went out and the response was lost: the vendor may well have it. Without an
             # idempotency key a re-send risks a duplicate, so the message is recorded as sent, unconfirmed.
-            self.queue.finish(message.id, State.SENT, vendor=vendor.name, reply="unconfirmed: " + reply)
-            self.count("held_unknown")
             self._log(message, vendor.name, "held", 0, "response lost; not re-sent (no idempotency key)")
+            self.count("held_unknown")
+            self.queue.finish(message.id, State.SENT, vendor=vendor.name, reply="unconfirmed: " + reply)
             return
         retry_after = result.retry_after_s if isinstance(result, ApiAttempt) else None
         if result.code == 429 and s.honour_retry_after and retry_after is not None:
@@ -269,6 +269,7 @@ class Dispatcher:
         """Apply one webhook POST's events to the delivery records: [(message, event, applied|late|unknown)]."""
         out: list[tuple[int | None, str, str]] = []
         for vendor_id, event in events:
+            # one lock over decide, record, log and apply: whoever sees the record updated also finds its log line
             with self._hooks_lock:
                 msg_id = self.by_vendor_id.get((vendor, vendor_id))
                 owner = self.owner.get(msg_id) if msg_id is not None else None
@@ -278,22 +279,26 @@ class Dispatcher:
                     verdict = "late"  # the message moved to another vendor: this one no longer speaks for it
                 else:
                     verdict = "applied" if owner == vendor else f"applied (owner {owner})"
-                    self.webhook_state[msg_id] = event
                 rcpt = self.rcpt.get(msg_id) if msg_id is not None else None
-            if self.events is not None:
-                # late: the message's owner is another vendor (it failed over) — applied or ignored, the drill sees it
-                self.events.record(
-                    EventKind.SUT_WEBHOOK_APPLIED if verdict.startswith("applied") else EventKind.SUT_WEBHOOK_IGNORED,
-                    rcpt.split("@", 1)[0] if rcpt else None,
-                    vendor=vendor, message_id=vendor_id, owner=owner, late=owner is not None and owner != vendor,
-                    event=event,
+                if self.events is not None:
+                    # late: the message's owner is another vendor (it failed over) — applied or ignored, the drill
+                    # sees it
+                    applied = verdict.startswith("applied")
+                    self.events.record(
+                        EventKind.SUT_WEBHOOK_APPLIED if applied else EventKind.SUT_WEBHOOK_IGNORED,
+                        rcpt.split("@", 1)[0] if rcpt else None,
+                        vendor=vendor, message_id=vendor_id, owner=owner, late=owner is not None and owner != vendor,
+                        event=event,
+                    )
+                self.count(f"webhooks_{verdict.split()[0]}")
+                print(
+                    f"mailer: webhook vendor={vendor} vendor_id={vendor_id} message={msg_id} event={event} {verdict}",
+                    file=sys.stderr,
+                    flush=True,
                 )
-            self.count(f"webhooks_{verdict.split()[0]}")
-            print(
-                f"mailer: webhook vendor={vendor} vendor_id={vendor_id} message={msg_id} event={event} {verdict}",
-                file=sys.stderr,
-                flush=True,
-            )
+                if verdict.startswith("applied"):
+                    assert msg_id is not None
+                    self.webhook_state[msg_id] = event
             out.append((msg_id, event, verdict))
         return out
 
