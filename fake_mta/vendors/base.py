@@ -28,8 +28,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
+from aiohttp import ClientConnectionResetError, web
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 from aiohttp.web_protocol import RequestHandler
 from maildrill.fake_mta.behaviors import Behavior, Context, Throttle, build
@@ -306,23 +305,31 @@ def _response(request: web.BaseRequest, answer: Answer) -> web.StreamResponse:
             ctype_line = "" if ctype is None else f"Content-Type: {ctype}\r\n"
             head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\n{lines}{ctype_line}Content-Length: {len(body)}\r\n"
                     f"{_date_line[1]}{_SERVER_LINE}")
-            return _Prebuilt(status, head.encode() + body if body else head.encode())
+            return _Prebuilt(status, head.encode() + body if body else head.encode())  # type: ignore[return-value]
     return web.Response(status=status, body=body, content_type=ctype, headers=answer.headers)
 
 
-class _Prebuilt(web.StreamResponse):
-    """A response whose bytes are already built: `prepare` writes them through the request's writer (which
-    drains a full transport and raises on a closed one, as aiohttp's own responses do); nothing is left to send."""
+class _Prebuilt:
+    """A response whose bytes are already built, for aiohttp's request handler (which needs only `prepare`,
+    `write_eof` and `keep_alive` of what a handler returns): `prepare` hands the bytes to the transport in one
+    write, raises ConnectionResetError on a closed one as aiohttp's writer does, and waits for the transport to
+    drain when the client is not reading. No `web.StreamResponse` (its header multidict, cookies, state) is made."""
+
+    __slots__ = ("_data", "status")
+    keep_alive = True
 
     def __init__(self, status: int, data: bytes) -> None:
-        super().__init__(status=status)
+        self.status = status
         self._data = data
-        self._keep_alive = True
 
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        writer = request.writer
-        await writer.write(self._data)
-        return writer
+    async def prepare(self, request: web.BaseRequest) -> None:
+        protocol = request.protocol
+        transport = protocol.transport
+        if transport is None or transport.is_closing():
+            raise ClientConnectionResetError("Cannot write to closing transport")
+        transport.write(self._data)
+        if protocol.writing_paused:
+            await request.writer.drain()
 
     async def write_eof(self, data: bytes = b"") -> None:
         return None
@@ -378,7 +385,7 @@ class FakeVendor:
         self._timers: list[asyncio.TimerHandle] = []
         self._idempotency: dict[str, tuple[float, bytes, Answer]] = {}
         self._daily: dict[int, list[float]] = {}  # behaviour index -> [window start, messages accepted]
-        self.messages: dict[str, dict[str, Any]] = {}
+        self.messages: dict[str, tuple[float, str, int]] = {}  # message id -> (t_s, ack, recipients)
         self.replies_by_code: Counter[int] = Counter()
         self.counts: Counter[str] = Counter()
         self._record_many = getattr(self.recorder, "record_many", None)
@@ -780,8 +787,7 @@ class FakeVendor:
                     webhooks.accepted(message_id, rcpt, corr, sender)
             n += len(msg.rcpts)
             if remember is not None and message_id not in remember:
-                remember[message_id] = {"message_id": message_id, "accepted": True, "t_s": now, "ack": ack,
-                                        "rcpts": len(msg.rcpts)}
+                remember[message_id] = (now, ack, len(msg.rcpts))  # a dict only when looked up
         counts = self.counts
         counts["messages_accepted" if accepted else "messages_discarded"] += n
         if ack == "lost":
@@ -834,7 +840,15 @@ class FakeVendor:
     # --- lookups ---------------------------------------------------------------------------------
     def lookup_message(self, message_id: str) -> dict[str, Any] | None:
         """The delivery status of a message id this vendor accepted (angle brackets optional), or None."""
-        return self.messages.get(message_id.strip()) or self.messages.get(message_id.strip().strip("<>"))
+        key = message_id.strip()
+        hit = self.messages.get(key)
+        if hit is None:
+            key = key.strip("<>")
+            hit = self.messages.get(key)
+        if hit is None:
+            return None
+        t_s, ack, rcpts = hit
+        return {"message_id": key, "accepted": True, "t_s": t_s, "ack": ack, "rcpts": rcpts}
 
     def describe(self) -> dict[str, Any]:
         from maildrill.fake_mta.server import behaviors_json
