@@ -15,7 +15,10 @@ ratios the targets are stated in: fake sendgrid >= 0.8x the bare handler, fake s
 It also prints each server's CPU time per request and CPU share (its processes summed, from /proc): the share
 says whether a server was limited by its own work or by what the machine left it (wrk, other processes), and
 whether N processes got more CPU than one; the kernel spreads connections, not requests, over the N processes,
-so with one connection only one of them works.
+so with one connection only one of them works. wrk's own CPU use and the machine's idle CPU during each run
+are printed too: N processes can only raise requests/s while a core is idle, and on a 2-core machine wrk
+itself takes most of one; requests per CPU-second (N processes against one) says what each costs apart
+from the cores the machine had to give.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -121,20 +125,31 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+def machine_idle_s() -> float:
+    """Idle CPU seconds of the whole machine so far, all cores summed (/proc/stat's idle + iowait)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(port: int, req: dict, connections: int, duration: float, tmp: Path, what: str,
-        pid: int) -> tuple[float, float, float]:
-    """(requests/s, the server's CPU microseconds per request, its CPU use in % of one core) of one wrk run."""
+        pid: int) -> tuple[float, float, float, float, float]:
+    """(requests/s, the server's CPU microseconds per request, its CPU use in % of one core, wrk's CPU use and the
+    machine's idle CPU in % of one core) of one wrk run."""
     script = tmp / "req.lua"
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(req['body'])}"]
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in req["headers"].items()]
     script.write_text("\n".join(lines) + "\n")
     threads = 1 if connections == 1 else 2
     cpu0, t0 = tree_cpu_s(pid), time.monotonic()
+    idle0, kids0 = machine_idle_s(), resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s", "-s",
                           str(script), f"http://127.0.0.1:{port}{req['path']}"], capture_output=True, text=True,
                          check=True).stdout
     cpu = tree_cpu_s(pid) - cpu0
     wall = time.monotonic() - t0
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk: the only child waited for meanwhile
+    wrk_cpu = kids.ru_utime + kids.ru_stime - kids0.ru_utime - kids0.ru_stime
+    idle = machine_idle_s() - idle0
     if "Non-2xx" in out or "Socket errors" in out:
         raise SystemExit(f"FATAL: {what}: wrk saw errors:\n{out}")
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -143,7 +158,7 @@ def wrk(port: int, req: dict, connections: int, duration: float, tmp: Path, what
     n = re.search(r"(\d+) requests in", out)
     if n is None or int(n.group(1)) == 0:
         raise SystemExit(f"FATAL: {what}: no request count in wrk's output:\n{out}")
-    return float(m.group(1)), cpu * 1e6 / int(n.group(1)), 100 * cpu / wall
+    return float(m.group(1)), cpu * 1e6 / int(n.group(1)), 100 * cpu / wall, 100 * wrk_cpu / wall, 100 * idle / wall
 
 
 def start_nginx(tmp: Path, port: int) -> subprocess.Popen[bytes]:
@@ -241,6 +256,8 @@ def main() -> int:
     samples: dict[str, dict[int, list[float]]] = {}
     cpu_us: dict[str, dict[int, list[float]]] = {}
     cpu_pct: dict[str, dict[int, list[float]]] = {}
+    wrk_pct: dict[str, dict[int, list[float]]] = {}
+    idle_pct: dict[str, dict[int, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="maildrill-api-bench-") as tmp_s:
         tmp = Path(tmp_s)
         servers: list[tuple[str, subprocess.Popen, int, dict, bool, Path | None]] = []
@@ -276,7 +293,9 @@ def main() -> int:
             for r in range(args.rounds):
                 for c in args.connections:
                     for name, proc, port, req, _, _ in servers:
-                        rps, us, pct = wrk(port, req, c, args.duration, tmp, f"{name} c={c}", proc.pid)
+                        rps, us, pct, wpct, ipct = wrk(port, req, c, args.duration, tmp, f"{name} c={c}", proc.pid)
+                        wrk_pct.setdefault(name, {}).setdefault(c, []).append(wpct)
+                        idle_pct.setdefault(name, {}).setdefault(c, []).append(ipct)
                         samples.setdefault(name, {}).setdefault(c, []).append(rps)
                         cpu_us.setdefault(name, {}).setdefault(c, []).append(us)
                         cpu_pct.setdefault(name, {}).setdefault(c, []).append(pct)
@@ -293,6 +312,8 @@ def main() -> int:
     results = {name: {c: statistics.median(v) for c, v in row.items()} for name, row in samples.items()}
     us = {name: {c: statistics.median(v) for c, v in row.items()} for name, row in cpu_us.items()}
     pct = {name: {c: statistics.median(v) for c, v in row.items()} for name, row in cpu_pct.items()}
+    wpct = {name: {c: statistics.median(v) for c, v in row.items()} for name, row in wrk_pct.items()}
+    ipct = {name: {c: statistics.median(v) for c, v in row.items()} for name, row in idle_pct.items()}
     try:
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
@@ -309,6 +330,11 @@ def main() -> int:
     print(f"{'server':<24}" + "".join(f"{f'c={c}':>16}" for c in cols))
     for name in results:
         print(f"{name:<24}" + "".join(f"{f'{us[name][c]:.0f} / {pct[name][c]:.0f}%':>16}" for c in cols))
+    print(f"\nwrk's own CPU use / the machine's idle CPU during the run, in % of one core ({os.cpu_count()} cores: "
+          f"{100 * (os.cpu_count() or 1)}% in all; what neither wrk, the server nor other work used)")
+    print(f"{'server':<24}" + "".join(f"{f'c={c}':>16}" for c in cols))
+    for name in results:
+        print(f"{name:<24}" + "".join(f"{f'{wpct[name][c]:.0f}% / {ipct[name][c]:.0f}%':>16}" for c in cols))
     print()
     for c in cols:
         sg, bare_r = results["fake sendgrid"][c], results["bare aiohttp 202"][c]
@@ -327,7 +353,8 @@ def main() -> int:
         if scaled:
             name = f"fake sendgrid x{args.processes}"
             line += (f"; x{args.processes} used {pct[name][c]:.0f}% of a core against {pct['fake sendgrid'][c]:.0f}% "
-                     "for one process")
+                     f"for one process, with {ipct[name][c]:.0f}% of a core idle on the machine; requests per "
+                     f"CPU-second x{args.processes} / 1 = {us['fake sendgrid'][c] / us[name][c]:.2f}x")
         print(line)
     return 0
 

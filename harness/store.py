@@ -25,6 +25,7 @@ from orjson import dumps as _orjson_dumps
 from maildrill.polling import poll_until, poll_until_async
 
 _FIXED = frozenset({"t_s", "source", "kind", "corr"})  # every event line starts with these, in this order
+_KIND_JSON: dict[str, bytes] = {}  # kind -> b'"<kind>","corr":', for EventWriter.record_many
 
 Predicate = Callable[[list[Event]], bool]
 
@@ -38,6 +39,7 @@ class EventWriter:
         self.source = source
         self.clock: Clock = clock or MonotonicClock()
         self._owner = _fd is None
+        self._source_json: tuple[str, bytes] = ("", b"")
         if _fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -62,7 +64,9 @@ class EventWriter:
         src = self.source
         if math.isfinite(t):
             try:  # orjson: the same compact UTF-8 line as the stdlib encoder, in C, straight to bytes
-                head = b'{"t_s":' + _orjson_dumps(t) + b',"source":' + _orjson_dumps(src) + b',"kind":'
+                if self._source_json[0] != src:  # b',"source":"...","kind":', encoded once per source name
+                    self._source_json = (src, b',"source":' + _orjson_dumps(src) + b',"kind":')
+                head = b'{"t_s":' + _orjson_dumps(t) + self._source_json[1]
                 lines = []
                 for kind, corr, data in items:
                     body = _orjson_dumps(data)  # b"{...}": spliced after the four fixed fields, in their order
@@ -70,8 +74,12 @@ class EventWriter:
                         body = _orjson_dumps({"t_s": t, "source": src, "kind": str(kind), "corr": corr, **data})
                         lines.append(body + b"\n")
                         continue
-                    lines.append(b"".join((head, _orjson_dumps(str(kind)), b',"corr":', _orjson_dumps(corr), b",",
-                                           memoryview(body)[1:], b"\n")))
+                    kind_json = _KIND_JSON.get(kind)
+                    if kind_json is None:
+                        kind_json = _orjson_dumps(str(kind)) + b',"corr":'
+                        if len(_KIND_JSON) < 1024:
+                            _KIND_JSON[kind] = kind_json
+                    lines.append(b"".join((head, kind_json, _orjson_dumps(corr), b",", memoryview(body)[1:], b"\n")))
                 os.write(self._fd, b"".join(lines))
                 return
             except TypeError:  # something it refuses (a lone surrogate, an int over 64 bits): as before

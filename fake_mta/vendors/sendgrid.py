@@ -60,6 +60,14 @@ class SendGrid(Wire):
                                        "personalizations.", field="personalizations"))
         sender = data.get("from")
         sender_s = _addr(sender, "from.email", self)
+        if len(pers) == 1 and (data.get("content") or data.get("template_id")):  # the usual request: one message
+            p = pers[0]
+            to = p.get("to") if p.__class__ is dict else None
+            if to.__class__ is list and len(to) == 1 and not p.get("cc") and not p.get("bcc"):  # one recipient
+                a = to[0]
+                e = a.get("email") if a.__class__ is dict else None
+                if e.__class__ is str and "@" in e:
+                    return Mail([Message(sender_s, [e])])
         msgs = []
         for i, p in enumerate(pers):
             if not isinstance(p, dict) or not isinstance(p.get("to"), list) or not p["to"]:
