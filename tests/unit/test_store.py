@@ -180,3 +180,57 @@ def test_record_many_writes_the_lines_the_stdlib_encoder_writes(tmp_path):
             for k, c, d in items + big]
     assert lines == want
     assert json.loads(lines[3])["conn"] == 2**70
+
+
+def test_a_buffered_writer_writes_the_same_lines_later_in_one_write_and_at_close(tmp_path):
+    """flush_ms > 0 (maildrill mta --events-flush-ms): the events wait in memory, then reach the file in record
+    order, as the very bytes an unbuffered writer writes: on the event loop's timer, and at close."""
+    import asyncio
+
+    from maildrill.polling import poll_until_async
+
+    clock = FakeClock(3.0)
+
+    def record_all(w: EventWriter) -> None:
+        w.record("mta.connection.opened", conn=1, peer="127.0.0.1:5")
+        w.child("mta/sendgrid").record_many([
+            ("mta.message.accepted", "000001", {"conn": 1, "txn": 1, "mail_from": "a@app.drill.test",
+                                                "rcpt": "u000001@users.drill.test", "size_bytes": 9,
+                                                "message_id": "x", "ack": "sent"}),
+            ("mta.reply.sent", "000001", {"conn": 1, "txn": 1, "code": 250})])
+        w.record("mta.connection.closed", conn=1, by="client", reason="")
+
+    plain = EventWriter(tmp_path / "plain.jsonl", "mta", clock)
+    record_all(plain)
+    plain.close()
+
+    def body(name: str) -> bytes:  # the lines after the file's header line
+        return (tmp_path / name).read_bytes().partition(b"\n")[2]
+
+    want = body("plain.jsonl")
+    assert want.count(b"\n") == 4
+
+    async def timer() -> None:
+        w = EventWriter(tmp_path / "timer.jsonl", "mta", clock, flush_ms=50)
+        record_all(w)
+        assert body("timer.jsonl") == b""  # nothing written yet
+        await poll_until_async(lambda: body("timer.jsonl") == want, timeout_s=30,
+                               what="the buffered events on disk")
+        w.close()
+
+    asyncio.run(timer())
+    assert body("timer.jsonl") == want
+
+    async def at_close() -> None:
+        w = EventWriter(tmp_path / "close.jsonl", "mta", clock, flush_ms=10_000)
+        record_all(w)
+        w.close()  # long before the timer: close writes what waits
+
+    asyncio.run(at_close())
+    assert body("close.jsonl") == want
+    nowait = EventWriter(tmp_path / "noloop.jsonl", "mta", clock, flush_ms=50)
+    record_all(nowait)  # no running loop to time a flush: each record call writes at once
+    assert body("noloop.jsonl") == want
+    nowait.close()
+    with pytest.raises(ValueError, match="flush_ms -1: must be between 0 and 10000"):
+        EventWriter(tmp_path / "bad.jsonl", "mta", clock, flush_ms=-1)
