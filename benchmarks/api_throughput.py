@@ -10,7 +10,8 @@ saw a non-success response exits 3 (a server answering errors would "measure" it
 Servers: nginx answering 202 (the limit anchor), a bare aiohttp handler reading the body and answering 202 (the
 same HTTP library as the fakes), moto's server answering SES v1 SendEmail (the Python SES mock a user would pick
 instead), and `maildrill mta --config` serving the fake sendgrid and ses vendors, recording every event to disk
-(plus the sendgrid vendor again with --processes N). Prints requests/s per server and connection count and the
+(plus the sendgrid vendor again with --events-flush-ms MS, its events written in one write every MS, and with
+--processes N). Prints requests/s per server and connection count and the
 ratios the targets are stated in: fake sendgrid >= 0.8x the bare handler, fake ses >= 2x moto, N processes > 1.
 It also prints each server's CPU time per request and CPU share (its processes summed, from /proc): the share
 says whether a server was limited by its own work or by what the machine left it (wrk, other processes), and
@@ -198,13 +199,14 @@ def verify_moto_sender(port: int) -> None:
     ses.verify_email_identity(EmailAddress="app@app.drill.test")
 
 
-def start_fake(tmp: Path, api: str, processes: int, suffix: str = "") -> tuple[subprocess.Popen[str], int, Path]:
+def start_fake(tmp: Path, api: str, processes: int, suffix: str = "",
+               flush_ms: float = 0.0) -> tuple[subprocess.Popen[str], int, Path]:
     port = free_port()
-    events = tmp / f"events-{api}-{processes}"
+    events = tmp / f"events-{api}-{processes}{suffix}"
     fleet = tmp / f"fleet-{api}{suffix}.json"
     fleet.write_text(json.dumps({"vendors": [{"name": api, "api": api, "port": port}]}))
     cmd = [sys.executable, "-m", "maildrill", "mta", "--config", str(fleet), "--events", str(events),
-           "--processes", str(processes)]
+           "--processes", str(processes), "--events-flush-ms", repr(flush_ms)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     assert proc.stdout is not None
@@ -245,6 +247,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported (default 3)")
     ap.add_argument("--connections", type=int, nargs="+", default=[1, 50])
     ap.add_argument("--processes", type=int, default=2, help="processes for the scaled fake sendgrid (default 2)")
+    ap.add_argument("--flush-ms", type=float, default=20.0,
+                    help="also measure the fake sendgrid with --events-flush-ms MS (default 20; 0: not)")
     ap.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_bare:
@@ -283,6 +287,9 @@ def main() -> int:
             servers.append(("fake sendgrid", proc, port, SG, True, ev))
             proc, port, ev = start_fake(tmp, "ses", 1)
             servers.append(("fake ses v1", proc, port, SES, True, ev))
+            if args.flush_ms:
+                proc, port, ev = start_fake(tmp, "sendgrid", 1, suffix="-buffered", flush_ms=args.flush_ms)
+                servers.append((f"fake sendgrid {args.flush_ms:g}ms", proc, port, SG, True, ev))
             if args.processes > 1:
                 proc, port, ev = start_fake(tmp, "sendgrid", args.processes, suffix="-x")
                 servers.append((f"fake sendgrid x{args.processes}", proc, port, SG, True, ev))
@@ -347,9 +354,16 @@ def main() -> int:
             line += f"; x{args.processes} processes / 1 = {scaled[c] / sg:.2f}x"
             if c == 1:
                 line += " (one connection is served by one process: no gain is possible)"
+        buffered = results.get(f"fake sendgrid {args.flush_ms:g}ms")
+        if buffered:
+            line += (f"; with --events-flush-ms {args.flush_ms:g}: {buffered[c] / bare_r:.2f}x the bare handler "
+                     f"(target >= 0.8x)")
         print(line)
         line = (f"c={c}: CPU per request, fake sendgrid / bare aiohttp = "
                 f"{us['fake sendgrid'][c] / us['bare aiohttp 202'][c]:.2f}x")
+        if buffered:
+            line += (f" ({us[f'fake sendgrid {args.flush_ms:g}ms'][c] / us['bare aiohttp 202'][c]:.2f}x "
+                     "with buffered events)")
         if scaled:
             name = f"fake sendgrid x{args.processes}"
             line += (f"; x{args.processes} used {pct[name][c]:.0f}% of a core against {pct['fake sendgrid'][c]:.0f}% "
