@@ -153,3 +153,35 @@ def test_kill_9_loses_nothing_a_client_saw(tmp_path: Path):
     dot = [(e.corr, e["code"]) for e in evs if e.kind == "mta.reply.sent" and e["verb"] == "DOT"]
     assert dot == [("u1", 250)]
     assert [(e.corr, e["ack"]) for e in evs if e.kind == "mta.message.accepted"] == [("u1", "sent")]
+
+
+def test_events_flush_ms_keeps_every_event_through_a_clean_stop(tmp_path: Path):
+    """--events-flush-ms: a vendor's events wait in memory (10 s here, longer than the test) and SIGTERM writes
+    them all, in order; a value out of range is a usage error."""
+    events = tmp_path / "events"
+    fleet = tmp_path / "fleet.json"
+    fleet.write_text(json.dumps({"vendors": [{"name": "sg", "api": "sendgrid", "port": 0}]}))
+    run = Running("--config", str(fleet), "--events", str(events), "--events-flush-ms", "10000")
+    url = next(line.split()[-1] for line in run.lines if line.startswith("maildrill mta: sg http"))
+    body = json.dumps({"personalizations": [{"to": [{"email": "u000001@users.drill.test"}]}],
+                       "from": {"email": "app@app.drill.test"}, "subject": "s",
+                       "content": [{"type": "text/plain", "value": "x"}]}).encode()
+    ids = []
+    for i in (1, 2):
+        req = urllib.request.Request(f"{url}/v3/mail/send", data=body.replace(b"u000001", f"u00000{i}".encode()),
+                                     headers={"Content-Type": "application/json", "Authorization": "Bearer SG.k"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 202
+            ids.append(resp.headers["X-Message-Id"])
+    assert run.stop() == (0, "maildrill mta: stopped\n", "")
+    evs = EventStore(events).read()
+    assert evs.problems == []
+    assert [(e.corr, e["message_id"], e["ack"]) for e in evs.events if e.kind == "mta.message.accepted"] == [
+        ("u000001", ids[0], "sent"), ("u000002", ids[1], "sent")]
+    assert [(e.corr, e["http_status"]) for e in evs.events if e.kind == "mta.reply.sent"] == [
+        ("u000001", 202), ("u000002", 202)]
+    assert evs.events[-1].kind == "mta.listener.closed"
+    done = subprocess.run([sys.executable, "-m", "maildrill", "mta", "--config", str(fleet), "--events-flush-ms",
+                           "-5"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2, "", "maildrill mta: --events-flush-ms -5: must be between 0 and 10000\n")
