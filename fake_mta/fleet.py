@@ -68,6 +68,20 @@ class Fleet:
         """The FakeMTA or FakeVendor named `name`."""
         return self.members[name]
 
+    def webhook_material(self) -> dict[str, dict[str, str]]:
+        """Per vendor with webhooks, the signing secrets and keys its sibling processes (`maildrill mta
+        --processes N`) must share, so that every process signs as the key the SUT was given."""
+        return {name: v.webhooks.shared() for name, v in self.vendors.items() if v.webhooks is not None}
+
+    def adopt_webhook_material(self, material: dict[str, dict[str, str]]) -> None:
+        """Sign with the first process's material (`webhook_material`); call before `start`."""
+        for name, shared in material.items():
+            vendor = self.vendors.get(name)
+            if vendor is None or vendor.webhooks is None:
+                raise ValueError(f"webhook material for {name!r}, which is not a vendor with webhooks here")
+            if shared:
+                vendor.webhooks.adopt(shared)
+
     async def start(self) -> None:
         try:
             for member in self.members.values():

@@ -28,7 +28,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import ClientConnectionResetError, web
+from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 from aiohttp.web_protocol import RequestHandler
 from maildrill.fake_mta.behaviors import Behavior, Context, Throttle, build
@@ -143,6 +143,9 @@ class Wire:
     max_body = 10 * 1024 * 1024
     max_rcpts = 50
     idempotent = False  # honours Idempotency-Key (Resend)
+    # endpoints answered message by message: a refused recipient fails its own message of the batch, in the
+    # batch's 200 (Postmark's /email/batch); elsewhere a refusal fails the whole request
+    per_message: frozenset[str] = frozenset()
     endpoints: dict[tuple[str, str], str] = {}  # (method, path regex) -> endpoint name
 
     def __init__(self, vendor_name: str, rng: random.Random) -> None:
@@ -175,6 +178,12 @@ class Wire:
         raise NotImplementedError
 
     def success(self, endpoint: str, mail: Mail, ids: list[str]) -> Answer:
+        raise NotImplementedError
+
+    def batch(self, endpoint: str, mail: Mail, ids: list[str | None], refused: list[tuple[str, str, str] | None],
+              ) -> Answer:
+        """The answer of a `per_message` endpoint: message i accepted as ids[i], or refused[i] = (reason, rcpt,
+        behaviour)."""
         raise NotImplementedError
 
     def message_id(self, n: int) -> str:
@@ -326,7 +335,7 @@ class _Prebuilt:
         protocol = request.protocol
         transport = protocol.transport
         if transport is None or transport.is_closing():
-            raise ClientConnectionResetError("Cannot write to closing transport")
+            raise ConnectionResetError("Cannot write to closing transport")  # as aiohttp's writer (its subclass)
         transport.write(self._data)
         if protocol.writing_paused:
             await request.writer.drain()
@@ -589,10 +598,17 @@ class FakeVendor:
                       api_key: str | None, idem: str | None) -> web.StreamResponse:
         wire = self.wire
         rcpts = mail.rcpts
+        per_message = endpoint in wire.per_message
         if self.runtime:
-            delay, decider, outcome, detail, limit, daily_passed = self._behave(c, mail, rcpts, api_key)
+            delay, decider, outcome, detail, limit, daily_passed = self._behave(c, mail, rcpts, api_key,
+                                                                                per_message=per_message)
         else:  # no behaviours: accept
             delay, decider, outcome, detail, limit, daily_passed = 0.0, "default", "accept", None, None, ()
+        if per_message and outcome in ("accept", "blackhole", "lose_response") and self.runtime:
+            refused = self._refusals(c, mail, api_key)
+            if any(refused):
+                return await self._per_message(c, request, endpoint, body, mail, api_key, idem, decider, outcome,
+                                               delay, limit, daily_passed, refused)
 
         if outcome in ("hang", "reset") or delay:
             held = self._received(c, endpoint, mail, decider)  # the attempt, before the vendor waits or drops it
@@ -653,7 +669,14 @@ class FakeVendor:
             answer = wire.error(429, "throttle", "daily message quota exceeded" if limit.daily
                                 else "too many requests", limit=limit)
         elif outcome == "reject":
-            answer = wire.error(422, f"reject_{detail}", f"recipient refused ({detail})", rcpt=rcpts[0])
+            refused_rcpt = self._refused_rcpt(decider, rcpts, mail.sender)
+            answer = wire.error(422, f"reject_{detail}", f"recipient refused ({detail})", rcpt=refused_rcpt)
+            if delay:
+                await asyncio.sleep(delay)
+                if c.by is not None:
+                    return web.Response(status=204)
+            wire.rate_headers(limit, answer)
+            return self._reply(c, request, answer, mail, api_key, idem, decider, rcpt=refused_rcpt)
         else:  # tempfail
             answer = wire.error(500 if detail == 451 else 503, "tempfail", "temporary failure, try again later")
         if delay:
@@ -663,9 +686,10 @@ class FakeVendor:
         wire.rate_headers(limit, answer)
         return self._reply(c, request, answer, mail, api_key, idem, decider)
 
-    def _behave(self, c: _Conn, mail: Mail, rcpts: list[str], api_key: str | None,
+    def _behave(self, c: _Conn, mail: Mail, rcpts: list[str], api_key: str | None, *, per_message: bool = False,
                 ) -> tuple[float, str, str, Any, Limit | None, list[int] | tuple[int, ...]]:
-        """Ask the behaviours, in order: (tarpit delay, decider, outcome, detail, rate limit, daily quotas passed)."""
+        """Ask the behaviours, in order: (tarpit delay, decider, outcome, detail, rate limit, daily quotas passed).
+        `per_message`: `reject` is not asked here but message by message (`_refusals`)."""
         ctx = Context(Verb.DOT, self.clock.now(), c.ip, c.conn, mail.sender, rcpts[0] if rcpts else None, rcpts,
                       api_key)
         delay = 0.0
@@ -675,6 +699,8 @@ class FakeVendor:
         limit: Limit | None = None
         daily_passed: list[int] = []
         for i, b in enumerate(self.runtime):
+            if per_message and b.kind == "reject":
+                continue
             if not b.fires(ctx, self.rng):
                 continue
             kind = b.kind
@@ -724,6 +750,78 @@ class FakeVendor:
         if limit is None:
             limit = self._limit(None, api_key, c)
         return delay, decider, outcome, detail, limit, daily_passed
+
+    def _refused_rcpt(self, decider: str, rcpts: list[str], sender: str | None) -> str | None:
+        """The recipient a `reject` refused: the first its `match_rcpt` matches (else the first recipient)."""
+        for b in self.runtime:
+            if b.label == decider:
+                for rcpt in rcpts:
+                    if b.matches(Context(Verb.RCPT, 0.0, "", 0, sender, rcpt=rcpt)):
+                        return rcpt
+                break
+        return rcpts[0] if rcpts else None
+
+    def _refusals(self, c: _Conn, mail: Mail, api_key: str | None) -> list[tuple[str, str, str] | None]:
+        """Per message of a batch: (reason, recipient, behaviour) when a `reject` refuses it, else None. The
+        behaviours before the first reject that could decide for a message (accept) are asked as in `_behave`."""
+        out: list[tuple[str, str, str] | None] = []
+        now = self.clock.now()
+        for msg in mail.messages:
+            ctx = Context(Verb.DOT, now, c.ip, c.conn, msg.sender, msg.rcpts[0] if msg.rcpts else None, msg.rcpts,
+                          api_key)
+            verdict: tuple[str, str, str] | None = None
+            for b in self.runtime:
+                if b.kind == "accept" and b.fires(ctx, self.rng):
+                    break
+                if b.kind == "reject" and b.fires(ctx, self.rng):
+                    assert isinstance(b.spec, RejectSpec)
+                    verdict = (b.spec.reason, self._refused_rcpt(b.label, msg.rcpts, msg.sender) or "", b.label)
+                    break
+            out.append(verdict)
+        return out
+
+    async def _per_message(self, c: _Conn, request: web.BaseRequest, endpoint: str, body: bytes, mail: Mail,
+                           api_key: str | None, idem: str | None, decider: str, outcome: str, delay: float,
+                           limit: Limit | None, daily_passed: Sequence[int],
+                           refused: list[tuple[str, str, str] | None]) -> web.StreamResponse:
+        """A batch some of whose messages a `reject` refused: the others are stored (or discarded / their
+        response lost, as `outcome` says) and the batch is answered 200 with one result per message. Events: the
+        acceptances, then one mta.reply.sent per refused message (its recipient's corr, the refusal's code) and
+        the batch's own reply."""
+        wire = self.wire
+        kept = Mail([m for m, r in zip(mail.messages, refused, strict=True) if r is None], mail.size)
+        kept_ids = [wire.message_id(i) for i in range(len(kept.messages))]
+        pending: list[tuple[str, str | None, dict[str, Any]]] = []
+        if kept.messages:
+            kind = "discarded" if outcome == "blackhole" else "accepted"
+            pending = self._store(c, kept, kept_ids, kind, "lost" if outcome == "lose_response" else "sent", decider)
+        it = iter(kept_ids)
+        ids = [None if r is not None else next(it) for r in refused]
+        for m, r in zip(mail.messages, refused, strict=True):
+            if r is None:
+                continue
+            reason, rcpt, label = r
+            one = wire.error(422, f"reject_{reason}", f"recipient refused ({reason})", rcpt=rcpt)
+            pending.append(self._reply_event(c, request, one, Mail([m]), api_key, idem, label, rcpt=rcpt,
+                                             http_status=200))
+        for i in daily_passed:
+            self._daily[i][1] += len(kept.rcpts)
+        answer = wire.batch(endpoint, mail, ids, refused)
+        if idem is not None:
+            self._idempotency[idem] = (self.clock.now(), body, answer)
+        if outcome == "lose_response":
+            self._flush(pending)
+            self._close(c, f"{decider}: message stored, connection closed before the response")
+            return web.Response(status=204)
+        if delay:
+            self._flush(pending)
+            pending = []
+            await asyncio.sleep(delay)
+            if c.by is not None or c.handler.transport is None or c.handler.transport.is_closing():
+                return web.Response(status=204)
+        wire.rate_headers(limit, answer)
+        # the batch's own reply: about its first accepted message (no recipient when none was)
+        return self._reply(c, request, answer, kept, api_key, idem, decider, pending=pending)
 
     def _replayed(self, idem: str, body: bytes) -> Answer | None:
         hit = self._idempotency.get(idem)
@@ -802,23 +900,40 @@ class FakeVendor:
                 self.recorder.record(kind, corr, **data)
 
     def _reply(self, c: _Conn, request: web.BaseRequest, answer: Answer, mail: Mail | None, api_key: str | None,
-               idem: str | None, decider: str, *, replayed: bool = False,
+               idem: str | None, decider: str, *, replayed: bool = False, rcpt: str | None = None,
                pending: list[tuple[str, str | None, dict[str, Any]]] | None = None) -> web.StreamResponse:
+        """Record the reply's mta.reply.sent (after `pending`, the request's acceptances) and answer. `rcpt`: the
+        recipient the reply is about (a refusal's), else the request's first."""
+        item = self._reply_event(c, request, answer, mail, api_key, idem, decider, replayed=replayed, rcpt=rcpt,
+                                 pending=pending)
+        self.counts[_HTTP_COUNT.get(answer.status) or f"http_{answer.status}"] += 1
+        if pending:
+            pending.append(item)
+            self._flush(pending)
+        else:
+            self._flush([item])
+        return _response(request, answer)
+
+    def _reply_event(self, c: _Conn, request: web.BaseRequest, answer: Answer, mail: Mail | None,
+                     api_key: str | None, idem: str | None, decider: str, *, replayed: bool = False,
+                     rcpt: str | None = None, http_status: int | None = None,
+                     pending: list[tuple[str, str | None, dict[str, Any]]] | None = None,
+                     ) -> tuple[str, str | None, dict[str, Any]]:
         if mail is not None:
             rcpts = mail.rcpts
-            rcpt = rcpts[0] if rcpts else None
+            if rcpt is None:
+                rcpt = rcpts[0] if rcpts else None
             sender = mail.sender
         else:
             rcpts, rcpt, sender = _NO_RCPTS, None, None
         code = answer.code
-        status = answer.status
         self.replies_by_code[code] += 1
-        self.counts[_HTTP_COUNT.get(status) or f"http_{status}"] += 1
         data: dict[str, Any] = {
             "conn": c.conn, "txn": c.txn, "verb": "API", "code": code, "enhanced": ENHANCED.get(code),
             "text": answer.text, "behavior": decider, "closes": False,
             "mail_from": sender, "rcpt": rcpt, "rcpt_count": len(rcpts),
-            "api": self.api, "method": request.method, "path": request.path, "http_status": status,
+            "api": self.api, "method": request.method, "path": request.path,
+            "http_status": answer.status if http_status is None else http_status,
             "error_code": answer.error_code, "api_key": api_key, "idempotency_key": idem,
         }
         if replayed:
@@ -829,13 +944,7 @@ class FakeVendor:
             corr = pending[0][1]
         else:
             corr = self.corr_of(rcpt)
-        item = ("mta.reply.sent", corr, data)
-        if pending:
-            pending.append(item)
-            self._flush(pending)
-        else:
-            self._flush([item])
-        return _response(request, answer)
+        return ("mta.reply.sent", corr, data)
 
     # --- lookups ---------------------------------------------------------------------------------
     def lookup_message(self, message_id: str) -> dict[str, Any] | None:

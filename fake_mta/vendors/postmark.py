@@ -9,6 +9,7 @@ JSON, 406 inactive (suppressed) recipient, 409 JSON required; 401 (ErrorCode 10)
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from aiohttp import web
@@ -49,6 +50,7 @@ class Postmark(Wire):
     max_body = 10 * 1024 * 1024
     max_rcpts = 50
     endpoints = {("POST", "/email"): "send", ("POST", "/email/batch"): "batch"}
+    per_message = frozenset({"batch"})  # an inactive recipient fails its own message; the batch answers 200
 
     def api_key(self, request: web.BaseRequest) -> str | None:
         return request.headers.get("X-Postmark-Server-Token") or None
@@ -97,6 +99,21 @@ class Postmark(Wire):
                    for m, i in zip(mail.messages, ids, strict=True)]
         return Answer(200, dumps(results if endpoint == "batch" else results[0]), "application/json", {},
                       CODE_ACCEPTED, None, "OK")
+
+    def batch(self, endpoint: str, mail: Mail, ids: list[str | None], refused: list[tuple[str, str, str] | None],
+              ) -> Answer:
+        now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+        results: list[dict[str, Any]] = []
+        for m, i, r in zip(mail.messages, ids, refused, strict=True):
+            if r is None:
+                results.append({"To": ", ".join(m.rcpts), "SubmittedAt": now, "MessageID": i, "ErrorCode": 0,
+                                "Message": "OK"})
+            else:  # as Postmark words a refused message of a batch: its error, no id
+                err = json.loads(self.error(422, f"reject_{r[0]}", "recipient refused", rcpt=r[1]).body)
+                results.append({"ErrorCode": err["ErrorCode"], "Message": err["Message"]})
+        accepted = sum(1 for r in refused if r is None)
+        return Answer(200, dumps(results), "application/json", {}, CODE_ACCEPTED if accepted else CODE_REJECTED,
+                      None, f"OK: {accepted} of {len(results)} messages accepted")
 
     def error(self, status: int, kind: str, message: str, *, limit: Limit | None = None, rcpt: str | None = None,
               allow: str | None = None) -> Answer:

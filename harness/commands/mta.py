@@ -44,6 +44,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the behaviours' probability draws")
     # used by --processes for the extra worker processes
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    # a worker's copy of the first process's webhook signing material (JSON file; see Fleet.webhook_material)
+    parser.add_argument("--webhook-material", help=argparse.SUPPRESS)
 
 
 def _fleet_spec(args: argparse.Namespace) -> Any:
@@ -123,6 +125,11 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--processes {args.processes}: must be >= 1")
     if not 0 <= args.events_flush_ms <= 10_000:
         raise UsageError(f"--events-flush-ms {args.events_flush_ms:g}: must be between 0 and 10000")
+    visits = [f"vendors[{i}].webhooks.confirm = 'visit'" for i, v in enumerate(spec.vendors)
+              if v.webhooks is not None and v.webhooks.enabled and v.webhooks.confirm == "visit"]
+    if args.processes > 1 and visits:  # the SUT's visit reaches one process; the others would hold forever
+        raise UsageError(f"{'; '.join(visits)}: with --processes {args.processes} the SUT's visit to the "
+                         "SubscribeURL reaches only one of the processes; use confirm: answer, or one process")
     from maildrill.harness import aio  # uvloop when installed: about 2x the fake MTAs' and vendors' throughput
 
     return aio.run(_run(spec, args))
@@ -149,6 +156,8 @@ async def _run(spec: Any, args: argparse.Namespace) -> int:
     recorder = writer if writer is not None else NullRecorder()
     fleet = Fleet(spec, recorder=recorder, clock=clock, seed=args.seed, allow_remote=args.allow_remote,
                   reuse_port=multi)
+    if args.webhook_material:  # sign webhooks with the first process's keys, which the SUT was given
+        fleet.adopt_webhook_material(json.loads(Path(args.webhook_material).read_text()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -161,7 +170,7 @@ async def _run(spec: Any, args: argparse.Namespace) -> int:
                 raise
             raise InfrastructureError(str(exc.strerror)) from None  # names the MTA, address and the fix
         if args.processes > 1:
-            workers, fleet.peers = _start_workers(spec, args, fleet.control_token)
+            workers, fleet.peers = _start_workers(spec, args, fleet.control_token, fleet.webhook_material())
         for s in held:
             s.close()
         _print_ready(fleet, args, workers)
@@ -183,16 +192,21 @@ async def _run(spec: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_workers(spec: Any, args: argparse.Namespace,
-                   token: str | None) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+def _start_workers(spec: Any, args: argparse.Namespace, token: str | None,
+                   material: dict[str, dict[str, str]]) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
     if token is not None:  # workers require the same token as this process's control API
         spec = spec.model_copy(update={"control": spec.control.model_copy(update={"token": token})})
-    fd, path = tempfile.mkstemp(prefix="maildrill-fleet-", suffix=".json")
+    fd, path = tempfile.mkstemp(prefix="maildrill-fleet-", suffix=".json")  # mode 0600: it may hold a token
     with os.fdopen(fd, "w") as f:
         json.dump(spec.model_dump(mode="json"), f)
+    fd, material_path = tempfile.mkstemp(prefix="maildrill-webhook-keys-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(material, f)
     workers = []
     for i in range(1, args.processes):
-        cmd = [sys.executable, "-m", "maildrill", "mta", "--config", path, "--worker", "--seed", str(args.seed + i)]
+        # its own seed (its own ids and draws), the first process's webhook signing keys
+        cmd = [sys.executable, "-m", "maildrill", "mta", "--config", path, "--worker", "--seed", str(args.seed + i),
+               "--webhook-material", material_path]
         if args.events:
             cmd += ["--events", args.events, "--events-flush-ms", repr(args.events_flush_ms)]
         if args.allow_remote:
@@ -217,6 +231,7 @@ def _start_workers(spec: Any, args: argparse.Namespace,
         raise
     finally:
         os.unlink(path)
+        os.unlink(material_path)
     return workers, peers
 
 

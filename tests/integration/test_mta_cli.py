@@ -140,6 +140,109 @@ def test_processes_share_the_port_and_write_one_events_file_each(tmp_path: Path)
     assert len(per_file) == 2 and min(per_file) > 0 and sum(per_file) == 60
 
 
+def test_processes_sign_webhooks_with_the_one_key_printed(tmp_path: Path):
+    """With --processes 2 each process draws its own ids, but every webhook is signed with the key the first
+    process printed (Mailgun's signing key, Resend's whsec_ secret) or the one SNS certificate (SES), whichever
+    process accepted the message: 30 sends per vendor on new connections land on both processes."""
+    import base64
+    import hashlib
+    import hmac
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import requests
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from maildrill.fake_mta.vendors.webhooks.ses import string_to_sign
+    from svix.webhooks import Webhook
+
+    hits: list[tuple[str, dict[str, str], bytes]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            hits.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    rx = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=rx.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{rx.server_address[1]}"
+    fast = "{distribution: fixed, value_s: 0.01}"
+    cfg = tmp_path / "fleet.yaml"
+    cfg.write_text("".join(f"  - {{name: {n}, api: {n}, port: 0, webhooks: {{url: '{hook}/{n}', events: [delivered], "
+                           f"lag_s: {fast}}}}}\n" for n in ("mailgun", "resend", "ses")).join(["vendors:\n", ""]))
+    events = tmp_path / "events"
+    run = Running("--config", str(cfg), "--processes", "2", "--events", str(events))
+    try:
+        base = {m.group(1): m.group(2) for m in (re.match(r"maildrill mta: (\S+) (http://\S+)$", line)
+                                                  for line in run.lines) if m}
+        keys = {m.group(1): m.group(2) for m in (re.match(r"maildrill mta: (\S+) webhooks \S+ verification key "
+                                                          r"(\S+)$", line) for line in run.lines) if m}
+        assert sorted(keys) == ["mailgun", "resend"]  # SES: a certificate, fetched from SigningCertURL
+        n = 30
+        for i in range(n):  # requests.post: a new connection each, spread by the kernel over both processes
+            assert requests.post(f"{base['mailgun']}/v3/mg.drill.test/messages", auth=("api", "k"), timeout=30,
+                                 data={"from": "a@app.drill.test", "to": f"m{i}@users.drill.test", "subject": "s",
+                                       "text": "x"}).status_code == 200
+            assert requests.post(f"{base['resend']}/emails", headers={"Authorization": "Bearer re_k"}, timeout=30,
+                                 json={"from": "a@app.drill.test", "to": [f"r{i}@users.drill.test"], "subject": "s",
+                                       "text": "x"}).status_code == 200
+            assert requests.post(f"{base['ses']}/v2/email/outbound-emails", timeout=30, json={
+                "FromEmailAddress": "a@app.drill.test", "Destination": {"ToAddresses": [f"s{i}@users.drill.test"]},
+                "Content": {"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "x"}}}}},
+                headers={"Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/ses/aws4_request"},
+            ).status_code == 200
+        deadline = time.monotonic() + 60
+        notes = lambda: [h for h in hits if h[0] != "/ses" or json.loads(h[2])["Type"] == "Notification"]  # noqa: E731
+        while len(notes()) < 3 * n:
+            assert time.monotonic() < deadline, f"{len(notes())} of {3 * n} webhooks after 60 s"
+            time.sleep(0.05)
+        ses = [json.loads(h[2]) for h in hits if h[0] == "/ses"]
+        certs = {requests.get(env["SigningCertURL"], timeout=30).content for env in ses}
+    finally:
+        code, _, err = run.stop()
+        rx.shutdown()
+        rx.server_close()
+    assert (code, err) == (0, "")
+    for path, headers, body in hits:
+        if path == "/mailgun":
+            sig = json.loads(body)["signature"]
+            want = hmac.new(keys["mailgun"].encode(), (sig["timestamp"] + sig["token"]).encode(), hashlib.sha256)
+            assert hmac.compare_digest(want.hexdigest(), sig["signature"])
+        elif path == "/resend":
+            Webhook(keys["resend"]).verify(body, headers)  # raises WebhookVerificationError
+    assert len(certs) == 1  # the same certificate, whichever process answered
+    cert = x509.load_pem_x509_certificate(certs.pop())
+    for env in ses:  # the notifications, and each process's SubscriptionConfirmation
+        cert.public_key().verify(base64.b64decode(env["Signature"]), string_to_sign(env), padding.PKCS1v15(),
+                                 hashes.SHA256())
+    assert {(env["Type"], env.get("Token")) for env in ses if env["Type"] != "Notification"} == {
+        ("SubscriptionConfirmation", next(env["Token"] for env in ses if "Token" in env))}
+    evs = EventStore(events).read()
+    assert len(evs.files) == 2 and evs.problems == []
+    per_file = [sum(e.kind == "mta.message.accepted" for e in EventStore(events).read([f]).events)
+                for f in EventStore(events).files()]
+    assert min(per_file) > 0 and sum(per_file) == 3 * n  # both processes accepted (and signed) some
+
+
+def test_processes_refuse_an_ses_subscription_confirmed_by_a_visit(tmp_path: Path):
+    cfg = tmp_path / "fleet.yaml"
+    cfg.write_text("vendors:\n  - {name: ses, api: ses, port: 0, webhooks: {url: 'http://127.0.0.1:9/h', "
+                   "confirm: visit}}\n")
+    done = subprocess.run([sys.executable, "-m", "maildrill", "mta", "--config", str(cfg), "--processes", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("maildrill mta: vendors[0].webhooks.confirm = 'visit': with --processes 2 the SUT's "
+                           "visit to the SubscribeURL reaches only one of the processes; use confirm: answer, or "
+                           "one process\n")
+
+
 def test_kill_9_loses_nothing_a_client_saw(tmp_path: Path):
     events = tmp_path / "events"
     run = Running("--port", "0", "--events", str(events))

@@ -9,11 +9,16 @@ import resend
 from maildrill.fake_mta.config import FleetSpec, VendorSpec
 from maildrill.fake_mta.testing import FleetThread, api_events, reply_event
 from maildrill.harness.analysis.core import analyze
+from maildrill.harness.analysis.join import join, origin_of
 from maildrill.harness.events import Event
 from mailgun.client import Client
 from mailgun.handlers.error_handler import ApiError
 from postmarker.core import PostmarkClient
 from postmarker.exceptions import ClientError
+
+
+def pick(d: dict, *keys: str) -> dict:
+    return {k: d[k] for k in keys}
 
 
 def vendor(api: str, *behaviors: dict) -> FleetThread:
@@ -55,6 +60,54 @@ def test_postmark_success_throttle_and_inactive_recipient():
                     rcpt="u2@users.drill.test", text="Rate limit exceeded.", behavior="throttle", error_code="429"),
     ]
     assert [e["message_id"] for e in evs if e["kind"] == "mta.message.accepted"] == [ok["MessageID"]]
+
+
+def test_postmark_batch_answers_per_message_an_inactive_recipient_fails_only_its_own_message():
+    """As Postmark: the batch is answered 200 with one result per message; a message with an inactive recipient
+    (the one `match_rcpt` names, even when it is not the first) gets ErrorCode 406 and no id, the others are
+    stored. The events name each refused message by the recipient refused; the analysis sees exactly u1 and u4
+    delivered and the two refused recipients bounced."""
+    with vendor("postmark", {"kind": "reject", "reason": "policy", "match_rcpt": "^bad"}) as fleet:
+        client = PostmarkClient(server_token="pm-token", root_api_url=fleet["v"].base_url)
+        mails = [{"From": "app@app.drill.test", "To": to, "Subject": "Your code", "TextBody": "123456"}
+                 for to in ("u1@users.drill.test", "bad1@users.drill.test",
+                            "u2@users.drill.test, bad2@users.drill.test", "u4@users.drill.test")]
+        results = client.emails.send_batch(*mails)
+        with pytest.raises(ClientError) as single:  # one message, its second recipient inactive: refused whole
+            client.emails.send(From="app@app.drill.test", To="u5@users.drill.test, bad5@users.drill.test",
+                               Subject="Your code", TextBody="123456")
+        evs = api_events(fleet, "v")
+        everything = fleet.events()
+
+    def inactive(addr: str) -> str:
+        return (f"You tried to send to recipient(s) that have been marked as inactive. Found inactive addresses: "
+                f"{addr}. Inactive recipients are ones that have generated a hard bounce, a spam complaint, or a "
+                "manual suppression.")
+
+    assert [(r["ErrorCode"], r["Message"], r.get("To"), "MessageID" in r) for r in results] == [
+        (0, "OK", "u1@users.drill.test", True), (406, inactive("bad1@users.drill.test"), None, False),
+        (406, inactive("bad2@users.drill.test"), None, False), (0, "OK", "u4@users.drill.test", True)]
+    assert single.value.error_code == 406 and str(single.value) == f"[406] {inactive('bad5@users.drill.test')}"
+    accepted = [e for e in evs if e["kind"] == "mta.message.accepted"]
+    assert [(e["corr"], e["message_id"]) for e in accepted] == [("u1", results[0]["MessageID"]),
+                                                               ("u4", results[3]["MessageID"])]
+    batch = dict(api="postmark", path="/email/batch", api_key="pm-token", behavior="reject")
+    assert [e for e in evs if e["kind"] == "mta.reply.sent"] == [
+        reply_event("bad1", 1, 1, 550, 200, **batch, rcpt="bad1@users.drill.test", text=inactive(
+            "bad1@users.drill.test"), error_code="406"),
+        reply_event("bad2", 1, 1, 550, 200, **batch, rcpt="bad2@users.drill.test", rcpt_count=2, text=inactive(
+            "bad2@users.drill.test"), error_code="406"),
+        reply_event("u1", 1, 1, 250, 200, **{**batch, "behavior": "default"}, rcpt="u1@users.drill.test",
+                    rcpt_count=2, text="OK: 2 of 4 messages accepted"),
+        reply_event("bad5", 1, 2, 550, 422, api="postmark", path="/email", api_key="pm-token", behavior="reject",
+                    rcpt="bad5@users.drill.test", rcpt_count=2, text=inactive("bad5@users.drill.test"),
+                    error_code="406"),
+    ]
+    run = [Event.from_dict(e) for e in everything]
+    j = join(run, origin_of(run, {}))
+    assert {c: (len(m.acceptances), m.first_5xx is not None) for c, m in j.messages.items()} == {
+        "u1": (1, False), "u4": (1, False), "bad1": (0, True), "bad2": (0, True), "bad5": (0, True)}
+    assert pick(analyze(run).metrics, "delivered", "attempts_total") == {"delivered": 2, "attempts_total": 2}
 
 
 def test_postmark_lose_response_is_one_lost_acceptance_postmarker_does_not_retry():

@@ -68,6 +68,13 @@ class WebhookDispatcher:
     def verification_key(self) -> str | None:
         return self.format.verification_key
 
+    def shared(self) -> dict[str, str]:
+        """The signing material sibling processes must use too (`Format.shared`)."""
+        return self.format.shared()
+
+    def adopt(self, shared: dict[str, str]) -> None:
+        self.format.adopt(shared)
+
     def resolve_url(self) -> str:
         url = self.spec.url
         if url.startswith("/"):

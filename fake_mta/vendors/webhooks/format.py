@@ -63,6 +63,14 @@ class Format:
         """What the SUT needs to verify signatures (a public key, a signing key, a whsec_ secret), or None."""
         return None
 
+    def shared(self) -> dict[str, str]:
+        """What sibling processes serving this vendor (`maildrill mta --processes N`) must use too: the signing
+        secrets and keys the SUT verifies with (each process draws its own ids, never these)."""
+        return {}
+
+    def adopt(self, shared: dict[str, str]) -> None:
+        """Use the first process's `shared()` in place of this process's own draws."""
+
     def event_id(self, event: str) -> str:
         return f"{self.ids.getrandbits(128):032x}"
 

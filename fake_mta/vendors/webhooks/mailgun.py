@@ -30,6 +30,12 @@ class MailgunEvents(Format):
     def verification_key(self) -> str | None:
         return self.signing_key
 
+    def shared(self) -> dict[str, str]:
+        return {"signing_key": self.signing_key}
+
+    def adopt(self, shared: dict[str, str]) -> None:
+        self.signing_key = shared["signing_key"]
+
     def event_id(self, event: str) -> str:
         return self.ids.getrandbits(132).to_bytes(17, "big").hex()[:22]
 

@@ -40,6 +40,13 @@ class ResendEvents(Format):
     def verification_key(self) -> str | None:
         return self.secret
 
+    def shared(self) -> dict[str, str]:
+        return {"secret": self.secret}
+
+    def adopt(self, shared: dict[str, str]) -> None:
+        self.secret = shared["secret"]
+        self._key = base64.b64decode(self.secret.removeprefix("whsec_"))
+
     def event_id(self, event: str) -> str:
         return "msg_" + "".join(self.ids.choice(_KSUID) for _ in range(27))
 

@@ -65,6 +65,24 @@ class SESEvents(Format):
     def verification_key(self) -> str | None:
         return self.cert_pem.decode()
 
+    def shared(self) -> dict[str, str]:
+        from cryptography.hazmat.primitives import serialization
+
+        key = self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+        return {"key_pem": key.decode(), "cert_pem": self.cert_pem.decode(),
+                "subscription_arn": self.subscription_arn, "token": self.token}
+
+    def adopt(self, shared: dict[str, str]) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+        key = serialization.load_pem_private_key(shared["key_pem"].encode(), password=None)
+        if not isinstance(key, RSAPrivateKey):
+            raise ValueError(f"vendor {self.vendor_name!r}: the shared SNS signing key is not an RSA key")
+        self._key, self.cert_pem = key, shared["cert_pem"].encode()
+        self.subscription_arn, self.token = shared["subscription_arn"], shared["token"]
+
     def _sign(self, env: dict[str, str]) -> dict[str, str]:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding
