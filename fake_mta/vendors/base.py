@@ -180,10 +180,9 @@ class Wire:
     def success(self, endpoint: str, mail: Mail, ids: list[str]) -> Answer:
         raise NotImplementedError
 
-    def batch(self, endpoint: str, mail: Mail, ids: list[str | None], refused: list[tuple[str, str, str] | None],
-              ) -> Answer:
-        """The answer of a `per_message` endpoint: message i accepted as ids[i], or refused[i] = (reason, rcpt,
-        behaviour)."""
+    def batch(self, endpoint: str, mail: Mail, ids: list[str | None], refusals: list[Answer | None]) -> Answer:
+        """The answer of a `per_message` endpoint some of whose messages were refused: message i accepted as ids[i],
+        or refused with refusals[i] (the vendor's `error` for it)."""
         raise NotImplementedError
 
     def message_id(self, n: int) -> str:
@@ -604,11 +603,6 @@ class FakeVendor:
                                                                                 per_message=per_message)
         else:  # no behaviours: accept
             delay, decider, outcome, detail, limit, daily_passed = 0.0, "default", "accept", None, None, ()
-        if per_message and outcome in ("accept", "blackhole", "lose_response") and self.runtime:
-            refused = self._refusals(c, mail, api_key)
-            if any(refused):
-                return await self._per_message(c, request, endpoint, body, mail, api_key, idem, decider, outcome,
-                                               delay, limit, daily_passed, refused)
 
         if outcome in ("hang", "reset") or delay:
             held = self._received(c, endpoint, mail, decider)  # the attempt, before the vendor waits or drops it
@@ -639,12 +633,25 @@ class FakeVendor:
                     self._flush(held)
                     await asyncio.sleep(delay)
                 return self._reply(c, request, replay, mail, api_key, idem, "idempotency", replayed=True)
-            ids = [wire.message_id(i) for i in range(len(mail.messages))]
+            # a per-message endpoint (Postmark's batch): a `reject` refuses single messages, the rest is stored
+            refused = self._refusals(c, request, mail, api_key, idem) if per_message and self.runtime else None
+            stored = mail
+            if refused is not None and any(refused):
+                stored = Mail([m for m, r in zip(mail.messages, refused, strict=True) if r is None], mail.size)
+                rcpts = stored.rcpts
+            ids = [wire.message_id(i) for i in range(len(stored.messages))]
             kind = "discarded" if outcome == "blackhole" else "accepted"
-            pending = self._store(c, mail, ids, kind, "lost" if outcome == "lose_response" else "sent", decider)
+            pending = self._store(c, stored, ids, kind, "lost" if outcome == "lose_response" else "sent", decider)
             for i in daily_passed:
                 self._daily[i][1] += len(rcpts)
-            answer = wire.success(endpoint, mail, ids)
+            if stored is mail:
+                answer = wire.success(endpoint, mail, ids)
+            else:
+                assert refused is not None
+                pending += [event for _, event in filter(None, refused)]  # each refused message's own reply
+                it = iter(ids)
+                answer = wire.batch(endpoint, mail, [None if r else next(it) for r in refused],
+                                    [r[0] if r else None for r in refused])
             if idem is not None:
                 self._idempotency[idem] = (self.clock.now(), body, answer)
             if outcome == "lose_response" or delay:
@@ -663,20 +670,16 @@ class FakeVendor:
                         self.counts["acks_lost"] += len(rcpts)
                     return web.Response(status=204)
             wire.rate_headers(limit, answer)
-            return self._reply(c, request, answer, mail, api_key, idem, decider, pending=pending)
+            # about the first stored message (no recipient when a batch's messages were all refused)
+            return self._reply(c, request, answer, stored, api_key, idem, decider, pending=pending)
+        reply_rcpt = None
         if outcome == "throttle":
             assert limit is not None
             answer = wire.error(429, "throttle", "daily message quota exceeded" if limit.daily
                                 else "too many requests", limit=limit)
         elif outcome == "reject":
-            refused_rcpt = self._refused_rcpt(decider, rcpts, mail.sender)
-            answer = wire.error(422, f"reject_{detail}", f"recipient refused ({detail})", rcpt=refused_rcpt)
-            if delay:
-                await asyncio.sleep(delay)
-                if c.by is not None:
-                    return web.Response(status=204)
-            wire.rate_headers(limit, answer)
-            return self._reply(c, request, answer, mail, api_key, idem, decider, rcpt=refused_rcpt)
+            reason, reply_rcpt = detail
+            answer = wire.error(422, f"reject_{reason}", f"recipient refused ({reason})", rcpt=reply_rcpt)
         else:  # tempfail
             answer = wire.error(500 if detail == 451 else 503, "tempfail", "temporary failure, try again later")
         if delay:
@@ -684,12 +687,13 @@ class FakeVendor:
             if c.by is not None:
                 return web.Response(status=204)
         wire.rate_headers(limit, answer)
-        return self._reply(c, request, answer, mail, api_key, idem, decider)
+        return self._reply(c, request, answer, mail, api_key, idem, decider, rcpt=reply_rcpt)
 
     def _behave(self, c: _Conn, mail: Mail, rcpts: list[str], api_key: str | None, *, per_message: bool = False,
                 ) -> tuple[float, str, str, Any, Limit | None, list[int] | tuple[int, ...]]:
         """Ask the behaviours, in order: (tarpit delay, decider, outcome, detail, rate limit, daily quotas passed).
-        `per_message`: `reject` is not asked here but message by message (`_refusals`)."""
+        `detail`: a reject's (reason, the recipient refused), a tempfail's code. `per_message`: `reject` is not
+        asked here but message by message (`_refusals`)."""
         ctx = Context(Verb.DOT, self.clock.now(), c.ip, c.conn, mail.sender, rcpts[0] if rcpts else None, rcpts,
                       api_key)
         delay = 0.0
@@ -742,7 +746,7 @@ class FakeVendor:
                 break
             outcome = kind
             if isinstance(b.spec, RejectSpec):
-                detail = b.spec.reason
+                detail = (b.spec.reason, self._refused_rcpt(b, rcpts, mail.sender))
             else:
                 assert isinstance(b.spec, TempfailSpec)
                 detail = b.spec.code
@@ -751,77 +755,37 @@ class FakeVendor:
             limit = self._limit(None, api_key, c)
         return delay, decider, outcome, detail, limit, daily_passed
 
-    def _refused_rcpt(self, decider: str, rcpts: list[str], sender: str | None) -> str | None:
+    @staticmethod
+    def _refused_rcpt(b: Behavior, rcpts: list[str], sender: str | None) -> str | None:
         """The recipient a `reject` refused: the first its `match_rcpt` matches (else the first recipient)."""
-        for b in self.runtime:
-            if b.label == decider:
-                for rcpt in rcpts:
-                    if b.matches(Context(Verb.RCPT, 0.0, "", 0, sender, rcpt=rcpt)):
-                        return rcpt
-                break
+        for rcpt in rcpts:
+            if b.matches(Context(Verb.RCPT, 0.0, "", 0, sender, rcpt=rcpt)):
+                return rcpt
         return rcpts[0] if rcpts else None
 
-    def _refusals(self, c: _Conn, mail: Mail, api_key: str | None) -> list[tuple[str, str, str] | None]:
-        """Per message of a batch: (reason, recipient, behaviour) when a `reject` refuses it, else None. The
-        behaviours before the first reject that could decide for a message (accept) are asked as in `_behave`."""
-        out: list[tuple[str, str, str] | None] = []
+    def _refusals(self, c: _Conn, request: web.BaseRequest, mail: Mail, api_key: str | None, idem: str | None,
+                  ) -> list[tuple[Answer, tuple[str, str | None, dict[str, Any]]] | None]:
+        """Per message of a batch: the vendor's refusal and its mta.reply.sent (the refused recipient's corr, the
+        batch's HTTP 200) when a `reject` refuses it, else None. An `accept` listed before the reject that matches
+        the message keeps it, as in `_behave`."""
+        out: list[tuple[Answer, tuple[str, str | None, dict[str, Any]]] | None] = []
         now = self.clock.now()
         for msg in mail.messages:
             ctx = Context(Verb.DOT, now, c.ip, c.conn, msg.sender, msg.rcpts[0] if msg.rcpts else None, msg.rcpts,
                           api_key)
-            verdict: tuple[str, str, str] | None = None
+            refusal = None
             for b in self.runtime:
                 if b.kind == "accept" and b.fires(ctx, self.rng):
                     break
                 if b.kind == "reject" and b.fires(ctx, self.rng):
                     assert isinstance(b.spec, RejectSpec)
-                    verdict = (b.spec.reason, self._refused_rcpt(b.label, msg.rcpts, msg.sender) or "", b.label)
+                    reason, rcpt = b.spec.reason, self._refused_rcpt(b, msg.rcpts, msg.sender)
+                    answer = self.wire.error(422, f"reject_{reason}", f"recipient refused ({reason})", rcpt=rcpt)
+                    refusal = (answer, self._reply_event(c, request, answer, Mail([msg]), api_key, idem, b.label,
+                                                         rcpt=rcpt, http_status=200))
                     break
-            out.append(verdict)
+            out.append(refusal)
         return out
-
-    async def _per_message(self, c: _Conn, request: web.BaseRequest, endpoint: str, body: bytes, mail: Mail,
-                           api_key: str | None, idem: str | None, decider: str, outcome: str, delay: float,
-                           limit: Limit | None, daily_passed: Sequence[int],
-                           refused: list[tuple[str, str, str] | None]) -> web.StreamResponse:
-        """A batch some of whose messages a `reject` refused: the others are stored (or discarded / their
-        response lost, as `outcome` says) and the batch is answered 200 with one result per message. Events: the
-        acceptances, then one mta.reply.sent per refused message (its recipient's corr, the refusal's code) and
-        the batch's own reply."""
-        wire = self.wire
-        kept = Mail([m for m, r in zip(mail.messages, refused, strict=True) if r is None], mail.size)
-        kept_ids = [wire.message_id(i) for i in range(len(kept.messages))]
-        pending: list[tuple[str, str | None, dict[str, Any]]] = []
-        if kept.messages:
-            kind = "discarded" if outcome == "blackhole" else "accepted"
-            pending = self._store(c, kept, kept_ids, kind, "lost" if outcome == "lose_response" else "sent", decider)
-        it = iter(kept_ids)
-        ids = [None if r is not None else next(it) for r in refused]
-        for m, r in zip(mail.messages, refused, strict=True):
-            if r is None:
-                continue
-            reason, rcpt, label = r
-            one = wire.error(422, f"reject_{reason}", f"recipient refused ({reason})", rcpt=rcpt)
-            pending.append(self._reply_event(c, request, one, Mail([m]), api_key, idem, label, rcpt=rcpt,
-                                             http_status=200))
-        for i in daily_passed:
-            self._daily[i][1] += len(kept.rcpts)
-        answer = wire.batch(endpoint, mail, ids, refused)
-        if idem is not None:
-            self._idempotency[idem] = (self.clock.now(), body, answer)
-        if outcome == "lose_response":
-            self._flush(pending)
-            self._close(c, f"{decider}: message stored, connection closed before the response")
-            return web.Response(status=204)
-        if delay:
-            self._flush(pending)
-            pending = []
-            await asyncio.sleep(delay)
-            if c.by is not None or c.handler.transport is None or c.handler.transport.is_closing():
-                return web.Response(status=204)
-        wire.rate_headers(limit, answer)
-        # the batch's own reply: about its first accepted message (no recipient when none was)
-        return self._reply(c, request, answer, kept, api_key, idem, decider, pending=pending)
 
     def _replayed(self, idem: str, body: bytes) -> Answer | None:
         hit = self._idempotency.get(idem)

@@ -9,7 +9,6 @@ JSON, 406 inactive (suppressed) recipient, 409 JSON required; 401 (ErrorCode 10)
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from aiohttp import web
@@ -100,18 +99,17 @@ class Postmark(Wire):
         return Answer(200, dumps(results if endpoint == "batch" else results[0]), "application/json", {},
                       CODE_ACCEPTED, None, "OK")
 
-    def batch(self, endpoint: str, mail: Mail, ids: list[str | None], refused: list[tuple[str, str, str] | None],
-              ) -> Answer:
+    def batch(self, endpoint: str, mail: Mail, ids: list[str | None], refusals: list[Answer | None]) -> Answer:
         now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
         results: list[dict[str, Any]] = []
-        for m, i, r in zip(mail.messages, ids, refused, strict=True):
-            if r is None:
+        for m, i, refusal in zip(mail.messages, ids, refusals, strict=True):
+            if refusal is None:
                 results.append({"To": ", ".join(m.rcpts), "SubmittedAt": now, "MessageID": i, "ErrorCode": 0,
                                 "Message": "OK"})
             else:  # as Postmark words a refused message of a batch: its error, no id
-                err = json.loads(self.error(422, f"reject_{r[0]}", "recipient refused", rcpt=r[1]).body)
-                results.append({"ErrorCode": err["ErrorCode"], "Message": err["Message"]})
-        accepted = sum(1 for r in refused if r is None)
+                assert refusal.error_code is not None
+                results.append({"ErrorCode": int(refusal.error_code), "Message": refusal.text})
+        accepted = refusals.count(None)
         return Answer(200, dumps(results), "application/json", {}, CODE_ACCEPTED if accepted else CODE_REJECTED,
                       None, f"OK: {accepted} of {len(results)} messages accepted")
 

@@ -110,6 +110,20 @@ def test_postmark_batch_answers_per_message_an_inactive_recipient_fails_only_its
     assert pick(analyze(run).metrics, "delivered", "attempts_total") == {"delivered": 2, "attempts_total": 2}
 
 
+def test_a_refusal_names_the_recipient_of_the_reject_that_fired_among_rejects_of_one_label():
+    """Two `reject`s share the label "reject"; the second fires for `u6, sup6`: its refusal names sup6 (which its
+    match_rcpt matches), not the first recipient and not what the first reject would match."""
+    with vendor("postmark", {"kind": "reject", "reason": "unknown_user", "match_rcpt": "^bad"},
+                {"kind": "reject", "reason": "policy", "match_rcpt": "^sup"}) as fleet:
+        with pytest.raises(ClientError) as refused:
+            pm_send(fleet, "u6@users.drill.test, sup6@users.drill.test")
+        evs = api_events(fleet, "v")
+    assert refused.value.error_code == 406 and "Found inactive addresses: sup6@users.drill.test." in str(
+        refused.value)
+    assert [(e["corr"], e["rcpt"], e["code"]) for e in evs if e["kind"] == "mta.reply.sent"] == [
+        ("sup6", "sup6@users.drill.test", 550)]
+
+
 def test_postmark_lose_response_is_one_lost_acceptance_postmarker_does_not_retry():
     with vendor("postmark", {"kind": "go_dark", "mode": "lose_response"}) as fleet:
         with pytest.raises(requests.ConnectionError):
