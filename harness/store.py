@@ -30,6 +30,7 @@ from maildrill.polling import poll_until, poll_until_async
 
 _FIXED = frozenset({"t_s", "source", "kind", "corr"})  # every event line starts with these, in this order
 _KIND_JSON: dict[str, bytes] = {}  # kind -> b'"<kind>","corr":', for EventWriter.record_many
+MAX_FLUSH_MS = 10_000  # the longest EventWriter flush_ms (maildrill mta --events-flush-ms)
 
 Predicate = Callable[[list[Event]], bool]
 
@@ -45,8 +46,8 @@ class EventWriter:
         self._owner = _fd is None
         self._source_json: tuple[str, bytes] = ("", b"")
         if _fd is None:
-            if not 0 <= flush_ms <= 10_000:
-                raise ValueError(f"flush_ms {flush_ms!r}: must be between 0 and 10000")
+            if not 0 <= flush_ms <= MAX_FLUSH_MS:
+                raise ValueError(f"flush_ms {flush_ms!r}: must be between 0 and {MAX_FLUSH_MS}")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             if os.fstat(fd).st_size == 0:
@@ -71,14 +72,15 @@ class EventWriter:
             self._buffer.flush()
 
     def record(self, kind: str, corr: str | None = None, **data: Scalar) -> Event:
-        """Stamp a fact with the clock and hand it to the OS before returning."""
+        """Stamp a fact with the clock and hand it to the OS before returning (to the buffer, with flush_ms)."""
         event = Event(self.clock.now(), self.source, str(kind), corr, data)
         self.write(event)
         return event
 
     def record_many(self, items: list[tuple[str, str | None, dict[str, Scalar]]]) -> None:
-        """Several facts (kind, corr, data) stamped with one reading of the clock, handed to the OS in one write
-        (the fake vendors record a request's acceptances and its reply this way, before the reply is sent)."""
+        """Several facts (kind, corr, data) stamped with one reading of the clock, handed to the OS (or the buffer)
+        in one write (the fake vendors record a request's acceptances and its reply this way, before the reply is
+        sent)."""
         if self._fd is None:
             raise ValueError(f"event writer for {self.path} is closed")
         t = self.clock.now()

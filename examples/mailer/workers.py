@@ -279,11 +279,11 @@ class Dispatcher:
                     verdict = "late"  # the message moved to another vendor: this one no longer speaks for it
                 else:
                     verdict = "applied" if owner == vendor else f"applied (owner {owner})"
+                applied = verdict.startswith("applied")
                 rcpt = self.rcpt.get(msg_id) if msg_id is not None else None
                 if self.events is not None:
                     # late: the message's owner is another vendor (it failed over) — applied or ignored, the drill
                     # sees it
-                    applied = verdict.startswith("applied")
                     self.events.record(
                         EventKind.SUT_WEBHOOK_APPLIED if applied else EventKind.SUT_WEBHOOK_IGNORED,
                         rcpt.split("@", 1)[0] if rcpt else None,
@@ -296,7 +296,7 @@ class Dispatcher:
                     file=sys.stderr,
                     flush=True,
                 )
-                if verdict.startswith("applied"):
+                if applied:
                     assert msg_id is not None
                     self.webhook_state[msg_id] = event
             out.append((msg_id, event, verdict))

@@ -123,8 +123,10 @@ def main(args: argparse.Namespace) -> int:
                          "standalone, give the full URL (http://127.0.0.1:PORT/hooks/...)")
     if args.processes < 1:
         raise UsageError(f"--processes {args.processes}: must be >= 1")
-    if not 0 <= args.events_flush_ms <= 10_000:
-        raise UsageError(f"--events-flush-ms {args.events_flush_ms:g}: must be between 0 and 10000")
+    from maildrill.harness.store import MAX_FLUSH_MS
+
+    if not 0 <= args.events_flush_ms <= MAX_FLUSH_MS:
+        raise UsageError(f"--events-flush-ms {args.events_flush_ms:g}: must be between 0 and {MAX_FLUSH_MS}")
     visits = [f"vendors[{i}].webhooks.confirm = 'visit'" for i, v in enumerate(spec.vendors)
               if v.webhooks is not None and v.webhooks.enabled and v.webhooks.confirm == "visit"]
     if args.processes > 1 and visits:  # the SUT's visit reaches one process; the others would hold forever
