@@ -6,6 +6,7 @@ it describes is sent). `MemoryRecorder` keeps events in a list for standalone us
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from maildrill.fake_mta.clock import Clock, MonotonicClock
@@ -50,11 +51,14 @@ class MemoryRecorder:
         self.events.append({"t_s": self.clock.now(), "source": self.source, "kind": declared(kind), "corr": corr,
                             **data})
 
-    def record_many(self, items: list[tuple[str, str | None, dict[str, Scalar]]]) -> None:
-        """Several facts at one clock reading (as EventWriter.record_many)."""
+    def record_many(self, items: list[tuple[str, str | None, dict[str, Scalar]]],
+                    then: Callable[[bool], None] | None = None) -> None:
+        """Several facts at one clock reading (as EventWriter.record_many); `then(True)` runs once they are kept."""
         t = self.clock.now()
         for kind, corr, data in items:
             self.events.append({"t_s": t, "source": self.source, "kind": declared(kind), "corr": corr, **data})
+        if then is not None:
+            then(True)
 
     def child(self, source: str) -> MemoryRecorder:
         return MemoryRecorder(source, self.clock, self.events)

@@ -4,7 +4,9 @@ Writes go straight to the OS (one `os.write` on an O_APPEND descriptor per event
 buffer), so an event recorded before an SMTP reply is sent survives a `kill -9` of its process. A writer
 made with ``flush_ms`` > 0 keeps events in memory instead and writes them ``flush_ms`` after the first
 waiting one and at close (less CPU per event; a `kill -9` loses at most the last ``flush_ms`` of events,
-a clean stop nothing).
+a clean stop nothing). Unbuffered, a caller that only needs its events on disk before some later action
+(a fake vendor's reply) records them with ``then=``: they are written at the end of the event loop's turn,
+in one write with every other such event of the turn, and each ``then`` runs after that write.
 Reads never fail on a bad file: what can be read is returned, what cannot is listed as a
 `ReadProblem` naming the file and line.
 """
@@ -39,7 +41,8 @@ class EventWriter:
     """Writes one source's events to one file. `child()` shares the file under another source name."""
 
     def __init__(self, path: str | os.PathLike[str], source: str, clock: Clock | None = None, *,
-                 flush_ms: float = 0.0, _fd: int | None = None, _buffer: _Buffer | None = None) -> None:
+                 flush_ms: float = 0.0, _fd: int | None = None, _buffer: _Buffer | None = None,
+                 _turn: _Turn | None = None) -> None:
         self.path = Path(path)
         self.source = source
         self.clock: Clock = clock or MonotonicClock()
@@ -58,18 +61,25 @@ class EventWriter:
         # flush_ms > 0: events wait in memory and are handed to the OS flush_ms after the first of them (and at
         # close), in one write; a kill -9 loses at most the last flush_ms of them. 0: each record call writes.
         self._buffer = _buffer if _buffer is not None else (_Buffer(self._fd, flush_ms / 1000) if flush_ms else None)
+        # unbuffered: events recorded with `then` wait for the end of the loop's turn (shared by the children)
+        self._turn = None if self._buffer is not None else (_turn if _turn is not None else _Turn(self._fd))
 
     def _out(self, data: bytes) -> None:
         if self._buffer is not None:
             self._buffer.add(data)
         else:
-            assert self._fd is not None
-            os.write(self._fd, data)
+            assert self._fd is not None and self._turn is not None
+            if self._turn.parts:  # events waiting for the turn's end go first, in the same write: record order
+                self._turn.flush(data)
+            else:
+                os.write(self._fd, data)
 
     def flush(self) -> None:
-        """Hand buffered events to the OS now (nothing to do when unbuffered)."""
+        """Hand waiting events to the OS now: buffered ones, or those recorded with `then` (whose `then`s run)."""
         if self._buffer is not None:
             self._buffer.flush()
+        elif self._turn is not None:
+            self._turn.flush()
 
     def record(self, kind: str, corr: str | None = None, **data: Scalar) -> Event:
         """Stamp a fact with the clock and hand it to the OS before returning (to the buffer, with flush_ms)."""
@@ -77,14 +87,19 @@ class EventWriter:
         self.write(event)
         return event
 
-    def record_many(self, items: list[tuple[str, str | None, dict[str, Scalar]]]) -> None:
+    def record_many(self, items: list[tuple[str, str | None, dict[str, Scalar]]],
+                    then: Callable[[bool], None] | None = None) -> None:
         """Several facts (kind, corr, data) stamped with one reading of the clock, handed to the OS (or the buffer)
         in one write (the fake vendors record a request's acceptances and its reply this way, before the reply is
-        sent)."""
+        sent). With `then` (what waits for them: the vendor writing its reply), unbuffered, they wait for the end of
+        the event loop's turn and go out in one write with every other such event of the turn (one system call for
+        all the requests the loop served in that turn, not one each); `then(True)` runs right after that write,
+        `then(False)` if it failed. Buffered (flush_ms), or with no event loop running, `then(True)` runs at once."""
         if self._fd is None:
             raise ValueError(f"event writer for {self.path} is closed")
         t = self.clock.now()
         src = self.source
+        out: bytes | None = None
         if math.isfinite(t):
             try:  # orjson: the same compact UTF-8 line as the stdlib encoder, in C, straight to bytes
                 if self._source_json[0] != src:  # b',"source":"...","kind":', encoded once per source name
@@ -93,7 +108,7 @@ class EventWriter:
                 lines = []
                 for kind, corr, data in items:
                     body = _orjson_dumps(data)  # b"{...}": spliced after the four fixed fields, in their order
-                    if len(body) == 2 or not _FIXED.isdisjoint(data):  # nothing to splice / a field to override
+                    if len(body) == 2 or not data.keys().isdisjoint(_FIXED):  # nothing to splice / a field to override
                         body = _orjson_dumps({"t_s": t, "source": src, "kind": str(kind), "corr": corr, **data})
                         lines.append(body + b"\n")
                         continue
@@ -102,13 +117,20 @@ class EventWriter:
                         kind_json = _orjson_dumps(str(kind)) + b',"corr":'
                         if len(_KIND_JSON) < 1024:
                             _KIND_JSON[kind] = kind_json
-                    lines.append(b"".join((head, kind_json, _orjson_dumps(corr), b",", memoryview(body)[1:], b"\n")))
-                self._out(b"".join(lines))
-                return
+                    lines.append(b"".join((head, kind_json, _orjson_dumps(corr), b",", body[1:], b"\n")))
+                out = b"".join(lines)
             except TypeError:  # something it refuses (a lone surrogate, an int over 64 bits): as before
                 pass
-        self._out("".join([encode_event({"t_s": t, "source": src, "kind": str(kind), "corr": corr, **data})
-                           + "\n" for kind, corr, data in items]).encode())
+        if out is None:
+            out = "".join([encode_event({"t_s": t, "source": src, "kind": str(kind), "corr": corr, **data})
+                           + "\n" for kind, corr, data in items]).encode()
+        if then is None:
+            self._out(out)
+        elif self._turn is not None:
+            self._turn.add(out, then)
+        else:
+            self._out(out)
+            then(True)
 
     def write(self, event: Event) -> None:
         if self._fd is None:
@@ -124,12 +146,14 @@ class EventWriter:
             self._out(data)
 
     def child(self, source: str) -> EventWriter:
-        return EventWriter(self.path, source, self.clock, _fd=self._fd, _buffer=self._buffer)
+        return EventWriter(self.path, source, self.clock, _fd=self._fd, _buffer=self._buffer, _turn=self._turn)
 
     def close(self) -> None:
         if self._owner and self._fd is not None:
             if self._buffer is not None:
                 self._buffer.close()
+            if self._turn is not None:
+                self._turn.close()
             os.close(self._fd)
         self._fd = None
 
@@ -171,6 +195,56 @@ class _Buffer:
             data = b"".join(self._parts)
             self._parts.clear()
             os.write(self._fd, data)
+
+    def close(self) -> None:
+        self.flush()
+        self._fd = None
+
+
+class _Turn:
+    """Events of one file (its writer and children) recorded with `then`, waiting for the end of the event loop's
+    turn: then written in one write, after which each waiting `then(True)` runs in record order (`then(False)` if the
+    write failed). Any other write to the file first takes what waits along, in the same write, so the file keeps
+    the record order and nothing written later overtakes a waiting event."""
+
+    __slots__ = ("_fd", "_scheduled", "_thens", "parts")
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+        self.parts: list[bytes] = []
+        self._thens: list[Callable[[bool], None]] = []
+        self._scheduled = False
+
+    def add(self, data: bytes, then: Callable[[bool], None]) -> None:
+        self.parts.append(data)
+        self._thens.append(then)
+        if not self._scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._scheduled = True
+            loop.call_soon(self._at_turn_end)
+
+    def _at_turn_end(self) -> None:
+        self._scheduled = False
+        self.flush()
+
+    def flush(self, more: bytes = b"") -> None:
+        """Write what waits (and `more` after it, in the same write), then run the waiting `then`s."""
+        parts, thens = self.parts, self._thens
+        self.parts, self._thens = [], []
+        if more:
+            parts.append(more)
+        ok = False
+        try:
+            if parts and self._fd is not None:
+                os.write(self._fd, b"".join(parts))
+            ok = self._fd is not None
+        finally:
+            for then in thens:
+                then(ok)
 
     def close(self) -> None:
         self.flush()

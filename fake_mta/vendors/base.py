@@ -22,13 +22,13 @@ import socket
 import struct
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 from aiohttp.web_protocol import RequestHandler
 from maildrill.fake_mta.behaviors import Behavior, Context, Throttle, build
@@ -67,6 +67,7 @@ DAY_S = 86400.0
 MAX_REMEMBERED_MESSAGES = 1_000_000
 _HTTP_COUNT = {s: f"http_{s}" for s in range(100, 600)}  # counts keys, built once
 _NO_RCPTS: list[str] = []
+_AIOHTTP_ERROR = getattr(web_protocol, "ERROR", None)  # the message aiohttp hands the factory for a bad request
 
 
 @dataclass(slots=True)
@@ -313,29 +314,41 @@ def _response(request: web.BaseRequest, answer: Answer) -> web.StreamResponse:
             ctype_line = "" if ctype is None else f"Content-Type: {ctype}\r\n"
             head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\n{lines}{ctype_line}Content-Length: {len(body)}\r\n"
                     f"{_date_line[1]}{_SERVER_LINE}")
-            return _Prebuilt(status, head.encode() + body if body else head.encode())  # type: ignore[return-value]
+            data = head.encode() + body if body else head.encode()
+            return _Prebuilt(status, data, request.protocol.transport)  # type: ignore[return-value]
     return web.Response(status=status, body=body, content_type=ctype, headers=answer.headers)
 
 
 class _Prebuilt:
     """A response whose bytes are already built, for aiohttp's request handler (which needs only `prepare`,
-    `write_eof` and `keep_alive` of what a handler returns): `prepare` hands the bytes to the transport in one
-    write, raises ConnectionResetError on a closed one as aiohttp's writer does, and waits for the transport to
-    drain when the client is not reading. No `web.StreamResponse` (its header multidict, cookies, state) is made."""
+    `write_eof` and `keep_alive` of what a handler returns). `send` hands the bytes to the transport in one write,
+    once the events about it are handed to the OS (the event writer calls it, at the end of the loop's turn; if
+    writing the events failed it closes the connection instead: no reply without its events). `prepare` raises
+    ConnectionResetError on a closed transport as aiohttp's writer does, and waits for the transport to drain
+    when the client is not reading. No `web.StreamResponse` (its header multidict, cookies, state) is made."""
 
-    __slots__ = ("_data", "status")
+    __slots__ = ("_data", "_to", "status")
     keep_alive = True
 
-    def __init__(self, status: int, data: bytes) -> None:
+    def __init__(self, status: int, data: bytes, transport: asyncio.BaseTransport | None) -> None:
         self.status = status
         self._data = data
+        self._to = transport
+
+    def send(self, recorded: bool) -> None:
+        transport = self._to
+        if transport is None or transport.is_closing():
+            return
+        if recorded:
+            transport.write(self._data)  # type: ignore[attr-defined]
+        else:
+            transport.close()
 
     async def prepare(self, request: web.BaseRequest) -> None:
         protocol = request.protocol
         transport = protocol.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("Cannot write to closing transport")  # as aiohttp's writer (its subclass)
-        transport.write(self._data)
         if protocol.writing_paused:
             await request.writer.drain()
 
@@ -389,6 +402,7 @@ class FakeVendor:
         self._conns: dict[RequestHandler, _Conn] = {}
         self._conn_seq = 0
         self._http: _Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it serves on, from start()
         self._started = False
         self._timers: list[asyncio.TimerHandle] = []
         self._idempotency: dict[str, tuple[float, bytes, Answer]] = {}
@@ -450,6 +464,7 @@ class FakeVendor:
             return
         if self.webhooks is not None:
             await self.webhooks.start()  # a webhooks.url it cannot resolve fails here, before anything listens
+        self._loop = asyncio.get_running_loop()
         self._http = _Server(self, keepalive_timeout=300.0, request_factory=self._make_request,
                              handler_cancellation=False, access_log=None)
         self._started = True
@@ -462,7 +477,12 @@ class FakeVendor:
         self.set_behaviors(behaviors, by="timeline")
 
     def _make_request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
-        return web.BaseRequest(message, payload, protocol, writer, task, asyncio.get_running_loop(),
+        # the loop start() ran on, as aiohttp's own factory passes its server's: asyncio.get_running_loop()
+        # makes a getpid() system call on every request
+        assert self._loop is not None
+        if message is _AIOHTTP_ERROR:  # aiohttp answers this one itself: after the replies still waiting
+            self._flush_waiting()
+        return web.BaseRequest(message, payload, protocol, writer, task, self._loop,
                                client_max_size=self.wire.max_body)
 
     async def stop(self) -> None:
@@ -477,6 +497,7 @@ class FakeVendor:
         await self._listener.stop(self._close_connections, lambda: not self._conns)
 
     def _close_connections(self) -> None:
+        self._flush_waiting()
         for c in list(self._conns.values()):
             self._close(c, "server stopped")
 
@@ -554,6 +575,7 @@ class FakeVendor:
         if self.webhooks is not None and request.path.startswith("/_maildrill/"):
             served = self.webhooks.serve(request.method, request.path, dict(request.query))
             if served is not None:  # SNS's signing certificate and subscription links: not a send
+                self._flush_waiting()
                 return web.Response(status=served[0], content_type=served[1], body=served[2])
         c.txn += 1
         wire = self.wire
@@ -856,12 +878,26 @@ class FakeVendor:
             counts["acks_lost"] += n
         return items
 
-    def _flush(self, items: list[tuple[str, str | None, dict[str, Any]]]) -> None:
+    def _flush(self, items: list[tuple[str, str | None, dict[str, Any]]],
+               then: Callable[[bool], None] | None = None) -> None:
+        """Record `items`; `then(True)` once they are handed to the OS (`then(False)` if that failed)."""
         if self._record_many is not None:
-            self._record_many(items)
+            if then is None:
+                self._record_many(items)
+            else:
+                self._record_many(items, then)
         else:
             for kind, corr, data in items:
                 self.recorder.record(kind, corr, **data)
+            if then is not None:
+                then(True)
+
+    def _flush_waiting(self) -> None:
+        """Hand the events waiting for the loop's turn to end to the OS now, and write their replies: before a
+        response aiohttp writes itself, which must not overtake them on a connection."""
+        flush = getattr(self.recorder, "flush", None)
+        if flush is not None:
+            flush()
 
     def _reply(self, c: _Conn, request: web.BaseRequest, answer: Answer, mail: Mail | None, api_key: str | None,
                idem: str | None, decider: str, *, replayed: bool = False, rcpt: str | None = None,
@@ -871,12 +907,15 @@ class FakeVendor:
         item = self._reply_event(c, request, answer, mail, api_key, idem, decider, replayed=replayed, rcpt=rcpt,
                                  pending=pending)
         self.counts[_HTTP_COUNT.get(answer.status) or f"http_{answer.status}"] += 1
+        response = _response(request, answer)
         if pending:
             pending.append(item)
-            self._flush(pending)
         else:
-            self._flush([item])
-        return _response(request, answer)
+            pending = [item]
+        # a prebuilt reply is written once its events are handed to the OS (with those of every request served
+        # in this turn of the loop, in one write); aiohttp writes any other response after this returns
+        self._flush(pending, response.send if isinstance(response, _Prebuilt) else None)
+        return response
 
     def _reply_event(self, c: _Conn, request: web.BaseRequest, answer: Answer, mail: Mail | None,
                      api_key: str | None, idem: str | None, decider: str, *, replayed: bool = False,

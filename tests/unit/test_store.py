@@ -234,3 +234,87 @@ def test_a_buffered_writer_writes_the_same_lines_later_in_one_write_and_at_close
     nowait.close()
     with pytest.raises(ValueError, match="flush_ms -1: must be between 0 and 10000"):
         EventWriter(tmp_path / "bad.jsonl", "mta", clock, flush_ms=-1)
+
+
+def test_events_recorded_with_then_reach_the_file_at_the_turns_end_in_one_write_before_their_then_runs(tmp_path):
+    """Unbuffered, record_many(then=...) (a fake vendor's events and its reply): the events wait for the end of the
+    event loop's turn, reach the file in record order as the very bytes plain calls write, and each `then` runs
+    only once they are there. Anything else recorded meanwhile takes them along first, so nothing overtakes them;
+    close writes what waits; with no loop running they are written at once."""
+    import asyncio
+
+    from maildrill.polling import poll_until_async
+
+    clock = FakeClock(4.0)
+
+    def items(n: int) -> list[tuple[str, str | None, dict[str, object]]]:
+        return [("mta.message.accepted", f"{n:06d}", {"conn": 1, "txn": n, "mail_from": "a@app.drill.test",
+                                                      "rcpt": f"u{n:06d}@users.drill.test", "size_bytes": 9,
+                                                      "message_id": f"m{n}", "ack": "sent"}),
+                ("mta.reply.sent", f"{n:06d}", {"conn": 1, "txn": n, "code": 250})]
+
+    def body(name: str) -> bytes:  # the lines after the file's header line
+        return (tmp_path / name).read_bytes().partition(b"\n")[2]
+
+    plain = EventWriter(tmp_path / "plain.jsonl", "mta", clock)
+    for n in (1, 2, 3):
+        plain.child("mta/sendgrid").record_many(items(n))
+    plain.record("mta.connection.closed", conn=1, by="client", reason="")
+    plain.child("mta/sendgrid").record_many(items(4))
+    plain.close()
+    want = body("plain.jsonl")
+    lines = want.split(b"\n")[:-1]
+    assert len(lines) == 9
+
+    seen: list[tuple[int, bool, bytes]] = []  # (request, then's argument, the file's lines when it ran)
+
+    def then(n: int):
+        return lambda ok: seen.append((n, ok, body("turn.jsonl")))
+
+    async def main() -> None:
+        w = EventWriter(tmp_path / "turn.jsonl", "mta", clock)
+        v = w.child("mta/sendgrid")
+        v.record_many(items(1), then(1))
+        v.record_many(items(2), then(2))
+        assert body("turn.jsonl") == b"" and seen == []  # both wait for the turn to end
+        await poll_until_async(lambda: len(seen) == 2, timeout_s=30, what="the turn's end")
+        assert seen == [(1, True, b"\n".join(lines[:4]) + b"\n"), (2, True, b"\n".join(lines[:4]) + b"\n")]
+        v.record_many(items(3), then(3))
+        w.record("mta.connection.closed", conn=1, by="client", reason="")  # takes request 3's events along first
+        assert seen[2] == (3, True, b"\n".join(lines[:7]) + b"\n")
+        v.record_many(items(4), then(4))
+        w.close()  # writes what waits, then runs its then
+        assert seen[3] == (4, True, want)
+
+    asyncio.run(main())
+    assert body("turn.jsonl") == want and len(seen) == 4
+    noloop = EventWriter(tmp_path / "noloop.jsonl", "mta", clock)
+    noloop.child("mta/sendgrid").record_many(items(1), lambda ok: seen.append((1, ok, body("noloop.jsonl"))))
+    assert seen[4] == (1, True, b"\n".join(lines[:2]) + b"\n")
+    noloop.close()
+
+
+def test_a_failed_turn_write_gives_then_false_and_reports_the_error(tmp_path):
+    """When the turn's write fails (here a FIFO whose reader has gone: EPIPE), each waiting `then` learns it
+    (False: the vendor closes the connection instead of replying) and the error reaches the loop's handler."""
+    import asyncio
+
+    from maildrill.polling import poll_until_async
+
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    w = EventWriter(fifo, "mta", FakeClock(1.0))
+    os.close(reader)
+    outcomes: list[bool] = []
+    errors: list[BaseException | None] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx.get("exception")))
+        w.record_many([("mta.reply.sent", None, {"conn": 1, "txn": 1, "code": 250})], outcomes.append)
+        await poll_until_async(lambda: outcomes and errors, timeout_s=30, what="the failed write")
+
+    asyncio.run(main())
+    assert outcomes == [False]
+    assert len(errors) == 1 and isinstance(errors[0], BrokenPipeError)
+    w.close()
