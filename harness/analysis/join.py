@@ -241,6 +241,12 @@ _by_start = operator.attrgetter("start", "mta")  # attempts in order: by (start,
 _by_corr = operator.attrgetter("corr")
 
 
+def _sorted_tuple(acceptances: tuple[Acceptance, ...] | None) -> tuple[Acceptance, ...]:
+    if not acceptances:
+        return ()
+    return acceptances if len(acceptances) == 1 else tuple(sorted(acceptances))
+
+
 def _attempts_tuple(attempts: Attempt | list[Attempt] | None) -> tuple[Attempt, ...]:
     if attempts is None:
         return ()
@@ -263,7 +269,8 @@ class _MessageDraft:
         self.requests = 0
         # None until the first one (most messages have no resend, one acceptance, one attempt: no empty lists)
         self.resends: list[float] | None = None
-        self.acceptances: list[Acceptance] | None = None
+        # a tuple, grown by one each time (most messages are accepted once: the frozen message keeps this tuple)
+        self.acceptances: tuple[Acceptance, ...] | None = None
         # None, then the one attempt itself, then a list (most messages have one attempt: no list for it)
         self.attempts: Attempt | list[Attempt] | None = None
         self.first_5xx: Bounce | None = None
@@ -272,7 +279,7 @@ class _MessageDraft:
     def freeze(self, corr: str) -> Message:
         return Message(corr, self.cls, self.first_req, self.first_ok, self.requests,
                        tuple(sorted(self.resends)) if self.resends else (),
-                       tuple(sorted(self.acceptances)) if self.acceptances else (),
+                       _sorted_tuple(self.acceptances),
                        _attempts_tuple(self.attempts),
                        self.first_5xx, self.discarded)
 
@@ -384,13 +391,12 @@ class _Pass:
             return
         ack = sys.intern(str(d.get("ack", "sent")))
         a.ack = ack
-        if m.acceptances is None:
-            m.acceptances = []
+        before = m.acceptances or ()
         if not source.startswith("mta/"):
-            self.odd_sources[(corr, len(m.acceptances))] = source
-        m.acceptances.append(Acceptance(t, mta, ack))
+            self.odd_sources[(corr, len(before))] = source
+        m.acceptances = (*before, Acceptance(t, mta, ack))
         if ack != "lost":
-            i = len(m.acceptances) - 1
+            i = len(before)
             if a.kept is None or (a.kept_corr == corr and isinstance(a.kept, int)):
                 a.kept, a.kept_corr = i, corr
             elif isinstance(a.kept, int):
@@ -437,9 +443,10 @@ class _Pass:
                 continue
             i = (att.kept if att.kept_corr == key[3] else None) if isinstance(att.kept, int) else att.kept.get(key[3])
             if i is not None:  # the last acceptance of that id in that transaction
-                acc = self.msgs[key[3]].acceptances
+                lost_one = self.msgs[key[3]]
+                acc = lost_one.acceptances
                 assert acc is not None
-                acc[i] = Acceptance(acc[i].t, acc[i].mta, "lost")
+                lost_one.acceptances = (*acc[:i], Acceptance(acc[i].t, acc[i].mta, "lost"), *acc[i + 1:])
                 att.ack = "lost"
         if self.webhooks.seen:  # every acceptance of every id, as (t, source): the silence failovers read them
             odd = self.odd_sources

@@ -251,7 +251,7 @@ def _fold(p: _Pass, kind: str, body: Any, shift: dict[str, int], problems: list[
         for corr, cls, first_req, first_ok, requests, resends, accs, first_5xx, discarded in body:
             corr = intern(corr)
             m = p.msgs.get(corr)
-            acceptances = [Acceptance(t, intern(mta), intern(ack)) for t, mta, ack in accs] if accs else None
+            acceptances = tuple(Acceptance(t, intern(mta), intern(ack)) for t, mta, ack in accs) if accs else None
             bounce = Bounce(first_5xx[0], intern(first_5xx[1]), _key(first_5xx[2])) if first_5xx else None
             if m is None:
                 m = p.msgs[corr] = _MessageDraft()
@@ -270,7 +270,7 @@ def _fold(p: _Pass, kind: str, body: Any, shift: dict[str, int], problems: list[
             if acceptances:
                 if m.acceptances:
                     shift[corr] = len(m.acceptances)
-                    m.acceptances.extend(acceptances)
+                    m.acceptances += acceptances
                 else:
                     m.acceptances = acceptances
             if bounce is not None and (m.first_5xx is None or bounce.t < m.first_5xx.t):
