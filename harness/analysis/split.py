@@ -23,6 +23,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,25 +145,27 @@ def join_files(paths: list[Path], origin: Origin, problems: list[ReadProblem], *
     child = _start(tail, origin, deferred=p.webhooks.deferred_accepted)
     tails: dict[Path, _Tail] = {}
     first = len(problems)
-    pass_records(p, _read(head, problems, tails))
-    cut_tail = tails.get(tail[0].path) if tail[0].start else None
     why = None
-    if child is None:
-        why = "the second process did not start"
-    elif cut_tail is not None and not (cut_tail.header_checked and not cut_tail.rejected):
-        why = f"{tail[0].path.name}: its header was not accepted before the cut"
-    else:
-        took = _take(child, p, problems, tail, cut_tail.lineno if cut_tail is not None else 0)
-        if took is not True:
-            why = "the second process failed"
-        if took is None:  # it failed half-way through its frames: start again, reading everything here
-            del problems[first:]
-            p = _Pass(origin)
-            p.webhooks.deferred_accepted = again is not None
-            tails.clear()
-            pass_records(p, _read(head, problems, tails))
-    if child is not None:
-        _stop(child)
+    try:  # whatever happens here (an error, Ctrl-C), the second process is stopped
+        pass_records(p, _read(head, problems, tails))
+        cut_tail = tails.get(tail[0].path) if tail[0].start else None
+        if child is None:
+            why = "the second process did not start"
+        elif cut_tail is not None and not (cut_tail.header_checked and not cut_tail.rejected):
+            why = f"{tail[0].path.name}: its header was not accepted before the cut"
+        else:
+            took = _take(child, p, problems, tail, cut_tail.lineno if cut_tail is not None else 0)
+            if took is not True:
+                why = "the second process failed"
+            if took is None:  # it failed half-way through its frames: start again, reading everything here
+                del problems[first:]
+                p = _Pass(origin)
+                p.webhooks.deferred_accepted = again is not None
+                tails.clear()
+                pass_records(p, _read(head, problems, tails))
+    finally:
+        if child is not None:
+            _stop(child)
     if why is not None:  # read the suffix here, the cut file on with the reader that read its beginning
         pass_records(p, _read(tail, problems, tails))
     if how is not None:
@@ -186,9 +189,10 @@ def _read(parts: list[Part], problems: list[ReadProblem],
 # --- the second process ----------------------------------------------------------------------------
 def _start(parts: list[Part], origin: Origin, *, deferred: bool) -> subprocess.Popen[bytes] | None:
     job = job_text(parts, origin, deferred=deferred)
-    try:
-        return subprocess.Popen([sys.executable, "-c", _CHILD, job],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:  # its stderr to a file, not a pipe: nothing it writes there can block it
+        with tempfile.TemporaryFile() as err:
+            return subprocess.Popen([sys.executable, "-c", _CHILD, job],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
     except OSError:
         return None
 
@@ -203,9 +207,8 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
     if child.poll() is None:
         child.kill()
     child.wait()
-    for f in (child.stdout, child.stderr):
-        if f is not None:
-            f.close()
+    if child.stdout is not None:
+        child.stdout.close()
 
 
 def _frames(f: IO[bytes]) -> Iterator[tuple[str, Any]]:
