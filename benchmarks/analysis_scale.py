@@ -1,6 +1,8 @@
 """How analysis and reports scale: a run of N events (JSONL, one file per writer, as a real drill writes them),
 then `write_reports(run_dir)` — read, analyse, verdict, summary.json, report.html/.md, junit.xml, every figure —
-timed in a fresh process so its peak memory is its own.
+timed in a fresh process so its peak memory is its own. A big run's pass is read by two processes (the report's
+own and the second one it starts, `harness/analysis/split.py`): the peak printed and checked is both processes'
+resident memory together, sampled 20 times a second, beside each one's own peak.
 
     .venv/bin/python benchmarks/analysis_scale.py [--sizes 1000000 10000000]
     .venv/bin/python benchmarks/analysis_scale.py --real-drill otp-launch-spike --sizes 1000000 10000000
@@ -23,6 +25,7 @@ printed beside every figure: on a shared machine, compare ratios measured in the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -31,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -166,14 +170,41 @@ def build_replicated(source_run: Path, run_dir: Path, events_wanted: int) -> tup
 
 
 # --- the measurement ---------------------------------------------------------------------------------
+def _tree_rss_mb() -> float:
+    """This process's resident memory plus its children's (the analysis' second process), from /proc."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    pids = [os.getpid()]
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            pids += [int(x) for x in (task / "children").read_text().split()]
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+    return total / 2**20
+
+
 def measure(run_dir: Path) -> None:
     from maildrill.harness.report import write_reports
 
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:  # the two processes' memory together, 20 times a second
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], _tree_rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     t = time.perf_counter()
     verdict = write_reports(run_dir, history=False)
     took = time.perf_counter() - t
+    done.set()
+    sampler.join()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": took, "peak_rss_mb": rss_mb, "verdict": verdict.summary_lines()[0],
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"seconds": took, "peak_rss_mb": rss_mb, "second_process_peak_mb": child_mb,
+                      "both_peak_mb": max(peak[0], rss_mb), "verdict": verdict.summary_lines()[0],
                       "load": os.getloadavg()}))
 
 
@@ -227,9 +258,11 @@ def main() -> int:
             wrong = {k: (summary.get(k), v) for k, v in truth.items() if summary.get(k) != v}
             results[size] = (n, r)
             limit = target_s(n)
-            ok = (limit is None or r["seconds"] <= limit) and r["peak_rss_mb"] <= 1024 and not wrong
+            ok = (limit is None or r["seconds"] <= limit) and r["both_peak_mb"] <= 1024 and not wrong
             missed |= not ok
-            print(f"{n:>9} events: reports written in {r['seconds']:.2f} s, peak RSS {r['peak_rss_mb']:.0f} MB "
+            print(f"{n:>9} events: reports written in {r['seconds']:.2f} s, peak RSS {r['both_peak_mb']:.0f} MB "
+                  f"of both processes together (this one {r['peak_rss_mb']:.0f} MB, the second "
+                  f"{r['second_process_peak_mb']:.0f} MB at its own peak) "
                   f"(load avg {' '.join(f'{x:.2f}' for x in r['load'])}); counts "
                   f"{'exact' if not wrong else f'WRONG (got, expected): {wrong}'}; "
                   f"target (<= {limit or '-'} s, <= 1024 MB): {'met' if ok else 'MISSED'}  [{r['verdict']}]",

@@ -333,10 +333,18 @@ class _Tail:
                 if got is not None:
                     yield got  # type: ignore[misc]
 
-    def records(self, problems: list[ReadProblem]) -> Iterator[dict[str, Any]]:
+    def records(self, problems: list[ReadProblem], start: int = 0,
+                end: int | None = None) -> Iterator[dict[str, Any]]:
         """`stream`, as checked flat records rather than `Event`s (the bounded analysis' read): the same lines
         accepted, the same problems listed; ``t_s`` made a float. orjson parses; a line it refuses that the
-        standard library reads (NaN, a huge integer) is read by the standard library, so nothing changes."""
+        standard library reads (NaN, a huge integer) is read by the standard library, so nothing changes.
+
+        `start`/`end`: only the lines that begin in that byte range (`start` at a line's first byte), so that two
+        processes can read one file (`analysis.split`); `self.offset` is left at the end of the last line read.
+        A part that starts past the first byte is read with this reader's header state as it is: the caller sets
+        it (`header_checked`), or reads the part with the reader that read the part before."""
+        if self.rejected:
+            return
         try:
             f = open(self.path, "rb")  # noqa: SIM115 (closed below; a generator cannot use `with` across yields)
         except FileNotFoundError:
@@ -344,8 +352,14 @@ class _Tail:
         loads, dict_, str_, float_, int_ = orjson.loads, dict, str, float, int
         digits, nineteen = _DIGITS_AS_ZERO, _NINETEEN_DIGITS
         name = self.path.name
+        if start:
+            f.seek(start)
+        self.offset = start
         with f:
             for raw in f:
+                if end is not None and self.offset >= end:
+                    return
+                self.offset += len(raw)
                 self.lineno += 1
                 try:
                     rec = loads(raw) if nineteen not in raw.translate(digits) else None

@@ -12,16 +12,28 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from maildrill.harness.analysis import drain, duplicates, faults, latency, retries
-from maildrill.harness.analysis.join import Attempt, Join, Message, Origin, Request, join, join_records, origin_of
+from maildrill.harness.analysis.join import (
+    Join,
+    Message,
+    Origin,
+    Request,
+    Requests,
+    join,
+    join_records,
+    origin_of,
+)
 from maildrill.harness.analysis.model import Analysis, FaultWindow, Series, Value
 from maildrill.harness.analysis.offenders import offenders
 from maildrill.harness.analysis.per_mta import by_mta
 from maildrill.harness.analysis.series import MAX_BINS, run_series
+from maildrill.harness.analysis.split import join_files
 from maildrill.harness.analysis.stats import percentile
 from maildrill.harness.events import Event
+from maildrill.harness.store import ReadProblem
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,16 @@ def analyze_records(records: Iterable[dict[str, Any]], scenario: Mapping[str, An
     return _analyze(join_records(records, origin, again=again), origin, scenario, skipped)
 
 
+def analyze_files(files: list[Path], scenario: Mapping[str, Any] | None = None, *, run_events: Sequence[Event],
+                  problems: list[ReadProblem], skipped: Sequence[str] = (),
+                  again: Callable[[], Iterable[dict[str, Any]]] | None = None) -> Analysis:
+    """`analyze_records` over a run's event files (`EventStore.files()`, in that order), read by two processes
+    when the run is big (`analysis.split`): the same result. Unreadable lines are appended to `problems`."""
+    scenario = scenario or {}
+    origin = origin_of(run_events, scenario)
+    return _analyze(join_files(files, origin, problems, again=again), origin, scenario, skipped)
+
+
 def _analyze(j: Join, origin: Origin, scenario: Mapping[str, Any], skipped: Sequence[str]) -> Analysis:
     plan = _plan(j, origin, scenario)
     end = max(j.t_last, plan.load_end)
@@ -64,22 +86,21 @@ def _analyze(j: Join, origin: Origin, scenario: Mapping[str, Any], skipped: Sequ
     fault_end = max((w.end_s for w in windows), default=None)
     drain_ref = max(plan.load_end, fault_end) if fault_end is not None else plan.load_end
     messages = list(j.messages.values())
-    metrics = message_metrics(messages, j.requests, j.attempts, plan.ttl, drain_ref,
+    metrics = message_metrics(messages, j.requests, len(j.attempts), plan.ttl, drain_ref,
                               discarded=sum(j.discarded_by_mta.values()), has_ttl=bool(plan.ttl))
     bins = min(MAX_BINS, max(1, math.ceil(end)))
     series = run_series(j, bins)
-    metrics |= run_wide_metrics(j, windows, series["attempts"])
     notes = list(origin.notes)
     if not j.requests:
         notes.append("no load events: nothing was requested, so message metrics are empty")
+    whole = metrics
+    metrics = whole | run_wide_metrics(j, windows, series["attempts"])
     return Analysis(
-        metrics=metrics, by_class=_by_class(j, plan, drain_ref), by_mta=by_mta(plan.mtas, j.attempts, messages,
-                                                                              j.discarded_by_mta,
-                                                                              j.silent_failovers_by_mta),
+        metrics=metrics, by_class=_by_class(j, plan, drain_ref, messages, whole),
+        by_mta=by_mta(plan.mtas, j.attempts, messages, j.discarded_by_mta, j.silent_failovers_by_mta),
         windows=tuple(faults.with_app_side(w, j.requests) for w in windows), load_window=(0.0, plan.load_end),
         series=series, retry_intervals_s=tuple(retries.intervals(messages)),
-        latencies_s={c: tuple(sorted(latency.latency(m) for m in messages if m.cls == c and m.acceptances))
-                     for c in plan.classes},
+        latencies_s=_latencies_by_class(messages, plan.classes),
         ttl_s=plan.ttl, offenders=tuple(offenders(messages, plan.ttl)), skipped=tuple(skipped),
         time_scale=origin.scale, notes=tuple(notes))
 
@@ -100,10 +121,11 @@ def _plan(j: Join, origin: Origin, scenario: Mapping[str, Any]) -> Plan:
     return Plan(load_end, ttl, tuple(classes), tuple(mtas))
 
 
-def message_metrics(messages: Sequence[Message], requests: Sequence[Request], attempts: Sequence[Attempt],
+def message_metrics(messages: Sequence[Message], requests: Sequence[Request], attempts: int,
                     ttl: Mapping[str, float], drain_ref: float, *, discarded: int,
                     has_ttl: bool) -> dict[str, Value]:
-    """The metrics of a set of messages (the run's, or one class's), in the registry's order."""
+    """The metrics of a set of messages (the run's, or one class's), in the registry's order; `attempts`: how many
+    delivery attempts they had (the run's: every attempt, also those that named no requested id)."""
     n = len(messages)
     delivered = sum(1 for m in messages if m.acceptances)
     req_lat = sorted(r.latency_ms for r in requests)
@@ -123,18 +145,51 @@ def message_metrics(messages: Sequence[Message], requests: Sequence[Request], at
     }
 
 
-def _by_class(j: Join, plan: Plan, drain_ref: float) -> dict[str, dict[str, Value]]:
+def _by_class(j: Join, plan: Plan, drain_ref: float, messages: Sequence[Message],
+              whole: Mapping[str, Value]) -> dict[str, dict[str, Value]]:
+    """Per class, `message_metrics` of its messages, requests and attempts. A class that is every message, every
+    request and every attempt (a one-class drill) has the run's figures: they are taken from `whole` (the run's
+    `message_metrics`) rather than measured again, which was half of the measures' time."""
     out = {}
+    of_class = _group_by_class(messages, plan.classes)
     for cls in plan.classes:
-        mine = [m for m in j.messages.values() if m.cls == cls]
-        out[cls] = message_metrics(mine, [r for r in j.requests if r.cls == cls], _attempts_of(mine), plan.ttl,
-                                   drain_ref, discarded=sum(m.discarded for m in mine), has_ttl=cls in plan.ttl)
+        mine = of_class[cls]
+        discarded = sum(m.discarded for m in mine)
+        attempts = len({a.key for m in mine for a in m.attempts})  # `message_metrics` reads only how many
+        if (len(mine) == len(messages) and attempts == len(j.attempts) and (cls in plan.ttl) == bool(plan.ttl)
+                and _requests_of(j.requests, cls) == len(j.requests)):
+            out[cls] = {**whole, "acknowledged_but_lost": discarded}
+            continue
+        out[cls] = message_metrics(mine, [r for r in j.requests if r.cls == cls], attempts, plan.ttl,
+                                   drain_ref, discarded=discarded, has_ttl=cls in plan.ttl)
     return out
 
 
-def _attempts_of(messages: Sequence[Message]) -> list[Attempt]:
-    seen = {a.key: a for m in messages for a in m.attempts}
-    return sorted(seen.values(), key=lambda a: (a.start, a.mta))
+def _group_by_class(messages: Sequence[Message], classes: Sequence[str]) -> dict[str, list[Message]]:
+    """Each class's messages, in the run's order (one pass over the messages, not one per class)."""
+    out: dict[str | None, list[Message]] = {c: [] for c in classes}
+    for m in messages:
+        group = out.get(m.cls)
+        if group is not None:
+            group.append(m)
+    return out  # type: ignore[return-value]
+
+
+def _latencies_by_class(messages: Sequence[Message], classes: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """Per class, the sorted latencies of its delivered messages."""
+    out: dict[str | None, list[float]] = {c: [] for c in classes}
+    for m in messages:
+        if m.acceptances:
+            group = out.get(m.cls)
+            if group is not None:
+                group.append(latency.latency(m))
+    return {c: tuple(sorted(out[c])) for c in classes}
+
+
+def _requests_of(requests: Sequence[Request], cls: str) -> int:
+    if isinstance(requests, Requests):
+        return requests.count_class(cls)
+    return sum(1 for r in requests if r.cls == cls)
 
 
 def run_wide_metrics(j: Join, windows: Sequence[FaultWindow], attempts_per_s: Series) -> dict[str, Value]:

@@ -39,17 +39,18 @@ class Drain:
 
 
 def _steps(msgs: Iterable[Message]) -> list[tuple[float, int]]:
-    """+1 when the SUT took a message on, -1 at its resolution; at equal times the +1 first."""
+    """(t, -step): -1 when the SUT took a message on (a +1 step), +1 at its resolution (a -1 step), sorted as
+    plain tuples: at equal times the take-on first. (Negated so that no sort key is built per step.)"""
     steps = []
     for m in msgs:
         start = owed_from(m)
         if start == math.inf:
             continue
-        steps.append((start, 1))
+        steps.append((start, -1))
         r = resolved_at(m)
         if r < math.inf:
-            steps.append((r, -1))
-    steps.sort(key=lambda s: (s[0], -s[1]))
+            steps.append((r, 1))
+    steps.sort()
     return steps
 
 
@@ -62,12 +63,12 @@ def drain(msgs: Iterable[Message], ref: float) -> Drain:
     level = peak = 0
     at_ref: int | None = None
     drained: float | None = None
-    for t, step in steps:
+    for t, neg in steps:
         if at_ref is None and t > ref:
             at_ref = level
             if level == 0:
                 drained = 0.0
-        level += step
+        level -= neg
         peak = max(peak, level)
         if at_ref is not None and drained is None and level == 0:
             drained = t - ref

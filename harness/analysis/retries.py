@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from maildrill.harness.analysis.join import Attempt, Message
+from maildrill.harness.analysis.join import Message
 from maildrill.harness.analysis.model import Value
 from maildrill.harness.analysis.stats import cv, percentile, sync_index
 
@@ -50,7 +50,8 @@ class Retries:
         }
 
 
-def retries(msgs: Sequence[Message], attempts: Sequence[Attempt]) -> Retries:
+def retries(msgs: Sequence[Message], attempts: int) -> Retries:
+    """`attempts`: how many delivery attempts the messages had."""
     sequences = interval_sequences(msgs)
-    return Retries(len(attempts), len(msgs), tuple(sorted(v for seq in sequences for v in seq)),
+    return Retries(attempts, len(msgs), tuple(sorted(v for seq in sequences for v in seq)),
                    tuple(tuple(s) for s in sequences), sum(1 for m in msgs if retried_after_5xx(m)))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from maildrill.harness.analysis import Analysis
-from maildrill.harness.analysis.core import analyze_records
+from maildrill.harness.analysis.core import analyze_files
 from maildrill.harness.errors import UsageError
 from maildrill.harness.store import EventStore, ReadProblem
 from maildrill.harness.verdict import Verdict, evaluate
@@ -90,8 +90,8 @@ def analyse_run(run_dir: str | Path) -> tuple[RunInfo, Analysis, Verdict]:
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        analysis = analyze_records(store.records(problems), info.scenario, run_events=run_events,
-                                   again=lambda: store.records([]))
+        analysis = analyze_files(store.files(), info.scenario, run_events=run_events, problems=problems,
+                                 again=lambda: store.records([]))
     finally:
         if was_enabled:
             gc.enable()
