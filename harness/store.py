@@ -4,9 +4,10 @@ Writes go straight to the OS (one `os.write` on an O_APPEND descriptor per event
 buffer), so an event recorded before an SMTP reply is sent survives a `kill -9` of its process. A writer
 made with ``flush_ms`` > 0 keeps events in memory instead and writes them ``flush_ms`` after the first
 waiting one and at close (less CPU per event; a `kill -9` loses at most the last ``flush_ms`` of events,
-a clean stop nothing). Unbuffered, a caller that only needs its events on disk before some later action
-(a fake vendor's reply) records them with ``then=``: they are written at the end of the event loop's turn,
-in one write with every other such event of the turn, and each ``then`` runs after that write.
+a clean stop nothing). A caller that only needs its events handed over before some later action (a fake
+vendor's reply) records them with ``then=``: they are written at the end of the event loop's turn, in one
+write with every other such event of the turn (to the buffer, with ``flush_ms``), and each ``then`` runs
+after that write.
 Reads never fail on a bad file: what can be read is returned, what cannot is listed as a
 `ReadProblem` naming the file and line.
 """
@@ -61,25 +62,24 @@ class EventWriter:
         # flush_ms > 0: events wait in memory and are handed to the OS flush_ms after the first of them (and at
         # close), in one write; a kill -9 loses at most the last flush_ms of them. 0: each record call writes.
         self._buffer = _buffer if _buffer is not None else (_Buffer(self._fd, flush_ms / 1000) if flush_ms else None)
-        # unbuffered: events recorded with `then` wait for the end of the loop's turn (shared by the children)
-        self._turn = None if self._buffer is not None else (_turn if _turn is not None else _Turn(self._fd))
+        # events recorded with `then` wait for the end of the loop's turn (shared by the children), then go to the
+        # file (or the buffer) in one piece
+        self._turn = _turn if _turn is not None else _Turn(self._fd, self._buffer)
 
     def _out(self, data: bytes) -> None:
-        if self._buffer is not None:
+        if self._turn.parts:  # events waiting for the turn's end go first, in the same write: record order
+            self._turn.flush(data)
+        elif self._buffer is not None:
             self._buffer.add(data)
         else:
-            assert self._fd is not None and self._turn is not None
-            if self._turn.parts:  # events waiting for the turn's end go first, in the same write: record order
-                self._turn.flush(data)
-            else:
-                os.write(self._fd, data)
+            assert self._fd is not None
+            os.write(self._fd, data)
 
     def flush(self) -> None:
-        """Hand waiting events to the OS now: buffered ones, or those recorded with `then` (whose `then`s run)."""
+        """Hand waiting events to the OS now: those recorded with `then` (whose `then`s run), and buffered ones."""
+        self._turn.flush()
         if self._buffer is not None:
             self._buffer.flush()
-        elif self._turn is not None:
-            self._turn.flush()
 
     def record(self, kind: str, corr: str | None = None, **data: Scalar) -> Event:
         """Stamp a fact with the clock and hand it to the OS before returning (to the buffer, with flush_ms)."""
@@ -91,10 +91,10 @@ class EventWriter:
                     then: Callable[[bool], None] | None = None) -> None:
         """Several facts (kind, corr, data) stamped with one reading of the clock, handed to the OS (or the buffer)
         in one write (the fake vendors record a request's acceptances and its reply this way, before the reply is
-        sent). With `then` (what waits for them: the vendor writing its reply), unbuffered, they wait for the end of
-        the event loop's turn and go out in one write with every other such event of the turn (one system call for
-        all the requests the loop served in that turn, not one each); `then(True)` runs right after that write,
-        `then(False)` if it failed. Buffered (flush_ms), or with no event loop running, `then(True)` runs at once."""
+        sent). With `then` (what waits for them: the vendor writing its reply), they wait for the end of the event
+        loop's turn and go out in one write with every other such event of the turn (one system call for all the
+        requests the loop served in that turn, not one each; with flush_ms, into the buffer); `then(True)` runs
+        right after that write, `then(False)` if it failed. With no event loop running they are written at once."""
         if self._fd is None:
             raise ValueError(f"event writer for {self.path} is closed")
         t = self.clock.now()
@@ -126,11 +126,8 @@ class EventWriter:
                            + "\n" for kind, corr, data in items]).encode()
         if then is None:
             self._out(out)
-        elif self._turn is not None:
-            self._turn.add(out, then)
         else:
-            self._out(out)
-            then(True)
+            self._turn.add(out, then)
 
     def write(self, event: Event) -> None:
         if self._fd is None:
@@ -150,10 +147,9 @@ class EventWriter:
 
     def close(self) -> None:
         if self._owner and self._fd is not None:
+            self._turn.close()  # into the buffer, if any, which close then writes
             if self._buffer is not None:
                 self._buffer.close()
-            if self._turn is not None:
-                self._turn.close()
             os.close(self._fd)
         self._fd = None
 
@@ -203,14 +199,15 @@ class _Buffer:
 
 class _Turn:
     """Events of one file (its writer and children) recorded with `then`, waiting for the end of the event loop's
-    turn: then written in one write, after which each waiting `then(True)` runs in record order (`then(False)` if the
-    write failed). Any other write to the file first takes what waits along, in the same write, so the file keeps
-    the record order and nothing written later overtakes a waiting event."""
+    turn: then written in one write (with flush_ms: added to the buffer), after which each waiting `then(True)` runs
+    in record order (`then(False)` if the write failed). Any other write to the file first takes what waits along,
+    in the same write, so the file keeps the record order and nothing written later overtakes a waiting event."""
 
-    __slots__ = ("_fd", "_scheduled", "_thens", "parts")
+    __slots__ = ("_buffer", "_fd", "_scheduled", "_thens", "parts")
 
-    def __init__(self, fd: int | None) -> None:
+    def __init__(self, fd: int | None, buffer: _Buffer | None) -> None:
         self._fd = fd
+        self._buffer = buffer
         self.parts: list[bytes] = []
         self._thens: list[Callable[[bool], None]] = []
         self._scheduled = False
@@ -240,7 +237,10 @@ class _Turn:
         ok = False
         try:
             if parts and self._fd is not None:
-                os.write(self._fd, b"".join(parts))
+                if self._buffer is not None:
+                    self._buffer.add(b"".join(parts))
+                else:
+                    os.write(self._fd, b"".join(parts))
             ok = self._fd is not None
         finally:
             for then in thens:

@@ -237,10 +237,10 @@ def test_a_buffered_writer_writes_the_same_lines_later_in_one_write_and_at_close
 
 
 def test_events_recorded_with_then_reach_the_file_at_the_turns_end_in_one_write_before_their_then_runs(tmp_path):
-    """Unbuffered, record_many(then=...) (a fake vendor's events and its reply): the events wait for the end of the
-    event loop's turn, reach the file in record order as the very bytes plain calls write, and each `then` runs
-    only once they are there. Anything else recorded meanwhile takes them along first, so nothing overtakes them;
-    close writes what waits; with no loop running they are written at once."""
+    """record_many(then=...) (a fake vendor's events and its reply): the events wait for the end of the event loop's
+    turn, reach the file in record order as the very bytes plain calls write, and each `then` runs only once they
+    are there (with flush_ms: once they are in the buffer). Anything else recorded meanwhile takes them along
+    first, so nothing overtakes them; close writes what waits; with no loop running they are written at once."""
     import asyncio
 
     from maildrill.polling import poll_until_async
@@ -268,8 +268,8 @@ def test_events_recorded_with_then_reach_the_file_at_the_turns_end_in_one_write_
 
     seen: list[tuple[int, bool, bytes]] = []  # (request, then's argument, the file's lines when it ran)
 
-    def then(n: int):
-        return lambda ok: seen.append((n, ok, body("turn.jsonl")))
+    def then(n: int, name: str = "turn.jsonl"):
+        return lambda ok: seen.append((n, ok, body(name)))
 
     async def main() -> None:
         w = EventWriter(tmp_path / "turn.jsonl", "mta", clock)
@@ -288,6 +288,17 @@ def test_events_recorded_with_then_reach_the_file_at_the_turns_end_in_one_write_
 
     asyncio.run(main())
     assert body("turn.jsonl") == want and len(seen) == 4
+
+    async def buffered() -> None:  # flush_ms: at the turn's end they go to the buffer, and `then` runs
+        w = EventWriter(tmp_path / "buffered.jsonl", "mta", clock, flush_ms=10_000)
+        w.child("mta/sendgrid").record_many(items(1), then(1, "buffered.jsonl"))
+        await poll_until_async(lambda: len(seen) == 5, timeout_s=30, what="the turn's end")
+        assert seen[4] == (1, True, b"")  # in the buffer, not on disk yet
+        w.close()
+
+    asyncio.run(buffered())
+    assert body("buffered.jsonl") == b"\n".join(lines[:2]) + b"\n"
+    del seen[4]
     noloop = EventWriter(tmp_path / "noloop.jsonl", "mta", clock)
     noloop.child("mta/sendgrid").record_many(items(1), lambda ok: seen.append((1, ok, body("noloop.jsonl"))))
     assert seen[4] == (1, True, b"\n".join(lines[:2]) + b"\n")
