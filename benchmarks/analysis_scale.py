@@ -2,7 +2,7 @@
 then `write_reports(run_dir)` — read, analyse, verdict, summary.json, report.html/.md, junit.xml, every figure —
 timed in a fresh process so its peak memory is its own. A big run's pass is read by two processes (the report's
 own and the second one it starts, `harness/analysis/split.py`): the peak printed and checked is both processes'
-resident memory together, sampled 20 times a second, beside each one's own peak.
+resident memory together, sampled 5 times a second, beside each one's own peak.
 
     .venv/bin/python benchmarks/analysis_scale.py [--sizes 1000000 10000000]
     .venv/bin/python benchmarks/analysis_scale.py --real-drill otp-launch-spike --sizes 1000000 10000000
@@ -190,8 +190,8 @@ def measure(run_dir: Path) -> None:
     peak = [0.0]
     done = threading.Event()
 
-    def sample() -> None:  # the two processes' memory together, 20 times a second
-        while not done.wait(0.05):
+    def sample() -> None:  # the two processes' memory together, 5 times a second (a peak lasts seconds)
+        while not done.wait(0.2):
             peak[0] = max(peak[0], _tree_rss_mb())
 
     sampler = threading.Thread(target=sample, daemon=True)

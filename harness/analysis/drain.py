@@ -38,37 +38,47 @@ class Drain:
         return {"outstanding_peak": self.outstanding_peak, "drain_s": self.drain_s if requested else None}
 
 
-def _steps(msgs: Iterable[Message]) -> list[tuple[float, int]]:
-    """(t, -step): -1 when the SUT took a message on (a +1 step), +1 at its resolution (a -1 step), sorted as
-    plain tuples: at equal times the take-on first. (Negated so that no sort key is built per step.)"""
-    steps = []
+def _steps(msgs: Iterable[Message]) -> tuple[list[float], list[float]]:
+    """When the SUT took each message on (+1) and when each was resolved (-1), each list sorted: two lists of the
+    messages' own floats, not a (time, step) tuple per step (at 10 M events those tuples were ~110 MB)."""
+    starts: list[float] = []
+    ends: list[float] = []
     for m in msgs:
         start = owed_from(m)
         if start == math.inf:
             continue
-        steps.append((start, -1))
+        starts.append(start)
         r = resolved_at(m)
         if r < math.inf:
-            steps.append((r, 1))
-    steps.sort()
-    return steps
+            ends.append(r)
+    starts.sort()
+    ends.sort()
+    return starts, ends
 
 
 def drain(msgs: Iterable[Message], ref: float) -> Drain:
     """The outstanding peak, and how long after `ref` (the end of the load or of the last fault) it took to
-    reach 0."""
-    steps = _steps(msgs)
-    if not steps:
+    reach 0. The steps are walked in time order, at equal times the +1s first."""
+    starts, ends = _steps(msgs)
+    if not starts:
         return Drain(0, None)
     level = peak = 0
     at_ref: int | None = None
     drained: float | None = None
-    for t, neg in steps:
+    i = k = 0
+    n_starts, n_ends = len(starts), len(ends)
+    while i < n_starts or k < n_ends:
+        if k >= n_ends or (i < n_starts and starts[i] <= ends[k]):  # at equal times the take-on first
+            t, step = starts[i], 1
+            i += 1
+        else:
+            t, step = ends[k], -1
+            k += 1
         if at_ref is None and t > ref:
             at_ref = level
             if level == 0:
                 drained = 0.0
-        level -= neg
+        level += step
         peak = max(peak, level)
         if at_ref is not None and drained is None and level == 0:
             drained = t - ref

@@ -395,10 +395,12 @@ def run_part(job_text: str, out: IO[bytes]) -> None:
 
     pass_records(p, records())
 
+    # every frame is marshalled before the first is written, and the pass state dropped: while the first process
+    # folds the frames in, this one holds only their bytes (a few tens a message), not its records
+    blobs: list[bytes] = []
+
     def frame(kind: str, body: Any) -> None:
-        blob = marshal.dumps((kind, body))
-        out.write(struct.pack("<Q", len(blob)))
-        out.write(blob)
+        blobs.append(marshal.dumps((kind, body)))
 
     batch: list[Any] = []
     for corr, m in p.msgs.items():
@@ -426,7 +428,10 @@ def run_part(job_text: str, out: IO[bytes]) -> None:
         "throttled": dict(p.throttled), "odd_sources": [(c, i, s) for (c, i), s in p.odd_sources.items()],
         "tally": tally.log, "t_last": p.t_last,
         "problems": [(i, x.file, x.line, x.message) for i, x in problems]})
-    out.write(struct.pack("<Q", len(_END)))
-    out.write(_END)
+    del p, tally, batch
+    blobs.append(_END)
+    for blob in blobs:
+        out.write(struct.pack("<Q", len(blob)))
+        out.write(blob)
     out.flush()
 
