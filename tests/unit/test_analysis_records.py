@@ -80,12 +80,17 @@ BAD_LINES = [
 ]
 
 
+def write_damaged(d: Path, *, header: bool) -> None:
+    """mta-a.jsonl: BAD_LINES (after a header line when `header`); old.jsonl: a file of another schema version."""
+    lines = ([b'{"schema": "maildrill.events", "version": 1, "source": "mta/a"}'] if header else []) + BAD_LINES
+    (d / "mta-a.jsonl").write_bytes(b"\n".join(lines))
+    (d / "old.jsonl").write_bytes(b'{"schema": "maildrill.events", "version": 99}\n{"t_s": 1, "source": "a", '
+                                  b'"kind": "x"}\n')
+
+
 @pytest.mark.parametrize("header", [True, False])
 def test_records_accept_and_refuse_the_same_lines_as_events(tmp_path: Path, header: bool) -> None:
-    lines = ([b'{"schema": "maildrill.events", "version": 1, "source": "mta/a"}'] if header else []) + BAD_LINES
-    (tmp_path / "mta-a.jsonl").write_bytes(b"\n".join(lines))
-    (tmp_path / "old.jsonl").write_bytes(b'{"schema": "maildrill.events", "version": 99}\n{"t_s": 1, "source": "a", '
-                                         b'"kind": "x"}\n')
+    write_damaged(tmp_path, header=header)
     store = EventStore(tmp_path)
     p_events: list = []
     p_records: list = []

@@ -23,7 +23,7 @@ from maildrill.harness.report.run import analyse_run
 from maildrill.harness.store import EventStore, EventWriter, ReadProblem
 
 from tests.unit.test_analysis_groundtruth import models
-from tests.unit.test_analysis_records import BAD_LINES, same_analysis, write_run
+from tests.unit.test_analysis_records import same_analysis, write_damaged, write_run
 
 
 def serial(d: Path, origin: Origin) -> tuple[Join, list[ReadProblem]]:
@@ -108,10 +108,7 @@ def test_every_cut_of_stories_that_cross_it_gives_the_one_process_join(tmp_path:
 
 @pytest.mark.parametrize("header", [True, False])
 def test_damaged_lines_are_listed_alike_at_every_cut(tmp_path: Path, header: bool) -> None:
-    lines = ([b'{"schema": "maildrill.events", "version": 1, "source": "mta/a"}'] if header else []) + BAD_LINES
-    (tmp_path / "mta-a.jsonl").write_bytes(b"\n".join(lines))
-    (tmp_path / "old.jsonl").write_bytes(b'{"schema": "maildrill.events", "version": 99}\n{"t_s": 1, "source": "a", '
-                                         b'"kind": "x"}\n')
+    write_damaged(tmp_path, header=header)
     (tmp_path / "z.jsonl").write_bytes(b'{"t_s": 9, "source": "mta/b", "kind": "mta.reply.sent", "corr": "q", '
                                        b'"conn": 1, "txn": 1, "code": 250}\nnot json\n')
     want, want_problems = serial(tmp_path, Origin())
