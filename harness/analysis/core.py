@@ -86,17 +86,16 @@ def _analyze(j: Join, origin: Origin, scenario: Mapping[str, Any], skipped: Sequ
     fault_end = max((w.end_s for w in windows), default=None)
     drain_ref = max(plan.load_end, fault_end) if fault_end is not None else plan.load_end
     messages = list(j.messages.values())
-    metrics = message_metrics(messages, j.requests, len(j.attempts), plan.ttl, drain_ref,
-                              discarded=sum(j.discarded_by_mta.values()), has_ttl=bool(plan.ttl))
+    whole = message_metrics(messages, j.requests, len(j.attempts), plan.ttl, drain_ref,
+                            discarded=sum(j.discarded_by_mta.values()), has_ttl=bool(plan.ttl))
     bins = min(MAX_BINS, max(1, math.ceil(end)))
     series = run_series(j, bins)
     notes = list(origin.notes)
     if not j.requests:
         notes.append("no load events: nothing was requested, so message metrics are empty")
-    whole = metrics
-    metrics = whole | run_wide_metrics(j, windows, series["attempts"])
     return Analysis(
-        metrics=metrics, by_class=_by_class(j, plan, drain_ref, messages, whole),
+        metrics=whole | run_wide_metrics(j, windows, series["attempts"]),
+        by_class=_by_class(j, plan, drain_ref, messages, whole),
         by_mta=by_mta(plan.mtas, j.attempts, messages, j.discarded_by_mta, j.silent_failovers_by_mta),
         windows=tuple(faults.with_app_side(w, j.requests) for w in windows), load_window=(0.0, plan.load_end),
         series=series, retry_intervals_s=tuple(retries.intervals(messages)),

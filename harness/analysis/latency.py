@@ -16,10 +16,11 @@ def latency(m: Message) -> float:
     return max(0.0, m.acceptances[0].t - m.first_req)
 
 
-def expired(m: Message, ttl: Mapping[str, float]) -> bool:
-    """Delivered after its class's ttl_s, or never (False for a class without one)."""
+def expired(m: Message, ttl: Mapping[str, float], lat: float | None = None) -> bool:
+    """Delivered after its class's ttl_s, or never (False for a class without one). `lat`: its `latency`, when
+    the caller has it already."""
     limit = ttl.get(m.cls or "")
-    return limit is not None and (not m.acceptances or latency(m) > limit)
+    return limit is not None and (not m.acceptances or (latency(m) if lat is None else lat) > limit)
 
 
 def _finite(x: float | None) -> float | None:
@@ -48,17 +49,14 @@ class Latency:
 def measure(msgs: Sequence[Message], ttl: Mapping[str, float], *, has_ttl: bool) -> Latency:
     # Delivery latency is over every message the SUT owed a delivery: one never accepted (and not bounced
     # with a 5xx) is infinitely late. A p99 over the few that got through would hide the tail it exists to show.
-    # one pass: `latency` and `expired` computed once per message (they were two passes and three calls)
+    # one pass, `latency` computed once per message (it was two passes and three calls)
     owed: list[float] = []
     exp = 0
-    inf = math.inf
     for m in msgs:
-        lat = max(0.0, m.acceptances[0].t - m.first_req) if m.acceptances else inf  # `latency`
+        lat = latency(m) if m.acceptances else math.inf
         if m.acceptances or m.first_5xx is None:
             owed.append(lat)
-        if has_ttl:
-            limit = ttl.get(m.cls or "")
-            if limit is not None and (not m.acceptances or lat > limit):  # `expired`
-                exp += 1
+        if has_ttl and expired(m, ttl, lat):
+            exp += 1
     owed.sort()
     return Latency(tuple(owed), len(msgs), exp if has_ttl else None)

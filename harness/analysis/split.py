@@ -39,6 +39,7 @@ from maildrill.harness.analysis.join import (
     _MessageDraft,
     _Pass,
     end_pass,
+    join_records,
     pass_records,
 )
 from maildrill.harness.analysis.webhooks import WebhookTally
@@ -133,16 +134,15 @@ def join_files(paths: list[Path], origin: Origin, problems: list[ReadProblem], *
     `halves`: True (decide: `cut` when `processes()` allows), None or False (one process), or the parts to use.
     `how`, when given, is told how the pass went: ``processes`` (1 or 2) and ``why`` when the second process's
     part was read here after all."""
-    p = _Pass(origin)
-    p.webhooks.deferred_accepted = again is not None
     if halves is True:
         halves = cut(paths) if processes() > 1 else None
     if not halves:
         if how is not None:
             how["processes"] = 1
-        pass_records(p, _read([Part(x) for x in paths], problems))
-        return end_pass(p, again)
+        return join_records(_read([Part(x) for x in paths], problems), origin, again=again)
     assert isinstance(halves, tuple)
+    p = _Pass(origin)
+    p.webhooks.deferred_accepted = again is not None
     head, tail = halves
     child = _start(tail, origin, deferred=p.webhooks.deferred_accepted)
     tails: dict[Path, _Tail] = {}
