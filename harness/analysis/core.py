@@ -154,7 +154,7 @@ def _by_class(j: Join, plan: Plan, drain_ref: float, messages: Sequence[Message]
     for cls in plan.classes:
         mine = of_class[cls]
         discarded = sum(m.discarded for m in mine)
-        attempts = len({a.key for m in mine for a in m.attempts})  # `message_metrics` reads only how many
+        attempts = len({i for m in mine for i in m.attempt_ids})  # `message_metrics` reads only how many
         if (len(mine) == len(messages) and attempts == len(j.attempts) and (cls in plan.ttl) == bool(plan.ttl)
                 and _requests_of(j.requests, cls) == len(j.requests)):
             out[cls] = {**whole, "acknowledged_but_lost": discarded}
@@ -195,12 +195,13 @@ def run_wide_metrics(j: Join, windows: Sequence[FaultWindow], attempts_per_s: Se
     """The metrics that only make sense for the whole run: the attempt rate, the queue probe, the app side in
     fault windows."""
     attempts = j.attempts
-    storm = faults.storm_start(windows, attempts)
+    outcomes = attempts.outcomes()
+    storm = faults.storm_start(windows, attempts, outcomes)
     in_fault = [r for r in j.requests if any(w.start_s <= r.t <= w.end_s for w in windows)]
     delivered = [m.acceptances for m in j.messages.values() if m.acceptances]
     per_s = attempts_per_s.values
     return {
-        "deferred_ratio": sum(1 for a in attempts if a.outcome == "4xx") / len(attempts) if attempts else None,
+        "deferred_ratio": outcomes.count("4xx") / len(attempts) if attempts else None,
         "attempts_per_s_peak": max(per_s) if attempts else 0,
         "attempts_per_s_peak_after_fault": max(per_s[max(0, int(storm)):], default=0) if storm is not None else None,
         "queue_depth_peak": max((d for _, d in j.depth), default=None),

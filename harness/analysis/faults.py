@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from maildrill.harness.analysis.join import Attempt, FaultAction, Request
+from maildrill.harness.analysis.join import Attempts, FaultAction, Request
 from maildrill.harness.analysis.model import FaultWindow
 from maildrill.harness.analysis.stats import percentile
 
@@ -46,9 +46,11 @@ def with_app_side(w: FaultWindow, requests: Sequence[Request]) -> FaultWindow:
                                request_latency_p99_ms=percentile(sorted(r.latency_ms for r in reqs), 99))
 
 
-def storm_start(ws: Sequence[FaultWindow], attempts: Sequence[Attempt]) -> float | None:
-    """When the first fault began; with no timeline, when the first attempt was deferred (4xx)."""
+def storm_start(ws: Sequence[FaultWindow], attempts: Attempts, outcomes: Sequence[str] | None = None) -> float | None:
+    """When the first fault began; with no timeline, when the first attempt was deferred (4xx). `outcomes`: the
+    attempts' `outcomes()`, when the caller has them."""
     start = min((w.start_s for w in ws), default=None)
     if start is None:
-        start = min((a.end for a in attempts if a.outcome == "4xx"), default=None)
+        outcomes = attempts.outcomes() if outcomes is None else outcomes
+        start = min((end for end, o in zip(attempts.ends, outcomes, strict=True) if o == "4xx"), default=None)
     return start

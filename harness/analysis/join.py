@@ -164,23 +164,160 @@ class Bounce(NamedTuple):
     attempt: AttemptKey
 
 
-class Message(NamedTuple):
-    """Everything that happened to one correlation id."""
+class Attempts(Sequence[Attempt]):
+    """The run's delivery attempts by (start, mta), column by column: a read-only sequence of `Attempt`, each built
+    as it is read (a million `Attempt` records with their keys, times and id tuples took ~300 MB, these columns
+    ~75 MB). The measures that read every attempt read the columns (`starts`, `ends`, `mtas`, `outcomes`)."""
 
-    corr: str
-    cls: str | None
-    first_req: float  # inf: never requested
-    first_ok: float  # the first request the SUT acknowledged (2xx / 250); inf: none
-    requests: int
-    resends: tuple[float, ...]  # sorted
-    acceptances: tuple[Acceptance, ...]  # sorted
-    attempts: tuple[Attempt, ...]  # by (start, mta)
-    first_5xx: Bounce | None
-    discarded: int
+    __slots__ = ("_accepted", "_ack", "_code", "_codes", "_conn", "_corrs", "_end", "_mta", "_start", "_txn")
+
+    def __init__(self) -> None:
+        self._mta: list[str] = []
+        self._conn: array[int] | list[Any] = array("q")  # a list once a value is not a 64-bit int
+        self._txn: array[int] | list[Any] = array("q")
+        self._start = array("d")
+        self._end = array("d")
+        self._corrs: list[str | tuple[str, ...]] = []  # an attempt's one id as itself, else the tuple
+        self._code = array("l")
+        self._accepted = bytearray()
+        self._codes: list[tuple[int, ...]] = []
+        self._ack: list[str | None] = []
+
+    def add(self, key: AttemptKey, start: float, end: float, corrs: tuple[str, ...], code: int, accepted: bool,
+            codes: tuple[int, ...], ack: str | None) -> int:
+        """Append one attempt; its index."""
+        self._mta.append(key[0])
+        self._conn = _push(self._conn, key[1])
+        self._txn = _push(self._txn, key[2])
+        self._start.append(start)
+        self._end.append(end)
+        self._corrs.append(corrs[0] if len(corrs) == 1 else corrs)
+        self._code.append(code)
+        self._accepted.append(1 if accepted else 0)
+        self._codes.append(codes)
+        self._ack.append(ack)
+        return len(self._mta) - 1
+
+    @property
+    def starts(self) -> array[float]:
+        return self._start
+
+    @property
+    def ends(self) -> array[float]:
+        return self._end
+
+    @property
+    def mtas(self) -> list[str]:
+        return self._mta
+
+    def outcomes(self) -> list[str]:
+        """Each attempt's `Attempt.outcome`, in order."""
+        return ["accepted" if ok else "5xx" if code >= 500 else "4xx" if code >= 400 else "other"
+                for ok, code in zip(self._accepted, self._code, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self._mta)
+
+    @overload
+    def __getitem__(self, i: int) -> Attempt: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Attempt, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> Attempt | tuple[Attempt, ...]:
+        if isinstance(i, slice):
+            return tuple(self[k] for k in range(*i.indices(len(self))))
+        corrs = self._corrs[i]
+        mta = self._mta[i]
+        return Attempt((mta, self._conn[i], self._txn[i]), mta, self._start[i], self._end[i],
+                       (corrs,) if isinstance(corrs, str) else corrs, self._code[i], bool(self._accepted[i]),
+                       self._codes[i], self._ack[i])
+
+    def __iter__(self) -> Iterator[Attempt]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(self) == len(other) and all(
+            a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Attempts({list(self)!r})"
+
+
+def _push(column: array[int] | list[Any], value: Any) -> array[int] | list[Any]:
+    """Append `value` to an int column, which becomes a list (of the same values) for one that is not an int."""
+    if type(column) is array:
+        if type(value) is int and -(1 << 63) <= value < (1 << 63):
+            column.append(value)
+            return column
+        column = list(column)
+    column.append(value)
+    return column
+
+
+class Message:
+    """Everything that happened to one correlation id. Its `attempts` are read from the join's `Attempts` when
+    asked for (a new tuple each time: measures that read every message's attempts use `attempt_ids`,
+    `attempt_count` or `attempt_starts`)."""
+
+    __slots__ = ("_ai", "_all", "acceptances", "cls", "corr", "discarded", "first_5xx", "first_ok", "first_req",
+                 "requests", "resends")
+
+    def __init__(self, corr: str, cls: str | None, first_req: float, first_ok: float, requests: int,
+                 resends: tuple[float, ...], acceptances: tuple[Acceptance, ...], attempt_ids: int | tuple[int, ...],
+                 first_5xx: Bounce | None, discarded: int, attempts: Attempts) -> None:
+        self.corr = corr
+        self.cls = cls
+        self.first_req = first_req  # inf: never requested
+        self.first_ok = first_ok  # the first request the SUT acknowledged (2xx / 250); inf: none
+        self.requests = requests
+        self.resends = resends  # sorted
+        self.acceptances = acceptances  # sorted
+        self._ai = attempt_ids  # indices into `_all`, by (start, mta): one as itself
+        self.first_5xx = first_5xx
+        self.discarded = discarded
+        self._all = attempts
+
+    @property
+    def attempt_ids(self) -> tuple[int, ...]:
+        """Its attempts' indices in the join's `attempts`, by (start, mta)."""
+        ai = self._ai
+        return (ai,) if type(ai) is int else ai  # type: ignore[return-value]
+
+    @property
+    def attempt_count(self) -> int:
+        return 1 if type(self._ai) is int else len(self._ai)  # type: ignore[arg-type]
+
+    @property
+    def attempt_starts(self) -> tuple[float, ...]:
+        starts = self._all.starts
+        return tuple(starts[i] for i in self.attempt_ids)
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        """By (start, mta)."""
+        every = self._all
+        return tuple(every[i] for i in self.attempt_ids)
 
     @property
     def delivered(self) -> bool:
         return bool(self.acceptances)
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.corr, self.cls, self.first_req, self.first_ok, self.requests, self.resends, self.acceptances,
+                self.attempts, self.first_5xx, self.discarded)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        names = ("corr", "cls", "first_req", "first_ok", "requests", "resends", "acceptances", "attempts",
+                 "first_5xx", "discarded")
+        return "Message(" + ", ".join(f"{k}={v!r}" for k, v in zip(names, self._fields(), strict=True)) + ")"
 
 
 class FaultAction(NamedTuple):
@@ -195,7 +332,7 @@ class FaultAction(NamedTuple):
 @dataclass(frozen=True)
 class Join:
     messages: Mapping[str, Message]  # requested messages, by correlation id (sorted: results are order-free)
-    attempts: tuple[Attempt, ...]  # every attempt, by (start, mta)
+    attempts: Attempts  # every attempt, by (start, mta)
     requests: Sequence[Request]  # a `Requests` (columns) when the join built it
     depth: tuple[tuple[float, float], ...]  # (t, queue depth) samples
     fired: tuple[FaultAction, ...]
@@ -232,12 +369,11 @@ class _AttemptDraft:
         if corr not in self.corrs:
             self.corrs = (*self.corrs, corr)
 
-    def freeze(self) -> Attempt:
-        return Attempt(self.key, self.key[0], self.start, self.end, self.corrs, self.code, self.accepted, self.codes,
-                       self.ack)
+    def freeze(self, into: Attempts) -> int:
+        return into.add(self.key, self.start, self.end, self.corrs, self.code, self.accepted, self.codes, self.ack)
 
 
-_by_start = operator.attrgetter("start", "mta")  # attempts in order: by (start, mta)
+_draft_start = operator.attrgetter("start")
 _by_corr = operator.attrgetter("corr")
 
 
@@ -247,17 +383,14 @@ def _sorted_tuple(acceptances: tuple[Acceptance, ...] | None) -> tuple[Acceptanc
     return acceptances if len(acceptances) == 1 else tuple(sorted(acceptances))
 
 
-def _attempts_tuple(attempts: Attempt | list[Attempt] | None) -> tuple[Attempt, ...]:
-    if attempts is None:
-        return ()
-    if type(attempts) is list:
-        return tuple(sorted(attempts, key=_by_start))
-    return (attempts,)  # type: ignore[return-value]
+def _draft_mta(a: _AttemptDraft) -> str:
+    mta: str = a.key[0]
+    return mta
 
 
 class _MessageDraft:
-    # two unused slots make a draft the size of the `Message` it becomes (120 bytes with its GC header, like a
-    # 10-field tuple): the allocator reuses a freed draft's memory for a frozen message, where a draft of 104 bytes
+    # two unused slots make a draft the size of the `Message` it becomes (120 bytes with its GC header, 11 slots):
+    # the allocator reuses a freed draft's memory for a frozen message, where a draft of 104 bytes
     # left its slot for nothing of that size (~100 MB more at the end of a 10 M event join)
     __slots__ = ("_pad0", "_pad1", "acceptances", "attempts", "cls", "discarded", "first_5xx", "first_ok", "first_req",
                  "requests", "resends")
@@ -271,17 +404,19 @@ class _MessageDraft:
         self.resends: list[float] | None = None
         # a tuple, grown by one each time (most messages are accepted once: the frozen message keeps this tuple)
         self.acceptances: tuple[Acceptance, ...] | None = None
-        # None, then the one attempt itself, then a list (most messages have one attempt: no list for it)
-        self.attempts: Attempt | list[Attempt] | None = None
+        # its attempts' indices in the join's `Attempts`, ascending: None, then the one index itself, then a list
+        # (most messages have one attempt: no list for it)
+        self.attempts: int | list[int] | None = None
         self.first_5xx: Bounce | None = None
         self.discarded = 0
 
-    def freeze(self, corr: str) -> Message:
+    def freeze(self, corr: str, attempts: Attempts) -> Message:
+        ai = self.attempts
         return Message(corr, self.cls, self.first_req, self.first_ok, self.requests,
                        tuple(sorted(self.resends)) if self.resends else (),
                        _sorted_tuple(self.acceptances),
-                       _attempts_tuple(self.attempts),
-                       self.first_5xx, self.discarded)
+                       () if ai is None else tuple(ai) if type(ai) is list else ai,  # type: ignore[arg-type]
+                       self.first_5xx, self.discarded, attempts)
 
 
 @dataclass(slots=True)
@@ -453,25 +588,37 @@ class _Pass:
             self.webhooks.corr_accepted = {
                 c: {(acc.t, odd.get((c, i)) or "mta/" + acc.mta) for i, acc in enumerate(m.acceptances)}
                 for c, m in self.msgs.items() if m.acceptances}
-        # drafts are dropped as they are frozen, so a big run never holds both at once
-        frozen: list[Attempt] = []
-        drafts = self.attempts
-        for akey in list(drafts):
-            a = drafts.pop(akey).freeze()
-            frozen.append(a)
-            self.mtas_seen.add(a.mta)
-            for c in a.corrs:
-                story = self.msgs.get(c)
+        # the attempts into columns by (start, mta) (two stable sorts: ties keep the order the drafts were made), each
+        # draft dropped as it is written, so a big run never holds both at once; each message gets its attempts'
+        # indices, ascending (so its attempts are by (start, mta) too)
+        drafts: list[_AttemptDraft | None] = list(self.attempts.values())
+        self.attempts.clear()
+        drafts.sort(key=_draft_mta)  # type: ignore[arg-type]
+        drafts.sort(key=_draft_start)
+        attempts = Attempts()
+        msgs = self.msgs
+        for i, draft in enumerate(drafts):
+            drafts[i] = None
+            assert draft is not None
+            draft.freeze(attempts)
+            for c in draft.corrs:
+                story = msgs.get(c)
                 if story is not None:
                     if story.attempts is None:
-                        story.attempts = a
+                        story.attempts = i
                     elif type(story.attempts) is list:
-                        story.attempts.append(a)
+                        story.attempts.append(i)
                     else:
-                        story.attempts = [story.attempts, a]  # type: ignore[list-item]
+                        story.attempts = [story.attempts, i]  # type: ignore[list-item]
+        del drafts
+        self.mtas_seen.update(attempts.mtas)
         if not self.requests:  # MTA events only (a unit test of a sender): every message an MTA saw was "requested"
-            for m in self.msgs.values():
-                starts = [a.start for a in _attempts_tuple(m.attempts)] + [acc.t for acc in m.acceptances or ()]
+            starts_of = attempts.starts
+            for m in msgs.values():
+                ai = m.attempts
+                ids: Iterable[int] = () if ai is None else ai if isinstance(ai, list) else (ai,)
+                starts = [starts_of[i] for i in ids]
+                starts += [acc.t for acc in m.acceptances or ()]
                 if starts:
                     m.first_req = m.first_ok = min(starts)
         # frozen in the order the drafts were made, then sorted: the drafts are freed in the order they were
@@ -486,13 +633,12 @@ class _Pass:
             stories[i] = None
             assert story is not None
             if story.first_req < math.inf:
-                kept.append(story.freeze(c))
+                kept.append(story.freeze(c, attempts))
         del corrs, stories
         kept.sort(key=_by_corr)
         messages = {m.corr: m for m in kept}
         del kept
-        frozen.sort(key=_by_start)
-        return Join(messages, tuple(frozen), self.requests,
+        return Join(messages, attempts, self.requests,
                     tuple(self.depth), tuple(self.fired), dict(self.undone), dict(self.discarded_by_mta),
                     frozenset(self.mtas_seen), {k: tuple(v) for k, v in self.throttled.items()}, self.t_last,
                     self.webhooks.metrics(),

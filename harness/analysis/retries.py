@@ -14,7 +14,7 @@ from maildrill.harness.analysis.stats import cv, percentile, sync_index
 
 def interval_sequences(msgs: Iterable[Message]) -> list[list[float]]:
     """Per message, the times between its consecutive delivery attempts."""
-    return [[b.start - a.start for a, b in itertools.pairwise(m.attempts)] for m in msgs if len(m.attempts) > 1]
+    return [[b - a for a, b in itertools.pairwise(m.attempt_starts)] for m in msgs if m.attempt_count > 1]
 
 
 def intervals(msgs: Iterable[Message]) -> list[float]:

@@ -38,10 +38,10 @@ def last_value(samples: Sequence[tuple[float, float]], bins: int) -> Series:
 
 
 def run_series(j: Join, bins: int) -> dict[str, Series]:
-    attempts = count([a.start for a in j.attempts], bins)
+    attempts = count(j.attempts.starts, bins)
     outcomes: dict[str, list[float]] = defaultdict(list)
-    for a in j.attempts:
-        outcomes[a.outcome].append(a.end)
+    for end, outcome in zip(j.attempts.ends, j.attempts.outcomes(), strict=True):
+        outcomes[outcome].append(end)
     replies_4xx = count(outcomes["4xx"], bins)
     out = {
         "attempts": attempts,
