@@ -15,17 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maildrill.harness.analysis import drain, duplicates, faults, latency, retries
-from maildrill.harness.analysis.join import (
-    Join,
-    Message,
-    Origin,
-    Request,
-    Requests,
-    join,
-    join_records,
-    origin_of,
-)
+import numpy as np
+from maildrill.harness.analysis import columns, drain, duplicates, faults, latency, retries
+from maildrill.harness.analysis.columns import Columns, Flags, sorted_list
+from maildrill.harness.analysis.join import Join, Origin, join, join_records, origin_of
 from maildrill.harness.analysis.model import Analysis, FaultWindow, Series, Value
 from maildrill.harness.analysis.offenders import offenders
 from maildrill.harness.analysis.per_mta import by_mta
@@ -85,23 +78,26 @@ def _analyze(j: Join, origin: Origin, scenario: Mapping[str, Any], skipped: Sequ
     windows = faults.windows(j.fired, j.undone, end)
     fault_end = max((w.end_s for w in windows), default=None)
     drain_ref = max(plan.load_end, fault_end) if fault_end is not None else plan.load_end
-    messages = list(j.messages.values())
-    whole = message_metrics(messages, j.requests, len(j.attempts), plan.ttl, drain_ref,
+    c = columns.build(j, plan.classes)
+    whole = message_metrics(c, None, None, len(j.attempts), plan.ttl, drain_ref,
                             discarded=sum(j.discarded_by_mta.values()), has_ttl=bool(plan.ttl))
     bins = min(MAX_BINS, max(1, math.ceil(end)))
-    series = run_series(j, bins)
+    series = run_series(j, c, bins)
     notes = list(origin.notes)
     if not j.requests:
         notes.append("no load events: nothing was requested, so message metrics are empty")
+    expired = latency.expired_flags(c, plan.ttl)
     return Analysis(
-        metrics=whole | run_wide_metrics(j, windows, series["attempts"]),
-        by_class=_by_class(j, plan, drain_ref, messages, whole),
-        by_mta=by_mta(plan.mtas, j.attempts, messages, j.discarded_by_mta, j.silent_failovers_by_mta),
-        windows=tuple(faults.with_app_side(w, j.requests) for w in windows), load_window=(0.0, plan.load_end),
-        series=series, retry_intervals_s=tuple(retries.intervals(messages)),
-        latencies_s=_latencies_by_class(messages, plan.classes),
-        ttl_s=plan.ttl, offenders=tuple(offenders(messages, plan.ttl)), skipped=tuple(skipped),
-        time_scale=origin.scale, notes=tuple(notes))
+        metrics=whole | run_wide_metrics(j, c, windows, series["attempts"]),
+        by_class=_by_class(j, c, plan, drain_ref, whole),
+        by_mta=by_mta(plan.mtas, j.attempts, c, j.discarded_by_mta, j.silent_failovers_by_mta),
+        windows=tuple(faults.with_app_side(w, c) for w in windows), load_window=(0.0, plan.load_end),
+        series=series, retry_intervals_s=tuple(retries.intervals(c.pick(None, c.attempts > 1))),
+        latencies_s=_latencies_by_class(c),
+        ttl_s=plan.ttl,
+        # only the messages some rule flags can be offenders (the same ones, in the same order)
+        offenders=tuple(offenders(c.pick(None, c.accepted > 1, c.bounced, expired, ~c.delivered), plan.ttl)),
+        skipped=tuple(skipped), time_scale=origin.scale, notes=tuple(notes))
 
 
 def _plan(j: Join, origin: Origin, scenario: Mapping[str, Any]) -> Plan:
@@ -120,95 +116,72 @@ def _plan(j: Join, origin: Origin, scenario: Mapping[str, Any]) -> Plan:
     return Plan(load_end, ttl, tuple(classes), tuple(mtas))
 
 
-def message_metrics(messages: Sequence[Message], requests: Sequence[Request], attempts: int,
-                    ttl: Mapping[str, float], drain_ref: float, *, discarded: int,
-                    has_ttl: bool) -> dict[str, Value]:
-    """The metrics of a set of messages (the run's, or one class's), in the registry's order; `attempts`: how many
-    delivery attempts they had (the run's: every attempt, also those that named no requested id)."""
-    n = len(messages)
-    delivered = sum(1 for m in messages if m.acceptances)
-    req_lat = sorted(r.latency_ms for r in requests)
+def message_metrics(c: Columns, mask: Flags | None, requests: Flags | None, attempts: int,
+                    ttl: Mapping[str, float], drain_ref: float, *, discarded: int, has_ttl: bool) -> dict[str, Value]:
+    """The metrics of a set of messages (`mask`: the run's when None, else one class's) and requests
+    (`requests`, likewise), in the registry's order; `attempts`: how many delivery attempts they had (the run's:
+    every attempt, also those that named no requested id)."""
+    n = len(c.messages) if mask is None else int(np.count_nonzero(mask))
+    delivered = int(np.count_nonzero(c.delivered if mask is None else c.delivered & mask))
+    req_lat = sorted_list(c.req_latency if requests is None else c.req_latency[requests])
     return {
-        "requests_total": len(requests),
+        "requests_total": len(c.req_t) if requests is None else int(np.count_nonzero(requests)),
         "messages_requested": n,
         "delivered": delivered,
         "undelivered": n - delivered,
         "acknowledged_but_lost": discarded,
-        **drain.drain(messages, drain_ref).metrics(n),
-        **retries.retries(messages, attempts).metrics(),
-        **duplicates.duplicates(messages).metrics(),
-        **latency.measure(messages, ttl, has_ttl=has_ttl).metrics(),
-        "http_error_ratio": faults.error_ratio(requests),
+        **drain.drain(*drain.steps(c, mask), drain_ref).metrics(n),
+        **retries.retries(c, mask, attempts).metrics(),
+        **duplicates.duplicates(c.pick(mask, c.accepted > 1)).metrics(),
+        **latency.measure(c, mask, ttl, has_ttl=has_ttl).metrics(),
+        "http_error_ratio": faults.error_ratio(~(c.req_ok if requests is None else c.req_ok[requests])),
         "request_latency_p50_ms": percentile(req_lat, 50),
         "request_latency_p99_ms": percentile(req_lat, 99),
     }
 
 
-def _by_class(j: Join, plan: Plan, drain_ref: float, messages: Sequence[Message],
+def _by_class(j: Join, c: Columns, plan: Plan, drain_ref: float,
               whole: Mapping[str, Value]) -> dict[str, dict[str, Value]]:
     """Per class, `message_metrics` of its messages, requests and attempts. A class that is every message, every
     request and every attempt (a one-class drill) has the run's figures: they are taken from `whole` (the run's
     `message_metrics`) rather than measured again, which was half of the measures' time."""
     out = {}
-    of_class = _group_by_class(messages, plan.classes)
     for cls in plan.classes:
-        mine = of_class[cls]
-        discarded = sum(m.discarded for m in mine)
-        attempts = len({i for m in mine for i in m.attempt_ids})  # `message_metrics` reads only how many
-        if (len(mine) == len(messages) and attempts == len(j.attempts) and (cls in plan.ttl) == bool(plan.ttl)
-                and _requests_of(j.requests, cls) == len(j.requests)):
+        mine, reqs = c.of_class(cls), c.requests_of_class(cls)
+        discarded = int(c.discarded[mine].sum())
+        # `message_metrics` reads only how many attempts (one that named several of its messages counts once)
+        attempts = int(np.unique(c.attempt_id[mine[c.attempt_msg]]).size)
+        if (int(np.count_nonzero(mine)) == len(c.messages) and attempts == len(j.attempts)
+                and (cls in plan.ttl) == bool(plan.ttl) and int(np.count_nonzero(reqs)) == len(c.req_t)):
             out[cls] = {**whole, "acknowledged_but_lost": discarded}
             continue
-        out[cls] = message_metrics(mine, [r for r in j.requests if r.cls == cls], attempts, plan.ttl,
-                                   drain_ref, discarded=discarded, has_ttl=cls in plan.ttl)
+        out[cls] = message_metrics(c, mine, reqs, attempts, plan.ttl, drain_ref, discarded=discarded,
+                                   has_ttl=cls in plan.ttl)
     return out
 
 
-def _group_by_class(messages: Sequence[Message], classes: Sequence[str]) -> dict[str, list[Message]]:
-    """Each class's messages, in the run's order (one pass over the messages, not one per class)."""
-    out: dict[str | None, list[Message]] = {c: [] for c in classes}
-    for m in messages:
-        group = out.get(m.cls)
-        if group is not None:
-            group.append(m)
-    return out  # type: ignore[return-value]
-
-
-def _latencies_by_class(messages: Sequence[Message], classes: Sequence[str]) -> dict[str, tuple[float, ...]]:
+def _latencies_by_class(c: Columns) -> dict[str, tuple[float, ...]]:
     """Per class, the sorted latencies of its delivered messages."""
-    out: dict[str | None, list[float]] = {c: [] for c in classes}
-    for m in messages:
-        if m.acceptances:
-            group = out.get(m.cls)
-            if group is not None:
-                group.append(latency.latency(m))
-    return {c: tuple(sorted(out[c])) for c in classes}
+    return {cls: tuple(sorted_list(c.latency[c.of_class(cls) & c.delivered])) for cls in c.classes}
 
 
-def _requests_of(requests: Sequence[Request], cls: str) -> int:
-    if isinstance(requests, Requests):
-        return requests.count_class(cls)
-    return sum(1 for r in requests if r.cls == cls)
-
-
-def run_wide_metrics(j: Join, windows: Sequence[FaultWindow], attempts_per_s: Series) -> dict[str, Value]:
+def run_wide_metrics(j: Join, c: Columns, windows: Sequence[FaultWindow], attempts_per_s: Series) -> dict[str, Value]:
     """The metrics that only make sense for the whole run: the attempt rate, the queue probe, the app side in
     fault windows."""
     attempts = j.attempts
     outcomes = attempts.outcomes()
     storm = faults.storm_start(windows, attempts, outcomes)
-    in_fault = [r for r in j.requests if any(w.start_s <= r.t <= w.end_s for w in windows)]
-    delivered = [m.acceptances for m in j.messages.values() if m.acceptances]
+    in_fault = np.logical_or.reduce([faults.inside(w, c.req_t) for w in windows]) if windows else None
     per_s = attempts_per_s.values
     return {
         "deferred_ratio": outcomes.count("4xx") / len(attempts) if attempts else None,
         "attempts_per_s_peak": max(per_s) if attempts else 0,
         "attempts_per_s_peak_after_fault": max(per_s[max(0, int(storm)):], default=0) if storm is not None else None,
         "queue_depth_peak": max((d for _, d in j.depth), default=None),
-        "first_delivery_s": min((acc[0].t for acc in delivered), default=None),
-        "last_delivery_s": max((a.t for acc in delivered for a in acc), default=None),
-        "http_error_ratio_in_faults": faults.error_ratio(in_fault) if windows else None,
+        "first_delivery_s": float(c.first_acc[c.delivered].min()) if c.delivered.any() else None,
+        "last_delivery_s": float(c.acc_t.max()) if len(c.acc_t) else None,
+        "http_error_ratio_in_faults": faults.error_ratio(~c.req_ok[in_fault]) if in_fault is not None else None,
         "request_latency_p99_ms_in_faults":
-            percentile(sorted(r.latency_ms for r in in_fault), 99) if windows else None,
+            percentile(sorted_list(c.req_latency[in_fault]), 99) if in_fault is not None else None,
         **j.webhook_metrics,
     }

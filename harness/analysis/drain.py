@@ -5,28 +5,11 @@ bounces can still drain."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from maildrill.harness.analysis.join import Message
+import numpy as np
+from maildrill.harness.analysis.columns import Columns, Flags, Floats
 from maildrill.harness.analysis.model import Series, Value
-
-
-def owed_from(m: Message) -> float:
-    """When the SUT took the message on: its first acknowledged request; a message whose requests all failed
-    but that was delivered anyway (queued before a crash cut the reply) from its first request; inf (never)
-    for one the SUT refused and never sent — the user saw the error (http_error_ratio, undelivered), but it
-    was never in the SUT's queue, so it is not outstanding and does not keep a drain from ending."""
-    if m.first_ok < math.inf:
-        return m.first_ok
-    return m.first_req if m.acceptances else math.inf
-
-
-def resolved_at(m: Message) -> float:
-    t = m.acceptances[0].t if m.acceptances else math.inf
-    if m.first_5xx is not None:
-        t = min(t, m.first_5xx.t)
-    return max(t, m.first_req)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,71 +21,44 @@ class Drain:
         return {"outstanding_peak": self.outstanding_peak, "drain_s": self.drain_s if requested else None}
 
 
-def _steps(msgs: Iterable[Message]) -> tuple[list[float], list[float]]:
-    """When the SUT took each message on (+1) and when each was resolved (-1), each list sorted: two lists of the
-    messages' own floats, not a (time, step) tuple per step (at 10 M events those tuples were ~110 MB)."""
-    starts: list[float] = []
-    ends: list[float] = []
-    for m in msgs:
-        start = owed_from(m)
-        if start == math.inf:
-            continue
-        starts.append(start)
-        r = resolved_at(m)
-        if r < math.inf:
-            ends.append(r)
-    starts.sort()
-    ends.sort()
-    return starts, ends
+def steps(c: Columns, mask: Flags | None = None) -> tuple[Floats, Floats]:
+    """When the SUT took each message on (+1) and when each was resolved (-1), each sorted (`mask`: of these
+    messages only)."""
+    owed = c.owed < math.inf if mask is None else mask & (c.owed < math.inf)
+    return np.sort(c.owed[owed]), np.sort(c.resolved[owed & (c.resolved < math.inf)])
 
 
-def drain(msgs: Iterable[Message], ref: float) -> Drain:
+def drain(starts: Floats, ends: Floats, ref: float) -> Drain:
     """The outstanding peak, and how long after `ref` (the end of the load or of the last fault) it took to
-    reach 0. The steps are walked in time order, at equal times the +1s first."""
-    starts, ends = _steps(msgs)
-    if not starts:
+    reach 0: the level walked over the steps in time order, at equal times the +1s first (`starts`, `ends`:
+    sorted, from `steps`)."""
+    n, m = len(starts), len(ends)
+    if not n:
         return Drain(0, None)
-    level = peak = 0
-    at_ref: int | None = None
-    drained: float | None = None
-    i = k = 0
-    n_starts, n_ends = len(starts), len(ends)
-    while i < n_starts or k < n_ends:
-        if k >= n_ends or (i < n_starts and starts[i] <= ends[k]):  # at equal times the take-on first
-            t, step = starts[i], 1
-            i += 1
-        else:
-            t, step = ends[k], -1
-            k += 1
-        if at_ref is None and t > ref:
-            at_ref = level
-            if level == 0:
-                drained = 0.0
-        level += step
-        peak = max(peak, level)
-        if at_ref is not None and drained is None and level == 0:
-            drained = t - ref
-    if at_ref is None:  # every step happened by ref
-        drained = 0.0 if level == 0 else None
-    return Drain(peak, drained)
+    # the level after each step: after the i-th take-on, i + 1 minus the resolutions strictly before it; after
+    # the k-th resolution, the take-ons at or before it minus k + 1
+    after_start = np.arange(1, n + 1) - np.searchsorted(ends, starts, side="left")
+    after_end = np.searchsorted(starts, ends, side="right") - np.arange(1, m + 1)
+    peak = max(0, int(after_start.max()), int(after_end.max()) if m else 0)
+    if starts[-1] <= ref and (not m or ends[-1] <= ref):  # every step happened by ref
+        return Drain(peak, 0.0 if n == m else None)
+    at_ref = int(np.searchsorted(starts, ref, side="right")) - int(np.searchsorted(ends, ref, side="right"))
+    if at_ref == 0:
+        return Drain(peak, 0.0)
+    # the first step after ref that leaves nothing outstanding
+    zero = [float(x[(level == 0) & (x > ref)][0]) for x, level in ((starts, after_start), (ends, after_end))
+            if np.any((level == 0) & (x > ref))]
+    return Drain(peak, min(zero) - ref if zero else None)
 
 
-def outstanding_series(msgs: Iterable[Message], bins: int) -> Series:
+def outstanding_series(c: Columns, bins: int) -> Series:
     """Value i: messages the SUT had taken on before the end of second i and not resolved by then."""
-    delta = [0] * bins
-    for m in msgs:
-        start = owed_from(m)
-        if start == math.inf:
-            continue
-        i = max(0, int(start))
-        if i < bins:
-            delta[i] += 1
-        r = resolved_at(m)
-        j = max(0, int(r)) if r < math.inf else bins
-        if j < bins:
-            delta[j] -= 1
-    values, level = [], 0
-    for d in delta:
-        level += d
-        values.append(float(level))
+    owed = c.owed < math.inf
+    start = np.maximum(np.trunc(c.owed[owed]), 0.0)
+    resolved = c.resolved[owed]
+    end = np.where(resolved < math.inf, np.maximum(np.trunc(np.where(resolved < math.inf, resolved, 0.0)), 0.0),
+                   float(bins))
+    delta = (np.bincount(start[start < bins].astype(np.int64), minlength=bins)[:bins]
+             - np.bincount(end[end < bins].astype(np.int64), minlength=bins)[:bins])
+    values: list[float] = np.cumsum(delta).astype(np.float64).tolist()
     return Series(tuple(float(i) for i in range(bins)), tuple(values))

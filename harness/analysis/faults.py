@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from maildrill.harness.analysis.join import Attempts, FaultAction, Request
+import numpy as np
+from maildrill.harness.analysis.columns import Columns, Flags, Floats, sorted_list
+from maildrill.harness.analysis.join import Attempts, FaultAction
 from maildrill.harness.analysis.model import FaultWindow
 from maildrill.harness.analysis.stats import percentile
 
@@ -32,18 +34,20 @@ def windows(fired: Sequence[FaultAction], undone: Mapping[int, float], end: floa
     return out
 
 
-def error_ratio(reqs: Sequence[Request]) -> float | None:
-    return sum(1 for r in reqs if not r.ok) / len(reqs) if reqs else None
+def error_ratio(failed: Flags) -> float | None:
+    """The share of requests that failed (`failed`: one flag per request)."""
+    return int(np.count_nonzero(failed)) / len(failed) if len(failed) else None
 
 
-def inside(w: FaultWindow, requests: Sequence[Request]) -> list[Request]:
-    return [r for r in requests if w.start_s <= r.t <= w.end_s]
+def inside(w: FaultWindow, times: Floats) -> Flags:
+    """Which requests (`times`) fell inside the window."""
+    return (w.start_s <= times) & (times <= w.end_s)
 
 
-def with_app_side(w: FaultWindow, requests: Sequence[Request]) -> FaultWindow:
-    reqs = inside(w, requests)
-    return dataclasses.replace(w, requests=len(reqs), http_error_ratio=error_ratio(reqs),
-                               request_latency_p99_ms=percentile(sorted(r.latency_ms for r in reqs), 99))
+def with_app_side(w: FaultWindow, c: Columns) -> FaultWindow:
+    mine = inside(w, c.req_t)
+    return dataclasses.replace(w, requests=int(np.count_nonzero(mine)), http_error_ratio=error_ratio(~c.req_ok[mine]),
+                               request_latency_p99_ms=percentile(sorted_list(c.req_latency[mine]), 99))
 
 
 def storm_start(ws: Sequence[FaultWindow], attempts: Attempts, outcomes: Sequence[str] | None = None) -> float | None:

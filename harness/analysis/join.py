@@ -94,6 +94,10 @@ class Requests(Sequence[Request]):
         """How many requests are of class `cls`."""
         return self._cls.count(cls)
 
+    def arrays(self) -> tuple[array[float], list[str | None], bytearray, array[float]]:
+        """(times, classes, ok flags 0/1, latencies): the columns themselves, not copies (read only)."""
+        return self._t, self._cls, self._ok, self._lat
+
     def columns(self) -> tuple[bytes, list[str | None], bytes, bytes]:
         """(times, classes, ok flags, latencies): plain values that `marshal` can carry to another process."""
         return self._t.tobytes(), self._cls, bytes(self._ok), self._lat.tobytes()

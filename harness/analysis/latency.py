@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+from maildrill.harness.analysis.columns import Columns, Flags, sorted_list, ttl_limits
 from maildrill.harness.analysis.join import Message
 from maildrill.harness.analysis.model import Value
 from maildrill.harness.analysis.stats import percentile
@@ -46,17 +48,23 @@ class Latency:
         }
 
 
-def measure(msgs: Sequence[Message], ttl: Mapping[str, float], *, has_ttl: bool) -> Latency:
+def expired_flags(c: Columns, ttl: Mapping[str, float]) -> Flags:
+    """Per message, `expired`."""
+    limits = ttl_limits(c, ttl)
+    late: Flags = ~np.isnan(limits) & (~c.delivered | (c.latency > np.nan_to_num(limits, nan=math.inf)))
+    return late
+
+
+def measure(c: Columns, mask: Flags | None, ttl: Mapping[str, float], *, has_ttl: bool) -> Latency:
+    """Of the messages where `mask` holds (None: every one)."""
     # Delivery latency is over every message the SUT owed a delivery: one never accepted (and not bounced
     # with a 5xx) is infinitely late. A p99 over the few that got through would hide the tail it exists to show.
-    # one pass, `latency` computed once per message (it was two passes and three calls)
-    owed: list[float] = []
-    exp = 0
-    for m in msgs:
-        lat = latency(m) if m.acceptances else math.inf
-        if m.acceptances or m.first_5xx is None:
-            owed.append(lat)
-        if has_ttl and expired(m, ttl, lat):
-            exp += 1
-    owed.sort()
-    return Latency(tuple(owed), len(msgs), exp if has_ttl else None)
+    owed = c.delivered | ~c.bounced
+    if mask is not None:
+        owed &= mask
+    n = len(c.messages) if mask is None else int(np.count_nonzero(mask))
+    exp = None
+    if has_ttl:
+        late = expired_flags(c, ttl)
+        exp = int(np.count_nonzero(late if mask is None else late & mask))
+    return Latency(tuple(sorted_list(c.latency[owed])), n, exp)

@@ -4,9 +4,11 @@ reply was retried."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+from maildrill.harness.analysis.columns import Columns, Flags
 from maildrill.harness.analysis.join import Message
 from maildrill.harness.analysis.model import Value
 from maildrill.harness.analysis.stats import cv, percentile, sync_index
@@ -50,8 +52,9 @@ class Retries:
         }
 
 
-def retries(msgs: Sequence[Message], attempts: int) -> Retries:
-    """`attempts`: how many delivery attempts the messages had."""
-    sequences = interval_sequences(msgs)
-    return Retries(attempts, len(msgs), tuple(sorted(v for seq in sequences for v in seq)),
-                   tuple(tuple(s) for s in sequences), sum(1 for m in msgs if retried_after_5xx(m)))
+def retries(c: Columns, mask: Flags | None, attempts: int) -> Retries:
+    """Of the messages where `mask` holds (None: every one); `attempts`: how many delivery attempts they had."""
+    sequences = interval_sequences(c.pick(mask, c.attempts > 1))
+    n = len(c.messages) if mask is None else int(np.count_nonzero(mask))
+    return Retries(attempts, n, tuple(sorted(v for seq in sequences for v in seq)),
+                   tuple(tuple(s) for s in sequences), sum(1 for m in c.pick(mask, c.bounced) if retried_after_5xx(m)))

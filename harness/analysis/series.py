@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
+import numpy as np
+from maildrill.harness.analysis.columns import Columns, Floats
 from maildrill.harness.analysis.drain import outstanding_series
 from maildrill.harness.analysis.join import Join
 from maildrill.harness.analysis.model import Series
@@ -12,14 +14,12 @@ from maildrill.harness.analysis.model import Series
 MAX_BINS = 200_000
 
 
-def count(times: Iterable[float], bins: int) -> Series:
-    values = [0.0] * bins
-    for t in times:
-        i = int(t) if t >= 0 else -1
-        if 0 <= i < bins:
-            values[i] += 1
-        elif i >= bins:
-            values[-1] += 1
+def count(times: Sequence[float] | Floats, bins: int) -> Series:
+    """How many of `times` fall in each 1 s bin (later ones in the last bin; negative ones in none)."""
+    t = np.asarray(times, dtype=np.float64)
+    t = t[t >= 0]
+    bin_of = np.minimum(np.trunc(t), bins - 1).astype(np.int64)
+    values: list[float] = np.bincount(bin_of, minlength=bins).astype(np.float64).tolist()
     return Series(tuple(float(i) for i in range(bins)), tuple(values))
 
 
@@ -37,7 +37,7 @@ def last_value(samples: Sequence[tuple[float, float]], bins: int) -> Series:
     return Series(tuple(float(i) for i in range(bins)), tuple(values))
 
 
-def run_series(j: Join, bins: int) -> dict[str, Series]:
+def run_series(j: Join, c: Columns, bins: int) -> dict[str, Series]:
     attempts = count(j.attempts.starts, bins)
     outcomes: dict[str, list[float]] = defaultdict(list)
     for end, outcome in zip(j.attempts.ends, j.attempts.outcomes(), strict=True):
@@ -45,9 +45,9 @@ def run_series(j: Join, bins: int) -> dict[str, Series]:
     replies_4xx = count(outcomes["4xx"], bins)
     out = {
         "attempts": attempts,
-        "requests": count([r.t for r in j.requests], bins),
-        "delivered": count([m.acceptances[0].t for m in j.messages.values() if m.acceptances], bins),
-        "outstanding": outstanding_series(j.messages.values(), bins),
+        "requests": count(c.req_t, bins),
+        "delivered": count(c.first_acc[c.delivered], bins),
+        "outstanding": outstanding_series(c, bins),
         "replies_2xx": count(outcomes["accepted"], bins),
         "replies_4xx": replies_4xx,
         "replies_5xx": count(outcomes["5xx"], bins),
