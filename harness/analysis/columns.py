@@ -26,9 +26,10 @@ INF = math.inf
 
 @dataclass(frozen=True, eq=False)
 class Columns:
-    """Per message (in the join's order, `messages`), per acceptance and per request. A message's class is an
-    index into `classes` (-1: none of them); an acceptance's MTA an index into `mtas`. 32-bit ints and the
-    requests' own arrays (not copies): at 10 M events these columns are ~90 MB, on top of the join."""
+    """Per message (in the join's order, `messages`), per acceptance after a message's first, and per request. A
+    message's class is an index into `classes` (-1: none of them); an MTA an index into `mtas` (-1: none). 32-bit
+    ints, flags rather than counts, and the requests' own arrays (not copies): at 10 M events (1 M messages) these
+    columns are ~60 MB on top of the join."""
 
     messages: Sequence[Message]
     classes: tuple[str, ...]
@@ -41,25 +42,28 @@ class Columns:
     resolved: Floats  # its first acceptance or first 5xx, whichever came first, and not before its first request
     latency: Floats  # first request -> first acceptance (`latency.latency`); inf: never delivered
     first_acc: Floats  # its first acceptance; inf: none
+    first_mta: Ints  # the MTA of its first acceptance; -1: none
     delivered: Flags
     bounced: Flags  # it had a 5xx
-    discarded: Ints
-    attempts: Ints  # how many delivery attempts
-    accepted: Ints  # how many acceptances
-    # one row per (message, attempt): an attempt that named several messages has a row for each
-    attempt_msg: Ints
-    attempt_id: Ints
-    # one row per acceptance, in each message's order
+    retried: Flags  # it had more than one delivery attempt
+    accepted_again: Flags  # it was accepted more than once
+    # per class (in `classes` order): acknowledged_but_lost, and how many attempts its messages had (one that
+    # named several of them counted once)
+    discarded_by_class: tuple[int, ...]
+    attempts_by_class: tuple[int, ...]
     mtas: tuple[str, ...]
-    acc_msg: Ints
-    acc_t: Floats
-    acc_mta: Ints
-    acc_first: Flags
+    # one row per acceptance after a message's first
+    again_msg: Ints
+    again_t: Floats
+    again_mta: Ints
     # one row per request, in the join's order
     req_t: Floats
     req_latency: Floats
     req_ok: Flags
     req_cls: Ints
+
+    def class_index(self, cls: str) -> int:
+        return self.classes.index(cls)
 
     def of_class(self, cls: str) -> Flags:
         mine: Flags = self.cls == self.classes.index(cls)
@@ -81,33 +85,45 @@ def build(j: Join, classes: Sequence[str]) -> Columns:
     messages = list(j.messages.values())
     class_ix = {c: i for i, c in enumerate(classes)}
     mta_ix: dict[str, int] = {}
-    cls, discarded, n_att, n_acc = array("i"), array("i"), array("i"), array("i")
+    n_classes = len(classes)
+    discarded = [0] * (n_classes + 1)  # the last: no class
+    attempts = [0] * (n_classes + 1)
+    cls, first_mta = array("i"), array("i")
+    retried, again = bytearray(), bytearray()
     first_req, first_ok, first_acc, bounce_t = array("d"), array("d"), array("d"), array("d")
-    att_msg, att_id = array("i"), array("i")
-    acc_msg, acc_t, acc_mta, acc_first = array("i"), array("d"), array("i"), bytearray()
+    again_msg, again_t, again_mta = array("i"), array("d"), array("i")
     for i, m in enumerate(messages):
-        cls.append(class_ix.get(m.cls, -1))  # type: ignore[arg-type]
+        k = class_ix.get(m.cls, -1)  # type: ignore[arg-type]
+        cls.append(k)
         first_req.append(m.first_req)
         first_ok.append(m.first_ok)
-        discarded.append(m.discarded)
+        discarded[k] += m.discarded
         bounce_t.append(m.first_5xx.t if m.first_5xx is not None else INF)
-        ids = m.attempt_ids
-        n_att.append(len(ids))
-        att_id.extend(ids)
-        att_msg.extend([i] * len(ids))
+        n = m.attempt_count
+        attempts[k] += n
+        retried.append(n > 1)
         acc = m.acceptances
-        n_acc.append(len(acc))
-        first_acc.append(acc[0].t if acc else INF)
-        first = 1
-        for a in acc:
-            acc_msg.append(i)
-            acc_t.append(a.t)
-            k = mta_ix.get(a.mta)
-            if k is None:
-                k = mta_ix[a.mta] = len(mta_ix)
-            acc_mta.append(k)
-            acc_first.append(first)
-            first = 0
+        again.append(len(acc) > 1)
+        if not acc:
+            first_acc.append(INF)
+            first_mta.append(-1)
+            continue
+        first_acc.append(acc[0].t)
+        for x, a in enumerate(acc):
+            mta = mta_ix.get(a.mta)
+            if mta is None:
+                mta = mta_ix[a.mta] = len(mta_ix)
+            if x == 0:
+                first_mta.append(mta)
+            else:
+                again_msg.append(i)
+                again_t.append(a.t)
+                again_mta.append(mta)
+    # an attempt that named several messages of one class was counted once per message above
+    for corrs in j.attempts.shared_ids():
+        named = [class_ix.get(j.messages[c].cls, -1) for c in corrs if c in j.messages]  # type: ignore[arg-type]
+        for k in set(named):
+            attempts[k] -= named.count(k) - 1
     f_req, f_ok, f_acc, b5 = (np.frombuffer(x, dtype=np.float64) for x in (first_req, first_ok, first_acc, bounce_t))
     delivered = f_acc < INF
     # element by element, as Python's min/max and `latency.latency` choose (where, not minimum/maximum: on equal
@@ -121,16 +137,15 @@ def build(j: Join, classes: Sequence[str]) -> Columns:
     del f_ok, b5, settled, wait, first_req, first_ok, bounce_t
     reqs = j.requests if isinstance(j.requests, Requests) else Requests(j.requests)
     t, req_cls, ok, lat = reqs.arrays()
-    ints = np.int32
+    small = np.int32
     return Columns(
-        messages, tuple(classes), np.frombuffer(cls, dtype=ints), owed, resolved, latency, f_acc,
-        delivered, bounced, np.frombuffer(discarded, dtype=ints), np.frombuffer(n_att, dtype=ints),
-        np.frombuffer(n_acc, dtype=ints), np.frombuffer(att_msg, dtype=ints),
-        np.frombuffer(att_id, dtype=ints), tuple(mta_ix), np.frombuffer(acc_msg, dtype=ints),
-        np.frombuffer(acc_t, dtype=np.float64), np.frombuffer(acc_mta, dtype=ints),
-        np.frombuffer(acc_first, dtype=np.bool_), np.frombuffer(t, dtype=np.float64),
+        messages, tuple(classes), np.frombuffer(cls, dtype=small), owed, resolved, latency, f_acc,
+        np.frombuffer(first_mta, dtype=small), delivered, bounced, np.frombuffer(retried, dtype=np.bool_),
+        np.frombuffer(again, dtype=np.bool_), tuple(discarded[:n_classes]), tuple(attempts[:n_classes]),
+        tuple(mta_ix), np.frombuffer(again_msg, dtype=np.int32), np.frombuffer(again_t, dtype=np.float64),
+        np.frombuffer(again_mta, dtype=small), np.frombuffer(t, dtype=np.float64),
         np.frombuffer(lat, dtype=np.float64), np.frombuffer(ok, dtype=np.bool_),
-        np.fromiter((class_ix.get(c, -1) for c in req_cls), dtype=ints, count=len(req_cls)))  # type: ignore[arg-type]
+        np.fromiter((class_ix.get(c, -1) for c in req_cls), dtype=small, count=len(req_cls)))  # type: ignore[arg-type]
 
 
 def sorted_list(values: Floats) -> list[float]:

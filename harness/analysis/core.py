@@ -92,11 +92,11 @@ def _analyze(j: Join, origin: Origin, scenario: Mapping[str, Any], skipped: Sequ
         by_class=_by_class(j, c, plan, drain_ref, whole),
         by_mta=by_mta(plan.mtas, j.attempts, c, j.discarded_by_mta, j.silent_failovers_by_mta),
         windows=tuple(faults.with_app_side(w, c) for w in windows), load_window=(0.0, plan.load_end),
-        series=series, retry_intervals_s=tuple(retries.intervals(c.pick(None, c.attempts > 1))),
+        series=series, retry_intervals_s=tuple(retries.intervals(c.pick(None, c.retried))),
         latencies_s=_latencies_by_class(c),
         ttl_s=plan.ttl,
         # only the messages some rule flags can be offenders (the same ones, in the same order)
-        offenders=tuple(offenders(c.pick(None, c.accepted > 1, c.bounced, expired, ~c.delivered), plan.ttl)),
+        offenders=tuple(offenders(c.pick(None, c.accepted_again, c.bounced, expired, ~c.delivered), plan.ttl)),
         skipped=tuple(skipped), time_scale=origin.scale, notes=tuple(notes))
 
 
@@ -132,7 +132,7 @@ def message_metrics(c: Columns, mask: Flags | None, requests: Flags | None, atte
         "acknowledged_but_lost": discarded,
         **drain.drain(*drain.steps(c, mask), drain_ref).metrics(n),
         **retries.retries(c, mask, attempts).metrics(),
-        **duplicates.duplicates(c.pick(mask, c.accepted > 1)).metrics(),
+        **duplicates.duplicates(c.pick(mask, c.accepted_again)).metrics(),
         **latency.measure(c, mask, ttl, has_ttl=has_ttl).metrics(),
         "http_error_ratio": faults.error_ratio(~(c.req_ok if requests is None else c.req_ok[requests])),
         "request_latency_p50_ms": percentile(req_lat, 50),
@@ -148,9 +148,8 @@ def _by_class(j: Join, c: Columns, plan: Plan, drain_ref: float,
     out = {}
     for cls in plan.classes:
         mine, reqs = c.of_class(cls), c.requests_of_class(cls)
-        discarded = int(c.discarded[mine].sum())
-        # `message_metrics` reads only how many attempts (one that named several of its messages counts once)
-        attempts = int(np.unique(c.attempt_id[mine[c.attempt_msg]]).size)
+        k = c.class_index(cls)
+        discarded, attempts = c.discarded_by_class[k], c.attempts_by_class[k]  # `message_metrics` reads how many
         if (int(np.count_nonzero(mine)) == len(c.messages) and attempts == len(j.attempts)
                 and (cls in plan.ttl) == bool(plan.ttl) and int(np.count_nonzero(reqs)) == len(c.req_t)):
             out[cls] = {**whole, "acknowledged_but_lost": discarded}
@@ -179,7 +178,8 @@ def run_wide_metrics(j: Join, c: Columns, windows: Sequence[FaultWindow], attemp
         "attempts_per_s_peak_after_fault": max(per_s[max(0, int(storm)):], default=0) if storm is not None else None,
         "queue_depth_peak": max((d for _, d in j.depth), default=None),
         "first_delivery_s": float(c.first_acc[c.delivered].min()) if c.delivered.any() else None,
-        "last_delivery_s": float(c.acc_t.max()) if len(c.acc_t) else None,
+        "last_delivery_s": max(float(c.first_acc[c.delivered].max()), float(c.again_t.max(initial=-math.inf)))
+        if c.delivered.any() else None,
         "http_error_ratio_in_faults": faults.error_ratio(~c.req_ok[in_fault]) if in_fault is not None else None,
         "request_latency_p99_ms_in_faults":
             percentile(sorted_list(c.req_latency[in_fault]), 99) if in_fault is not None else None,

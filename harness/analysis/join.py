@@ -214,6 +214,10 @@ class Attempts(Sequence[Attempt]):
     def mtas(self) -> list[str]:
         return self._mta
 
+    def shared_ids(self) -> Iterator[tuple[str, ...]]:
+        """The ids of each attempt that named more than one."""
+        return (c for c in self._corrs if type(c) is tuple and len(c) > 1)
+
     def outcomes(self) -> list[str]:
         """Each attempt's `Attempt.outcome`, in order."""
         return ["accepted" if ok else "5xx" if code >= 500 else "4xx" if code >= 400 else "other"

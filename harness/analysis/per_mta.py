@@ -16,19 +16,22 @@ def mta_metrics(name: str, attempts: Attempts, c: Columns, discarded: Mapping[st
     """`outcomes`: the attempts' `outcomes()`, when the caller has them."""
     outcomes = attempts.outcomes() if outcomes is None else outcomes
     mine = [o for mta, o in zip(attempts.mtas, outcomes, strict=True) if mta == name]
-    by_it = c.acc_mta == c.mtas.index(name) if name in c.mtas else np.zeros(len(c.acc_mta), dtype=np.bool_)
-    times = c.acc_t[by_it]
+    k = c.mtas.index(name) if name in c.mtas else -2  # -2: no acceptance by it (-1 is "none")
+    first, again = c.first_mta == k, c.again_mta == k
+    times = np.concatenate((c.first_acc[first], c.again_t[again]))
+    # its messages: those it accepted first, and those it accepted again after another MTA had
+    later = c.again_msg[again]
     return {
         "first_delivery_s": float(times.min()) if times.size else None,
         "last_delivery_s": float(times.max()) if times.size else None,
-        "delivered": int(np.unique(c.acc_msg[by_it]).size),
+        "delivered": int(np.count_nonzero(first)) + int(np.unique(later[~first[later]]).size),
         "acknowledged_but_lost": discarded.get(name, 0),
         "attempts_total": len(mine),
         "deferred_ratio": mine.count("4xx") / len(mine) if mine else None,
         "permanent_failures_retried": sum(1 for m in c.pick(None, c.bounced)
                                           if m.first_5xx is not None and m.first_5xx.mta == name
                                           and retried_after_5xx(m)),
-        "duplicates": int(np.count_nonzero(by_it & ~c.acc_first)),
+        "duplicates": int(np.count_nonzero(again)),
     }
 
 

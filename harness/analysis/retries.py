@@ -54,7 +54,7 @@ class Retries:
 
 def retries(c: Columns, mask: Flags | None, attempts: int) -> Retries:
     """Of the messages where `mask` holds (None: every one); `attempts`: how many delivery attempts they had."""
-    sequences = interval_sequences(c.pick(mask, c.attempts > 1))
+    sequences = interval_sequences(c.pick(mask, c.retried))
     n = len(c.messages) if mask is None else int(np.count_nonzero(mask))
     return Retries(attempts, n, tuple(sorted(v for seq in sequences for v in seq)),
                    tuple(tuple(s) for s in sequences), sum(1 for m in c.pick(mask, c.bounced) if retried_after_5xx(m)))

@@ -9,8 +9,10 @@ import math
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from maildrill.harness.analysis import drain, series
+from maildrill.harness.analysis import columns, drain, series
+from maildrill.harness.analysis.join import join
+from maildrill.harness.analysis.per_mta import by_mta
+from maildrill.harness.events import Event
 
 times = st.lists(st.sampled_from([-1.5, -0.5, 0.0, 0.25, 1.0, 1.0, 2.0, 2.5, 3.0, 7.75, 40.0]) | st.floats(-5, 50),
                  max_size=40)
@@ -66,3 +68,33 @@ def test_count_is_the_per_second_tally(ts: list[float], bins: int) -> None:
 
 def test_a_time_beyond_every_bin_lands_in_the_last_one() -> None:
     assert series.count([0.5, 1e300, math.inf], 3).values == (1.0, 0.0, 2.0)
+
+
+def test_per_class_counts_are_those_of_the_class_messages_stories() -> None:
+    """A transaction that stored two ids of one class and one of another is one attempt of each class; discarded
+    (blackholed) messages count for their class; a class's first and repeated acceptances by each MTA."""
+    e = Event
+    req = [e(0.1 * i, "load/0", "load.request.completed", c, {"class": k, "ok": True, "latency_ms": 1.0})
+           for i, (c, k) in enumerate([("a", "otp"), ("b", "otp"), ("c", "reset"), ("d", "reset"), ("x", None)])]
+    evs = [
+        *req,
+        e(1.0, "mta/mx", "mta.reply.sent", None, {"conn": 1, "txn": 1, "code": 250, "verb": "MAIL"}),
+        *[e(1.1, "mta/mx", "mta.reply.sent", c, {"conn": 1, "txn": 1, "code": 250, "verb": "RCPT"}) for c in "abc"],
+        *[e(1.2, "mta/mx", "mta.message.accepted", c, {"conn": 1, "txn": 1, "ack": "sent"}) for c in "abc"],
+        e(2.0, "mta/mx", "mta.reply.sent", "d", {"conn": 2, "txn": 1, "code": 451}),
+        e(3.0, "mta/bk", "mta.message.discarded", "d", {"conn": 1, "txn": 1}),
+        e(4.0, "mta/bk", "mta.message.accepted", "a", {"conn": 2, "txn": 1, "ack": "sent"}),
+        e(4.5, "mta/bk", "mta.message.accepted", "x", {"conn": 3, "txn": 1, "ack": "sent"}),
+    ]
+    j = join(evs)
+    c = columns.build(j, ("otp", "reset"))
+    want_attempts = tuple(len({a.key for m in j.messages.values() if m.cls == k for a in m.attempts})
+                          for k in ("otp", "reset"))
+    assert c.attempts_by_class == want_attempts == (2, 3)
+    assert c.discarded_by_class == (0, 1)
+    rows = by_mta(["mx", "bk", "nowhere"], j.attempts, c, j.discarded_by_mta)
+    assert {k: (r["delivered"], r["duplicates"], r["first_delivery_s"], r["last_delivery_s"])
+            for k, r in rows.items()} == {"mx": (3, 0, 1.2, 1.2), "bk": (2, 1, 4.0, 4.5),
+                                          "nowhere": (0, 0, None, None)}
+    assert c.pick(None, c.accepted_again) == [j.messages["a"]]
+    assert c.pick(None, c.retried) == [j.messages["a"], j.messages["d"]]
