@@ -92,7 +92,7 @@ def _analyze(j: Join, origin: Origin, scenario: Mapping[str, Any], skipped: Sequ
         by_class=_by_class(j, c, plan, drain_ref, whole),
         by_mta=by_mta(plan.mtas, j.attempts, c, j.discarded_by_mta, j.silent_failovers_by_mta),
         windows=tuple(faults.with_app_side(w, c) for w in windows), load_window=(0.0, plan.load_end),
-        series=series, retry_intervals_s=tuple(retries.intervals(c.pick(None, c.retried))),
+        series=series, retry_intervals_s=tuple(retries.intervals(c)),
         latencies_s=_latencies_by_class(c),
         ttl_s=plan.ttl,
         # only the messages some rule flags can be offenders (the same ones, in the same order)

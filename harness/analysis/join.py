@@ -300,8 +300,13 @@ class Message:
 
     @property
     def attempt_starts(self) -> tuple[float, ...]:
-        starts = self._all.starts
-        return tuple(starts[i] for i in self.attempt_ids)
+        ai, starts = self._ai, self._all.starts
+        if isinstance(ai, int):
+            return (starts[ai],)
+        if len(ai) < 2:
+            return tuple(starts[i] for i in ai)
+        got: tuple[float, ...] = operator.itemgetter(*ai)(starts)  # several at once, in C
+        return got
 
     @property
     def attempts(self) -> tuple[Attempt, ...]:

@@ -8,7 +8,7 @@ import numpy as np
 from maildrill.harness.analysis.columns import Columns
 from maildrill.harness.analysis.join import Attempts
 from maildrill.harness.analysis.model import Value
-from maildrill.harness.analysis.retries import retried_after_5xx
+from maildrill.harness.analysis.retries import story
 
 
 def mta_metrics(name: str, attempts: Attempts, c: Columns, discarded: Mapping[str, int],
@@ -28,9 +28,7 @@ def mta_metrics(name: str, attempts: Attempts, c: Columns, discarded: Mapping[st
         "acknowledged_but_lost": discarded.get(name, 0),
         "attempts_total": len(mine),
         "deferred_ratio": mine.count("4xx") / len(mine) if mine else None,
-        "permanent_failures_retried": sum(1 for m in c.pick(None, c.bounced)
-                                          if m.first_5xx is not None and m.first_5xx.mta == name
-                                          and retried_after_5xx(m)),
+        "permanent_failures_retried": story(c).after_5xx_by_mta[name],
         "duplicates": int(np.count_nonzero(again)),
     }
 
