@@ -361,44 +361,110 @@ class Join:
 
 # --- building them ---------------------------------------------------------------------------------
 class _AttemptDraft:
-    __slots__ = ("accepted", "ack", "code", "codes", "corrs", "end", "kept", "kept_corr", "key", "start")
+    # 8 slots, 96 bytes with its GC header (10 slots took 112): the deciding `code` is read from `codes` at the end
+    # and the ack_lost landing is one slot, ~25 MB less at 1.5 M attempts
+    __slots__ = ("accepted", "ack", "codes", "corrs", "end", "kept", "key", "start")
 
-    def __init__(self, key: AttemptKey, t: float) -> None:
-        self.key = key
+    def __init__(self, key: int | AttemptKey, t: float) -> None:
+        self.key = key  # the `_Pass.attempts` key (`_Pass.key`): a packed int, or the (mta, conn, txn) tuple
         self.start = self.end = t
-        # tuples, each shared (`_Pass.shared`): an attempt's ids and reply codes repeat from attempt to attempt (one
-        # id, the same few code sequences), and lists or sets per attempt cost several times the memory
-        self.corrs: tuple[str, ...] = ()
-        self.code = 0
+        # the one id as itself, a tuple only for several (a 1-tuple per attempt was ~80 MB at 1.5 M attempts); the
+        # tuples and the reply codes shared (`_Pass.shared`): they repeat from attempt to attempt, and lists or sets
+        # per attempt cost several times the memory
+        self.corrs: str | tuple[str, ...] = ()
         self.accepted = False
         self.codes: tuple[int, ...] = ()
         self.ack: str | None = None
-        # where an ack_lost for it lands: the index of its acceptance in the message's acceptances (of the id
-        # `kept_corr`), or by id when it stored several ids (the last acceptance of each)
-        self.kept: int | dict[str, int] | None = None
-        self.kept_corr: str | None = None
+        # where an ack_lost for it lands, the index of its acceptance in the message's acceptances (the last of that
+        # id in this transaction): the id itself for index 0 (most attempts), (id, index) for another index, a dict
+        # id -> index when it stored several ids (`_kept_at`)
+        self.kept: str | tuple[str, int] | dict[str, int] | None = None
 
     def add_corr(self, corr: str) -> None:
-        if corr not in self.corrs:
-            self.corrs = (*self.corrs, corr)
+        corrs = self.corrs
+        if type(corrs) is str:
+            if corrs != corr:
+                self.corrs = (corrs, corr)
+        elif not corrs:
+            self.corrs = corr
+        elif corr not in corrs:
+            self.corrs = (*corrs, corr)
 
-    def freeze(self, into: Attempts) -> int:
-        return into.add(self.key, self.start, self.end, self.corrs, self.code, self.accepted, self.codes, self.ack)
+    def corr_ids(self) -> tuple[str, ...]:
+        """Its ids, in the order it first named them."""
+        corrs = self.corrs
+        return (corrs,) if type(corrs) is str else corrs  # type: ignore[return-value]
+
+    def freeze(self, into: Attempts, key: AttemptKey) -> int:
+        return into.add(key, self.start, self.end, self.corr_ids(), deciding(self.codes), self.accepted, self.codes,
+                        self.ack)
+
+
+def deciding(codes: tuple[int, ...]) -> int:
+    """An attempt's deciding code (bar acceptance): its last reply of 400 or more, in the order the replies were
+    read (the order of `codes`), else 0."""
+    for code in reversed(codes):
+        if code >= 400:
+            return code
+    return 0
+
+
+def kept_map(kept: str | tuple[str, int] | dict[str, int] | None) -> dict[str, int]:
+    """`_AttemptDraft.kept` as a dict id -> acceptance index."""
+    if kept is None:
+        return {}
+    if type(kept) is str:
+        return {kept: 0}
+    if type(kept) is tuple:
+        return {kept[0]: kept[1]}
+    return dict(kept)  # type: ignore[arg-type]
+
+
+def kept_of(by_corr: dict[str, int]) -> str | tuple[str, int] | dict[str, int] | None:
+    """`_AttemptDraft.kept` from a dict id -> acceptance index."""
+    if not by_corr:
+        return None
+    if len(by_corr) > 1:
+        return by_corr
+    (corr, i), = by_corr.items()
+    return corr if i == 0 else (corr, i)
+
+
+def _kept_at(kept: str | tuple[str, int] | dict[str, int] | None, corr: str) -> int | None:
+    if kept is None:
+        return None
+    if type(kept) is str:
+        return 0 if kept == corr else None
+    if type(kept) is tuple:
+        return kept[1] if kept[0] == corr else None
+    return kept.get(corr)  # type: ignore[union-attr]
+
+
+def accs(acceptances: Acceptance | tuple[Acceptance, ...] | None) -> tuple[Acceptance, ...]:
+    """`_MessageDraft.acceptances` as a tuple."""
+    if acceptances is None:
+        return ()
+    return (acceptances,) if type(acceptances) is Acceptance else acceptances  # type: ignore[return-value]
 
 
 _draft_start = operator.attrgetter("start")
+# `_Pass.key`'s int: the MTA's number, txn, conn in 10, 20, 30 bits from the top (60 bits: a 32-byte int, as small as
+# a big one). conn, the part that varies most, in the low bits: a dict places an int by its low bits, and with txn
+# there (mostly 1) the keys crowded into the same slots (lookups of two 1 M event runs' keys took 10-60 % longer)
+_CONN_BITS = 30
+_CONN_END = 1 << _CONN_BITS
+_TXN_END = 1 << 20
+_MTA_SHIFT = _CONN_BITS + 20
+_MTA_END = 1 << 10
 _by_corr = operator.attrgetter("corr")
 
 
-def _sorted_tuple(acceptances: tuple[Acceptance, ...] | None) -> tuple[Acceptance, ...]:
-    if not acceptances:
+def _sorted_tuple(acceptances: Acceptance | tuple[Acceptance, ...] | None) -> tuple[Acceptance, ...]:
+    if acceptances is None:
         return ()
-    return acceptances if len(acceptances) == 1 else tuple(sorted(acceptances))
-
-
-def _draft_mta(a: _AttemptDraft) -> str:
-    mta: str = a.key[0]
-    return mta
+    if type(acceptances) is Acceptance:
+        return (acceptances,)
+    return tuple(sorted(accs(acceptances)))
 
 
 class _MessageDraft:
@@ -415,8 +481,9 @@ class _MessageDraft:
         self.requests = 0
         # None until the first one (most messages have no resend, one acceptance, one attempt: no empty lists)
         self.resends: list[float] | None = None
-        # a tuple, grown by one each time (most messages are accepted once: the frozen message keeps this tuple)
-        self.acceptances: tuple[Acceptance, ...] | None = None
+        # None, then the first one itself, then a tuple grown by one each time (most messages are accepted once: no
+        # 1-tuple each through the pass, ~50 MB at 1 M messages; `accs`)
+        self.acceptances: Acceptance | tuple[Acceptance, ...] | None = None
         # its attempts' indices in the join's `Attempts`, ascending: None, then the one index itself, then a list
         # (most messages have one attempt: no list for it)
         self.attempts: int | list[int] | None = None
@@ -438,7 +505,7 @@ class _Pass:
 
     origin: Origin
     msgs: dict[str, _MessageDraft] = field(default_factory=dict)
-    attempts: dict[AttemptKey, _AttemptDraft] = field(default_factory=dict)
+    attempts: dict[int | AttemptKey, _AttemptDraft] = field(default_factory=dict)  # by `key`
     requests: Requests = field(default_factory=Requests)
     ack_lost: set[tuple[str, Any, Any, str | None]] = field(default_factory=set)
     depth: list[tuple[float, float]] = field(default_factory=list)
@@ -453,6 +520,35 @@ class _Pass:
     odd_sources: dict[tuple[str, int], str] = field(default_factory=dict)
     shared: dict[tuple[int, ...], tuple[int, ...]] = field(default_factory=dict)  # one tuple per code sequence
     t_last: float = 0.0
+    mta_base: dict[str, int] = field(default_factory=dict)  # per MTA name, its number shifted into place, for `key`
+    mta_names: list[str] = field(default_factory=list)  # by number
+
+    def key(self, mta: str, conn: Any, txn: Any) -> int | AttemptKey:
+        """The `attempts` key of (mta, conn, txn): one int packing the MTA's number, conn and txn when they are ints
+        in range (nearly always), else the tuple itself. An int is 32 bytes, where the tuple with its conn int took
+        ~96 (~90 MB at 1.5 M attempts). The same (mta, conn, txn) gets the same key whatever the order of events."""
+        if type(conn) is int and type(txn) is int and 0 <= conn < _CONN_END and 0 <= txn < _TXN_END:
+            base = self.mta_base.get(mta)
+            if base is None:
+                n = len(self.mta_names)
+                if n >= _MTA_END:
+                    return (mta, conn, txn)
+                base = self.mta_base[mta] = n << _MTA_SHIFT
+                self.mta_names.append(mta)
+            return base | txn << _CONN_BITS | conn
+        return (mta, conn, txn)
+
+    def key_tuple(self, key: int | AttemptKey) -> AttemptKey:
+        """The (mta, conn, txn) of an `attempts` key."""
+        if type(key) is int:
+            return self.mta_names[key >> _MTA_SHIFT], key & (_CONN_END - 1), (key >> _CONN_BITS) & (_TXN_END - 1)
+        return key  # type: ignore[return-value]
+
+    def key_mta(self, key: int | AttemptKey) -> str:
+        if type(key) is int:
+            return self.mta_names[key >> _MTA_SHIFT]
+        mta: str = key[0]  # type: ignore[index]
+        return mta
 
     def message(self, corr: str) -> _MessageDraft:
         m = self.msgs.get(corr)
@@ -460,7 +556,8 @@ class _Pass:
             m = self.msgs[corr] = _MessageDraft()
         return m
 
-    def attempt(self, key: AttemptKey, t: float) -> _AttemptDraft:
+    def attempt(self, mta: str, conn: Any, txn: Any, t: float) -> _AttemptDraft:
+        key = self.key(mta, conn, txn)
         a = self.attempts.get(key)
         if a is None:
             a = self.attempts[key] = _AttemptDraft(key, t)
@@ -474,7 +571,12 @@ class _Pass:
         if txn < 1:
             return
         mta = mta_of(source)
-        key = (mta, d.get("conn"), txn)
+        conn = d.get("conn")
+        base = self.mta_base.get(mta)  # `key`, inline for the most frequent event
+        if base is not None and type(conn) is int and type(txn) is int and 0 <= conn < _CONN_END and txn < _TXN_END:
+            key: int | AttemptKey = base | txn << _CONN_BITS | conn
+        else:
+            key = self.key(mta, conn, txn)
         a = self.attempts.get(key)
         if a is None:
             a = self.attempts[key] = _AttemptDraft(key, t)
@@ -484,15 +586,13 @@ class _Pass:
             a.end = t
         codes = (*a.codes, code)
         a.codes = self.shared.setdefault(codes, codes)
-        if code >= 400:
-            a.code = code
         if corr is None:
             return
         a.add_corr(corr)
         if code >= 500:
             m = self.message(corr)
             if m.first_5xx is None or t < m.first_5xx.t:
-                m.first_5xx = Bounce(t, mta, key)
+                m.first_5xx = Bounce(t, mta, (mta, conn, txn))
 
     def request_completed(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         cls = d.get("class")
@@ -522,7 +622,7 @@ class _Pass:
             self.webhooks.add(kind, source, t, d, corr)
         mta = mta_of(source)
         self.mtas_seen.add(mta)
-        a = self.attempt((mta, d.get("conn"), d.get("txn")), t)
+        a = self.attempt(mta, d.get("conn"), d.get("txn"), t)
         if t < a.start:  # a vendor records the acceptance before its reply: the attempt starts here
             a.start = t
         if t > a.end:
@@ -539,22 +639,31 @@ class _Pass:
             return
         ack = sys.intern(str(d.get("ack", "sent")))
         a.ack = ack
-        before = m.acceptances or ()
-        if not source.startswith("mta/"):
-            self.odd_sources[(corr, len(before))] = source
-        m.acceptances = (*before, Acceptance(t, mta, ack))
-        if ack != "lost":
+        before = m.acceptances
+        this = Acceptance(t, mta, ack)
+        if before is None:
+            i = 0
+            m.acceptances = this
+        elif type(before) is Acceptance:
+            i = 1
+            m.acceptances = (before, this)
+        else:
             i = len(before)
-            if a.kept is None or (a.kept_corr == corr and isinstance(a.kept, int)):
-                a.kept, a.kept_corr = i, corr
-            elif isinstance(a.kept, int):
-                a.kept = {a.kept_corr: a.kept, corr: i}  # type: ignore[dict-item]
+            m.acceptances = (*before, this)
+        if not source.startswith("mta/"):
+            self.odd_sources[(corr, i)] = source
+        if ack != "lost":
+            kept = a.kept
+            if type(kept) is dict:
+                kept[corr] = i
+            elif kept is None or _kept_at(kept, corr) is not None:
+                a.kept = corr if i == 0 else (corr, i)
             else:
-                a.kept[corr] = i
+                a.kept = {**kept_map(kept), corr: i}
 
     def request_received(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         """A vendor request held or never answered (hang, reset): the start of its delivery attempt."""
-        a = self.attempt((mta_of(source), d.get("conn"), d.get("txn")), t)
+        a = self.attempt(mta_of(source), d.get("conn"), d.get("txn"), t)
         if t < a.start:
             a.start = t
         if t > a.end:
@@ -585,36 +694,37 @@ class _Pass:
         self.mtas_seen.add(mta_of(source))
 
     def finish(self) -> Join:
-        for key in self.ack_lost:  # files are read in any order: the acceptance may come after its ack_lost
-            att = self.attempts.get(key[:3])
-            if att is None or att.kept is None or key[3] is None:
+        for mta, conn, txn, corr in self.ack_lost:  # files are read in any order: the acceptance may come after it
+            att = self.attempts.get(self.key(mta, conn, txn))
+            if att is None or corr is None:
                 continue
-            i = (att.kept if att.kept_corr == key[3] else None) if isinstance(att.kept, int) else att.kept.get(key[3])
+            i = _kept_at(att.kept, corr)
             if i is not None:  # the last acceptance of that id in that transaction
-                lost_one = self.msgs[key[3]]
-                acc = lost_one.acceptances
-                assert acc is not None
-                lost_one.acceptances = (*acc[:i], Acceptance(acc[i].t, acc[i].mta, "lost"), *acc[i + 1:])
+                lost_one = self.msgs[corr]
+                acc = accs(lost_one.acceptances)
+                lost = Acceptance(acc[i].t, acc[i].mta, "lost")
+                lost_one.acceptances = lost if len(acc) == 1 else (*acc[:i], lost, *acc[i + 1:])
                 att.ack = "lost"
         if self.webhooks.seen:  # every acceptance of every id, as (t, source): the silence failovers read them
             odd = self.odd_sources
             self.webhooks.corr_accepted = {
-                c: {(acc.t, odd.get((c, i)) or "mta/" + acc.mta) for i, acc in enumerate(m.acceptances)}
+                c: {(acc.t, odd.get((c, i)) or "mta/" + acc.mta) for i, acc in enumerate(accs(m.acceptances))}
                 for c, m in self.msgs.items() if m.acceptances}
         # the attempts into columns by (start, mta) (two stable sorts: ties keep the order the drafts were made), each
         # draft dropped as it is written, so a big run never holds both at once; each message gets its attempts'
         # indices, ascending (so its attempts are by (start, mta) too)
         drafts: list[_AttemptDraft | None] = list(self.attempts.values())
         self.attempts.clear()
-        drafts.sort(key=_draft_mta)  # type: ignore[arg-type]
+        key_mta = self.key_mta
+        drafts.sort(key=lambda a: key_mta(a.key))  # type: ignore[union-attr]
         drafts.sort(key=_draft_start)
         attempts = Attempts()
         msgs = self.msgs
         for i, draft in enumerate(drafts):
             drafts[i] = None
             assert draft is not None
-            draft.freeze(attempts)
-            for c in draft.corrs:
+            draft.freeze(attempts, self.key_tuple(draft.key))
+            for c in draft.corr_ids():
                 story = msgs.get(c)
                 if story is not None:
                     if story.attempts is None:
@@ -631,7 +741,7 @@ class _Pass:
                 ai = m.attempts
                 ids: Iterable[int] = () if ai is None else ai if isinstance(ai, list) else (ai,)
                 starts = [starts_of[i] for i in ids]
-                starts += [acc.t for acc in m.acceptances or ()]
+                starts += [acc.t for acc in accs(m.acceptances)]
                 if starts:
                     m.first_req = m.first_ok = min(starts)
         # frozen in the order the drafts were made, then sorted: the drafts are freed in the order they were

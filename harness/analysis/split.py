@@ -38,8 +38,11 @@ from maildrill.harness.analysis.join import (
     _AttemptDraft,
     _MessageDraft,
     _Pass,
+    accs,
     end_pass,
     join_records,
+    kept_map,
+    kept_of,
     pass_records,
 )
 from maildrill.harness.analysis.webhooks import WebhookTally
@@ -253,15 +256,16 @@ def _fold(p: _Pass, kind: str, body: Any, shift: dict[str, int], problems: list[
     """Apply one frame of the suffix's pass state after the prefix's (`p`), as if `p` had read on."""
     intern = sys.intern
     if kind == "messages":
-        for corr, cls, first_req, first_ok, requests, resends, accs, first_5xx, discarded in body:
+        for corr, cls, first_req, first_ok, requests, resends, accepted, first_5xx, discarded in body:
             corr = intern(corr)
             m = p.msgs.get(corr)
-            acceptances = tuple(Acceptance(t, intern(mta), intern(ack)) for t, mta, ack in accs) if accs else None
+            acceptances = tuple(Acceptance(t, intern(mta), intern(ack)) for t, mta, ack in accepted) if accepted else ()
             bounce = Bounce(first_5xx[0], intern(first_5xx[1]), _key(first_5xx[2])) if first_5xx else None
             if m is None:
                 m = p.msgs[corr] = _MessageDraft()
                 m.cls, m.first_req, m.first_ok, m.requests = cls, first_req, first_ok, requests
-                m.resends, m.acceptances, m.first_5xx, m.discarded = resends, acceptances, bounce, discarded
+                m.resends, m.first_5xx, m.discarded = resends, bounce, discarded
+                m.acceptances = _draft_accs(acceptances)
                 continue
             if cls is not None:
                 m.cls = cls
@@ -273,34 +277,34 @@ def _fold(p: _Pass, kind: str, body: Any, shift: dict[str, int], problems: list[
             if resends:
                 m.resends = (m.resends or []) + resends
             if acceptances:
-                if m.acceptances:
-                    shift[corr] = len(m.acceptances)
-                    m.acceptances += acceptances
+                if m.acceptances is not None:
+                    before = accs(m.acceptances)
+                    shift[corr] = len(before)
+                    m.acceptances = before + acceptances
                 else:
-                    m.acceptances = acceptances
+                    m.acceptances = _draft_accs(acceptances)
             if bounce is not None and (m.first_5xx is None or bounce.t < m.first_5xx.t):
                 m.first_5xx = bounce
             m.discarded += discarded
     elif kind == "attempts":
-        for key, start, end, corrs, code, accepted, codes, ack, kept, kept_corr in body:
-            key = _key(key)
-            corrs = tuple(intern(c) for c in corrs)
-            mine = _kept_map(kept, kept_corr, shift)
+        for (mta, conn, txn), start, end, corrs, accepted, codes, ack, kept in body:
+            key = p.key(intern(mta), conn, txn)
+            # the child's one id as the str itself (`_AttemptDraft.corrs`), several as a tuple
+            corrs = intern(corrs) if type(corrs) is str else tuple(intern(c) for c in corrs)
+            mine = {intern(c): i + shift.get(c, 0) for c, i in kept_map(kept).items()}
             a = p.attempts.get(key)
             if a is None:
                 a = p.attempts[key] = _AttemptDraft(key, start)
-                a.end, a.corrs, a.code, a.accepted, a.ack = end, corrs, code, accepted, ack
+                a.end, a.corrs, a.accepted, a.ack = end, corrs, accepted, ack
                 a.codes = p.shared.setdefault(codes, codes)
-                _set_kept(a, mine)
+                a.kept = kept_of(mine)
                 continue
             if start < a.start:
                 a.start = start
             if end > a.end:
                 a.end = end
-            for c in corrs:
+            for c in ((corrs,) if type(corrs) is str else corrs):
                 a.add_corr(c)
-            if code:
-                a.code = code
             if accepted:
                 a.accepted = True
             joined = (*a.codes, *codes)
@@ -308,7 +312,7 @@ def _fold(p: _Pass, kind: str, body: Any, shift: dict[str, int], problems: list[
             if ack is not None:
                 a.ack = ack
             if mine:
-                _set_kept(a, {**_kept_map(a.kept, a.kept_corr, {}), **mine})
+                a.kept = kept_of({**kept_map(a.kept), **mine})
     elif kind == "rest":
         _fold_rest(p, body, shift, problems, parts, base_line)
 
@@ -317,21 +321,11 @@ def _key(key: Any) -> tuple[str, Any, Any]:
     return (sys.intern(key[0]), key[1], key[2])
 
 
-def _kept_map(kept: Any, kept_corr: str | None, shift: dict[str, int]) -> dict[str, int]:
-    if kept is None:
-        return {}
-    if isinstance(kept, int):
-        return {sys.intern(str(kept_corr)): kept + shift.get(str(kept_corr), 0)}
-    return {sys.intern(c): i + shift.get(c, 0) for c, i in kept.items()}
-
-
-def _set_kept(a: _AttemptDraft, kept: dict[str, int]) -> None:
-    if not kept:
-        a.kept, a.kept_corr = None, None
-    elif len(kept) == 1:
-        (a.kept_corr, a.kept), = kept.items()
-    else:
-        a.kept = kept
+def _draft_accs(acceptances: tuple[Acceptance, ...]) -> Acceptance | tuple[Acceptance, ...] | None:
+    """`_MessageDraft.acceptances` from a tuple: none, the one itself, or the tuple."""
+    if not acceptances:
+        return None
+    return acceptances[0] if len(acceptances) == 1 else acceptances
 
 
 def _fold_rest(p: _Pass, rest: dict[str, Any], shift: dict[str, int], problems: list[ReadProblem],
@@ -405,7 +399,7 @@ def run_part(job_text: str, out: IO[bytes]) -> None:
     batch: list[Any] = []
     for corr, m in p.msgs.items():
         batch.append((corr, m.cls, m.first_req, m.first_ok, m.requests, m.resends,
-                      [tuple(a) for a in m.acceptances] if m.acceptances else None,
+                      [tuple(a) for a in accs(m.acceptances)] if m.acceptances is not None else None,
                       (m.first_5xx.t, m.first_5xx.mta, m.first_5xx.attempt) if m.first_5xx else None, m.discarded))
         if len(batch) >= CHUNK:
             frame("messages", batch)
@@ -413,8 +407,8 @@ def run_part(job_text: str, out: IO[bytes]) -> None:
     if batch:
         frame("messages", batch)
     batch = []
-    for key, a in p.attempts.items():
-        batch.append((key, a.start, a.end, a.corrs, a.code, a.accepted, a.codes, a.ack, a.kept, a.kept_corr))
+    for key, a in p.attempts.items():  # the key as (mta, conn, txn): MTA numbers are this process's own
+        batch.append((p.key_tuple(key), a.start, a.end, a.corrs, a.accepted, a.codes, a.ack, a.kept))
         if len(batch) >= CHUNK:
             frame("attempts", batch)
             batch = []
