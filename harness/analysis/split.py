@@ -192,13 +192,28 @@ def _read(parts: list[Part], problems: list[ReadProblem],
 
 
 # --- the second process ----------------------------------------------------------------------------
-def _start(parts: list[Part], origin: Origin, *, deferred: bool) -> subprocess.Popen[bytes] | None:
+@dataclass
+class _Child:
+    """The second process, and the file it writes its frames to (`spool`): an unlinked temporary file, read here
+    once it has exited. Through a pipe it stayed alive, holding its frames (~190 MB at 10 M events), until they had
+    all been folded here, on top of this process's growing state; a file lets it end, and free all of its memory,
+    first (the frames then sit in the page cache, which the kernel may write out, not in either process)."""
+
+    proc: subprocess.Popen[bytes]
+    spool: IO[bytes]
+
+
+def _start(parts: list[Part], origin: Origin, *, deferred: bool) -> _Child | None:
     job = job_text(parts, origin, deferred=deferred)
+    spool = None
     try:  # its stderr to a file, not a pipe: nothing it writes there can block it
+        spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by `_stop`)
         with tempfile.TemporaryFile() as err:
-            return subprocess.Popen([sys.executable, "-c", _CHILD, job],
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+            return _Child(subprocess.Popen([sys.executable, "-c", _CHILD, job],
+                                           stdin=subprocess.DEVNULL, stdout=spool, stderr=err), spool)
     except OSError:
+        if spool is not None:
+            spool.close()
         return None
 
 
@@ -208,12 +223,11 @@ def job_text(parts: list[Part], origin: Origin, *, deferred: bool) -> str:
                        "t0": origin.t0, "deferred": deferred})
 
 
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        child.kill()
-    child.wait()
-    if child.stdout is not None:
-        child.stdout.close()
+def _stop(child: _Child) -> None:
+    if child.proc.poll() is None:
+        child.proc.kill()
+    child.proc.wait()
+    child.spool.close()
 
 
 def _frames(f: IO[bytes]) -> Iterator[tuple[str, Any]]:
@@ -233,20 +247,20 @@ def _frames(f: IO[bytes]) -> Iterator[tuple[str, Any]]:
         yield kind, body
 
 
-def _take(child: subprocess.Popen[bytes], p: _Pass, problems: list[ReadProblem], parts: list[Part],
-          base_line: int) -> bool | None:
-    """Fold the second process's part into `p` as its frames arrive: True when all went well; False when it failed
-    before any frame was folded (`p` untouched); None when it failed after (`p` is then part-folded)."""
-    assert child.stdout is not None
+def _take(child: _Child, p: _Pass, problems: list[ReadProblem], parts: list[Part], base_line: int) -> bool | None:
+    """Once the second process has ended, fold its part into `p` frame by frame: True when all went well; False when
+    it failed before any frame was folded (`p` untouched: a non-zero exit folds nothing); None when its frames broke
+    off after some were folded (`p` is then part-folded)."""
+    if child.proc.wait() != 0:
+        return False
     shift: dict[str, int] = {}  # corr -> acceptances the prefix had: the suffix's indices move up by that
     folded = False
+    child.spool.seek(0)
     try:
-        for kind, body in _frames(child.stdout):
+        for kind, body in _frames(child.spool):
             _fold(p, kind, body, shift, problems, parts, base_line)
             folded = True
     except (EOFError, ValueError, TypeError, KeyError, IndexError, struct.error):
-        return None if folded else False
-    if child.wait() != 0:
         return None if folded else False
     return True
 
@@ -389,12 +403,11 @@ def run_part(job_text: str, out: IO[bytes]) -> None:
 
     pass_records(p, records())
 
-    # every frame is marshalled before the first is written, and the pass state dropped: while the first process
-    # folds the frames in, this one holds only their bytes (a few tens a message), not its records
-    blobs: list[bytes] = []
-
+    # each frame written as it is made (`out` is a file the first process reads once this one has ended)
     def frame(kind: str, body: Any) -> None:
-        blobs.append(marshal.dumps((kind, body)))
+        blob = marshal.dumps((kind, body))
+        out.write(struct.pack("<Q", len(blob)))
+        out.write(blob)
 
     batch: list[Any] = []
     for corr, m in p.msgs.items():
@@ -423,9 +436,7 @@ def run_part(job_text: str, out: IO[bytes]) -> None:
         "tally": tally.log, "t_last": p.t_last,
         "problems": [(i, x.file, x.line, x.message) for i, x in problems]})
     del p, tally, batch
-    blobs.append(_END)
-    for blob in blobs:
-        out.write(struct.pack("<Q", len(blob)))
-        out.write(blob)
+    out.write(struct.pack("<Q", len(_END)))
+    out.write(_END)
     out.flush()
 

@@ -138,12 +138,13 @@ def test_a_cut_inside_a_file_of_another_schema_version_reads_it_as_skipped(tmp_p
 def test_a_second_process_that_fails_is_read_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_one_file(tmp_path, tricky_events())
     want, _ = serial(tmp_path, Origin())
-    half_way = ("import io, sys; from maildrill.harness.analysis.split import run_part; b = io.BytesIO(); "
-                "run_part(sys.argv[1], b); d = b.getvalue(); n = 8 + int.from_bytes(d[:8], 'little'); "
-                "sys.stdout.buffer.write(d[:n]); sys.exit(1)")  # its first frame (folded here), then a crash
+    first_frame = ("import io, sys; from maildrill.harness.analysis.split import run_part; b = io.BytesIO(); "
+                   "run_part(sys.argv[1], b); d = b.getvalue(); n = 8 + int.from_bytes(d[:8], 'little'); "
+                   "sys.stdout.buffer.write(d[:n]); sys.exit({})")
     for child in ("import sys; sys.exit(3)",  # a crash before any frame
                   "import sys; sys.stdout.buffer.write(b'\\x10\\0\\0\\0\\0\\0\\0\\0abc'); sys.exit(0)",  # cut short
-                  half_way):
+                  first_frame.format(1),  # its first frame, then a crash: nothing of it is folded
+                  first_frame.format(0)):  # its first frame (folded here), then nothing: all is read again here
         monkeypatch.setattr(split, "_CHILD", child)
         got, problems, how = two_processes(tmp_path, Origin(), line_starts(path)[7])
         assert how == {"processes": 1, "why": "the second process failed"}
