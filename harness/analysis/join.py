@@ -171,26 +171,39 @@ class Bounce(NamedTuple):
 class Attempts(Sequence[Attempt]):
     """The run's delivery attempts by (start, mta), column by column: a read-only sequence of `Attempt`, each built
     as it is read (a million `Attempt` records with their keys, times and id tuples took ~300 MB, these columns
-    ~75 MB). The measures that read every attempt read the columns (`starts`, `ends`, `mtas`, `outcomes`)."""
+    ~45 MB: the MTA, the reply-code sequence and the ack as numbers into small tables, conn and txn as 32-bit ints
+    while they fit). The measures that read every attempt read the columns (`starts`, `ends`, `outcomes`,
+    `mta_numbers`)."""
 
-    __slots__ = ("_accepted", "_ack", "_code", "_codes", "_conn", "_corrs", "_end", "_mta", "_start", "_txn")
+    __slots__ = ("_accepted", "_ack", "_code", "_codes", "_conn", "_corrs", "_end", "_mta", "_start", "_tables",
+                 "_txn")
 
     def __init__(self) -> None:
-        self._mta: list[str] = []
-        self._conn: array[int] | list[Any] = array("q")  # a list once a value is not a 64-bit int
-        self._txn: array[int] | list[Any] = array("q")
+        # each value of a table column once (`_tables`: values by number, numbers by value), the column its numbers
+        self._tables: dict[str, tuple[list[Any], dict[Any, int]]] = {k: ([], {}) for k in ("mta", "codes", "ack")}
+        self._mta = array("I")
+        self._codes = array("I")
+        self._ack = array("I")
+        self._conn: array[int] | list[Any] = array("i")  # a list once a value is not an int that fits
+        self._txn: array[int] | list[Any] = array("i")
         self._start = array("d")
         self._end = array("d")
         self._corrs: list[str | tuple[str, ...]] = []  # an attempt's one id as itself, else the tuple
-        self._code = array("l")
+        self._code = array("i")
         self._accepted = bytearray()
-        self._codes: list[tuple[int, ...]] = []
-        self._ack: list[str | None] = []
+
+    def _number(self, table: str, value: Any) -> int:
+        values, numbers = self._tables[table]
+        n = numbers.get(value)
+        if n is None:
+            n = numbers[value] = len(values)
+            values.append(value)
+        return n
 
     def add(self, key: AttemptKey, start: float, end: float, corrs: tuple[str, ...], code: int, accepted: bool,
             codes: tuple[int, ...], ack: str | None) -> int:
         """Append one attempt; its index."""
-        self._mta.append(key[0])
+        self._mta.append(self._number("mta", key[0]))
         self._conn = _push(self._conn, key[1])
         self._txn = _push(self._txn, key[2])
         self._start.append(start)
@@ -198,8 +211,8 @@ class Attempts(Sequence[Attempt]):
         self._corrs.append(corrs[0] if len(corrs) == 1 else corrs)
         self._code.append(code)
         self._accepted.append(1 if accepted else 0)
-        self._codes.append(codes)
-        self._ack.append(ack)
+        self._codes.append(self._number("codes", codes))
+        self._ack.append(self._number("ack", ack))
         return len(self._mta) - 1
 
     @property
@@ -210,9 +223,9 @@ class Attempts(Sequence[Attempt]):
     def ends(self) -> array[float]:
         return self._end
 
-    @property
-    def mtas(self) -> list[str]:
-        return self._mta
+    def mta_numbers(self) -> tuple[list[str], array[int]]:
+        """(the MTA names by number, each attempt's MTA number)."""
+        return self._tables["mta"][0], self._mta
 
     def shared_ids(self) -> Iterator[tuple[str, ...]]:
         """The ids of each attempt that named more than one."""
@@ -236,10 +249,11 @@ class Attempts(Sequence[Attempt]):
         if isinstance(i, slice):
             return tuple(self[k] for k in range(*i.indices(len(self))))
         corrs = self._corrs[i]
-        mta = self._mta[i]
+        t = self._tables
+        mta = t["mta"][0][self._mta[i]]
         return Attempt((mta, self._conn[i], self._txn[i]), mta, self._start[i], self._end[i],
                        (corrs,) if isinstance(corrs, str) else corrs, self._code[i], bool(self._accepted[i]),
-                       self._codes[i], self._ack[i])
+                       t["codes"][0][self._codes[i]], t["ack"][0][self._ack[i]])
 
     def __iter__(self) -> Iterator[Attempt]:
         return (self[i] for i in range(len(self)))
@@ -255,11 +269,15 @@ class Attempts(Sequence[Attempt]):
 
 
 def _push(column: array[int] | list[Any], value: Any) -> array[int] | list[Any]:
-    """Append `value` to an int column, which becomes a list (of the same values) for one that is not an int."""
+    """Append `value` to an int column, which becomes a list (of the same values) for one that is not an int or does
+    not fit (the 32-bit column keeps what it held, as ints)."""
     if type(column) is array:
-        if type(value) is int and -(1 << 63) <= value < (1 << 63):
-            column.append(value)
-            return column
+        if type(value) is int:
+            try:
+                column.append(value)
+                return column
+            except OverflowError:
+                pass
         column = list(column)
     column.append(value)
     return column
@@ -734,7 +752,7 @@ class _Pass:
                     else:
                         story.attempts = [story.attempts, i]  # type: ignore[list-item]
         del drafts
-        self.mtas_seen.update(attempts.mtas)
+        self.mtas_seen.update(attempts.mta_numbers()[0])
         if not self.requests:  # MTA events only (a unit test of a sender): every message an MTA saw was "requested"
             starts_of = attempts.starts
             for m in msgs.values():

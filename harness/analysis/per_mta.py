@@ -15,7 +15,9 @@ def mta_metrics(name: str, attempts: Attempts, c: Columns, discarded: Mapping[st
                 outcomes: Sequence[str] | None = None) -> dict[str, Value]:
     """`outcomes`: the attempts' `outcomes()`, when the caller has them."""
     outcomes = attempts.outcomes() if outcomes is None else outcomes
-    mine = [o for mta, o in zip(attempts.mtas, outcomes, strict=True) if mta == name]
+    names, numbers = attempts.mta_numbers()
+    k_att = names.index(name) if name in names else -1
+    mine = [o for mta, o in zip(numbers, outcomes, strict=True) if mta == k_att]
     k = c.mtas.index(name) if name in c.mtas else -2  # -2: no acceptance by it (-1 is "none")
     first, again = c.first_mta == k, c.again_mta == k
     times = np.concatenate((c.first_acc[first], c.again_t[again]))
