@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from maildrill.harness.analysis.join import Join, Message, Requests
+from maildrill.harness.analysis.stats import percentile
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int32]
@@ -146,6 +147,13 @@ def build(j: Join, classes: Sequence[str]) -> Columns:
         np.frombuffer(again_mta, dtype=small), np.frombuffer(t, dtype=np.float64),
         np.frombuffer(lat, dtype=np.float64), np.frombuffer(ok, dtype=np.bool_),
         np.fromiter((class_ix.get(c, -1) for c in req_cls), dtype=small, count=len(req_cls)))  # type: ignore[arg-type]
+
+
+def percentiles(values: Floats, *ps: float) -> list[float | None]:
+    """`stats.percentile` of `values` (in any order) at each of `ps`, as Python floats: sorted as an array, never
+    turned into a list of a million floats."""
+    ordered = np.sort(values)
+    return [None if (v := percentile(ordered, p)) is None else float(v) for p in ps]
 
 
 def sorted_list(values: Floats) -> list[float]:

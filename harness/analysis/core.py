@@ -17,14 +17,13 @@ from typing import Any
 
 import numpy as np
 from maildrill.harness.analysis import columns, drain, duplicates, faults, latency, retries
-from maildrill.harness.analysis.columns import Columns, Flags, sorted_list
+from maildrill.harness.analysis.columns import Columns, Flags, percentiles, sorted_list
 from maildrill.harness.analysis.join import Join, Origin, join, join_records, origin_of
 from maildrill.harness.analysis.model import Analysis, FaultWindow, Series, Value
 from maildrill.harness.analysis.offenders import offenders
 from maildrill.harness.analysis.per_mta import by_mta
 from maildrill.harness.analysis.series import MAX_BINS, run_series
 from maildrill.harness.analysis.split import join_files
-from maildrill.harness.analysis.stats import percentile
 from maildrill.harness.events import Event
 from maildrill.harness.store import ReadProblem
 
@@ -123,7 +122,7 @@ def message_metrics(c: Columns, mask: Flags | None, requests: Flags | None, atte
     every attempt, also those that named no requested id)."""
     n = len(c.messages) if mask is None else int(np.count_nonzero(mask))
     delivered = int(np.count_nonzero(c.delivered if mask is None else c.delivered & mask))
-    req_lat = sorted_list(c.req_latency if requests is None else c.req_latency[requests])
+    req_p50, req_p99 = percentiles(c.req_latency if requests is None else c.req_latency[requests], 50, 99)
     return {
         "requests_total": len(c.req_t) if requests is None else int(np.count_nonzero(requests)),
         "messages_requested": n,
@@ -135,8 +134,8 @@ def message_metrics(c: Columns, mask: Flags | None, requests: Flags | None, atte
         **duplicates.duplicates(c.pick(mask, c.accepted_again)).metrics(),
         **latency.measure(c, mask, ttl, has_ttl=has_ttl).metrics(),
         "http_error_ratio": faults.error_ratio(~(c.req_ok if requests is None else c.req_ok[requests])),
-        "request_latency_p50_ms": percentile(req_lat, 50),
-        "request_latency_p99_ms": percentile(req_lat, 99),
+        "request_latency_p50_ms": req_p50,
+        "request_latency_p99_ms": req_p99,
     }
 
 
@@ -182,6 +181,6 @@ def run_wide_metrics(j: Join, c: Columns, windows: Sequence[FaultWindow], attemp
         if c.delivered.any() else None,
         "http_error_ratio_in_faults": faults.error_ratio(~c.req_ok[in_fault]) if in_fault is not None else None,
         "request_latency_p99_ms_in_faults":
-            percentile(sorted_list(c.req_latency[in_fault]), 99) if in_fault is not None else None,
+            percentiles(c.req_latency[in_fault], 99)[0] if in_fault is not None else None,
         **j.webhook_metrics,
     }

@@ -7,10 +7,9 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from maildrill.harness.analysis.columns import Columns, Flags, Floats, sorted_list
+from maildrill.harness.analysis.columns import Columns, Flags, Floats, percentiles
 from maildrill.harness.analysis.join import Attempts, FaultAction
 from maildrill.harness.analysis.model import FaultWindow
-from maildrill.harness.analysis.stats import percentile
 
 CLEARS = ("set accept", "enable")  # actions that end a fault rather than start one
 
@@ -47,7 +46,7 @@ def inside(w: FaultWindow, times: Floats) -> Flags:
 def with_app_side(w: FaultWindow, c: Columns) -> FaultWindow:
     mine = inside(w, c.req_t)
     return dataclasses.replace(w, requests=int(np.count_nonzero(mine)), http_error_ratio=error_ratio(~c.req_ok[mine]),
-                               request_latency_p99_ms=percentile(sorted_list(c.req_latency[mine]), 99))
+                               request_latency_p99_ms=percentiles(c.req_latency[mine], 99)[0])
 
 
 def storm_start(ws: Sequence[FaultWindow], attempts: Attempts, outcomes: Sequence[str] | None = None) -> float | None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from maildrill.harness.analysis.columns import Columns, Flags, sorted_list, ttl_limits
+from maildrill.harness.analysis.columns import Columns, Flags, Floats, ttl_limits
 from maildrill.harness.analysis.join import Message
 from maildrill.harness.analysis.model import Value
 from maildrill.harness.analysis.stats import percentile
@@ -25,6 +25,10 @@ def expired(m: Message, ttl: Mapping[str, float], lat: float | None = None) -> b
     return limit is not None and (not m.acceptances or (latency(m) if lat is None else lat) > limit)
 
 
+def _float(x: float | None) -> float | None:
+    return None if x is None else float(x)
+
+
 def _finite(x: float | None) -> float | None:
     """inf (the percentile falls on a message never delivered) is reported as null: "never"."""
     return None if x is None or math.isinf(x) else x
@@ -32,17 +36,17 @@ def _finite(x: float | None) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Latency:
-    owed: tuple[float, ...]  # sorted latency of every message owed a delivery (inf: never delivered)
+    owed: Floats  # sorted latency of every message owed a delivery (inf: never delivered)
     messages: int
     otp_expired: int | None  # None: no ttl for these messages
 
     def metrics(self) -> dict[str, Value]:
         lat, n, exp = self.owed, self.messages, self.otp_expired
         return {
-            "latency_p50_s": _finite(percentile(lat, 50)),
-            "latency_p95_s": _finite(percentile(lat, 95)),
-            "latency_p99_s": _finite(percentile(lat, 99)),
-            "latency_max_s": _finite(lat[-1]) if lat else None,
+            "latency_p50_s": _finite(_float(percentile(lat, 50))),
+            "latency_p95_s": _finite(_float(percentile(lat, 95))),
+            "latency_p99_s": _finite(_float(percentile(lat, 99))),
+            "latency_max_s": _finite(float(lat[-1])) if len(lat) else None,
             "otp_expired": exp,
             "otp_expired_ratio": (exp / n if n else None) if exp is not None else None,
         }
@@ -67,4 +71,4 @@ def measure(c: Columns, mask: Flags | None, ttl: Mapping[str, float], *, has_ttl
     if has_ttl:
         late = expired_flags(c, ttl)
         exp = int(np.count_nonzero(late if mask is None else late & mask))
-    return Latency(tuple(sorted_list(c.latency[owed])), n, exp)
+    return Latency(np.sort(c.latency[owed]), n, exp)

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 # A retry interval counts as "in step" with the most common one when it lies within this factor of it.
 SYNC_BAND = 1.10
 SYNC_MIN_RETRIES = 5
 
 
-def percentile(sorted_values: Sequence[float], p: float) -> float | None:
+class Sorted(Protocol):
+    """Sorted values that can be indexed: a sequence, or a numpy array."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int, /) -> Any: ...
+
+
+def percentile(sorted_values: Sorted, p: float) -> Any:
     """Nearest-rank percentile of already sorted values: the smallest value with at least p % of the values at
-    or below it (p50 of [1, 2, 3, 4] is 2; p99 of 100 values is the 99th). None for no values."""
+    or below it (p50 of [1, 2, 3, 4] is 2; p99 of 100 values is the 99th), as the values hold it (a numpy array
+    gives a numpy float). None for no values."""
     n = len(sorted_values)
     if n == 0:
         return None
