@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, overload
 
+import numpy as np
 from maildrill.harness.analysis.webhooks import WebhookTally
 from maildrill.harness.events import Event, EventKind
 
@@ -192,6 +193,21 @@ class Attempts(Sequence[Attempt]):
         self._code = array("i")
         self._accepted = bytearray()
 
+    @classmethod
+    def of_columns(cls, mta_names: list[str], mta: array[int], conn: array[int], txn: array[int], start: array[float],
+                   end: array[float], corrs: list[str | tuple[str, ...]], code: array[int], accepted: bytearray,
+                   codes: tuple[list[tuple[int, ...]], array[int]], ack: tuple[list[str | None], array[int]]
+                   ) -> Attempts:
+        """Attempts from whole columns, already in order (`codes`, `ack`: the table's values and each one's number;
+        `corrs` as `add` keeps them)."""
+        a = cls()
+        a._tables = {"mta": (mta_names, {v: i for i, v in enumerate(mta_names)}),
+                     "codes": (codes[0], {v: i for i, v in enumerate(codes[0])}),
+                     "ack": (ack[0], {v: i for i, v in enumerate(ack[0])})}
+        a._mta, a._conn, a._txn, a._start, a._end = mta, conn, txn, start, end
+        a._corrs, a._code, a._accepted, a._codes, a._ack = corrs, code, accepted, codes[1], ack[1]
+        return a
+
     def _number(self, table: str, value: Any) -> int:
         values, numbers = self._tables[table]
         n = numbers.get(value)
@@ -226,6 +242,11 @@ class Attempts(Sequence[Attempt]):
     def mta_numbers(self) -> tuple[list[str], array[int]]:
         """(the MTA names by number, each attempt's MTA number)."""
         return self._tables["mta"][0], self._mta
+
+    def mtas_named(self) -> set[str]:
+        """The MTAs some attempt was with."""
+        names = self._tables["mta"][0]
+        return {names[k] for k in set(self._mta)}
 
     def shared_ids(self) -> Iterator[tuple[str, ...]]:
         """The ids of each attempt that named more than one."""
@@ -711,6 +732,44 @@ class _Pass:
     def mta_seen(self, kind: str, source: str, corr: str | None, d: Mapping[str, Any], t: float) -> None:
         self.mtas_seen.add(mta_of(source))
 
+    def _attempt_columns(self, drafts: list[_AttemptDraft]) -> tuple[Attempts, array[int]] | None:
+        """The drafts as `Attempts` in (start, mta) order (a stable sort: ties keep the drafts' order), a column at a
+        time, and that order (the draft behind each attempt); None when some key is not a packed int. One attempt
+        at a time this took ~1 µs each, 13 s of a 10 M event report."""
+        n = len(drafts)
+        if not all(type(d.key) is int for d in drafts):
+            return None
+
+        def col(typecode: str, values: Any) -> array[Any]:
+            out = array(typecode)
+            out.frombytes(np.ascontiguousarray(values).tobytes())
+            return out
+
+        keys = np.fromiter((d.key for d in drafts), dtype=np.int64, count=n)
+        mta_n = (keys >> _MTA_SHIFT).astype(np.uint32)
+        names = self.mta_names
+        rank = np.empty(len(names), dtype=np.int64)  # each MTA number's place in name order
+        rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+        start = np.fromiter((d.start for d in drafts), dtype=np.float64, count=n)
+        order = np.lexsort((rank[mta_n], start)) if n else np.zeros(0, dtype=np.int64)
+        codes_ix: dict[tuple[int, ...], int] = {}
+        codes_n = np.fromiter((codes_ix.setdefault(d.codes, len(codes_ix)) for d in drafts), dtype=np.uint32,
+                              count=n)[order]
+        code_values = list(codes_ix)
+        ack_ix: dict[str | None, int] = {}
+        ack_n = np.fromiter((ack_ix.setdefault(d.ack, len(ack_ix)) for d in drafts), dtype=np.uint32, count=n)[order]
+        deciding_of = np.array([deciding(c) for c in code_values] or [0], dtype=np.int32)
+        by_order = col("q", order.astype(np.int64))
+
+        attempts = Attempts.of_columns(
+            list(names), col("I", mta_n[order]), col("i", (keys & (_CONN_END - 1)).astype(np.int32)[order]),
+            col("i", ((keys >> _CONN_BITS) & (_TXN_END - 1)).astype(np.int32)[order]), col("d", start[order]),
+            col("d", np.fromiter((d.end for d in drafts), dtype=np.float64, count=n)[order]),
+            [drafts[j].corrs for j in by_order], col("i", deciding_of[codes_n]),
+            bytearray(np.fromiter((d.accepted for d in drafts), dtype=np.bool_, count=n)[order].tobytes()),
+            (code_values, col("I", codes_n)), (list(ack_ix), col("I", ack_n)))
+        return attempts, by_order
+
     def finish(self) -> Join:
         for mta, conn, txn, corr in self.ack_lost:  # files are read in any order: the acceptance may come after it
             att = self.attempts.get(self.key(mta, conn, txn))
@@ -733,15 +792,22 @@ class _Pass:
         # indices, ascending (so its attempts are by (start, mta) too)
         drafts: list[_AttemptDraft | None] = list(self.attempts.values())
         self.attempts.clear()
-        key_mta = self.key_mta
-        drafts.sort(key=lambda a: key_mta(a.key))  # type: ignore[union-attr]
-        drafts.sort(key=_draft_start)
-        attempts = Attempts()
         msgs = self.msgs
-        for i, draft in enumerate(drafts):
-            drafts[i] = None
+        made = self._attempt_columns(drafts)  # type: ignore[arg-type]
+        if made is not None:
+            attempts, order = made
+        else:  # some key is not a packed int: one attempt at a time
+            key_mta = self.key_mta
+            drafts.sort(key=lambda a: key_mta(a.key))  # type: ignore[union-attr]
+            drafts.sort(key=_draft_start)
+            attempts, order = Attempts(), array("q", range(len(drafts)))
+            for draft in drafts:
+                assert draft is not None
+                draft.freeze(attempts, self.key_tuple(draft.key))
+        for i, j in enumerate(order):  # in (start, mta) order: each message's indices ascending
+            draft = drafts[j]
+            drafts[j] = None
             assert draft is not None
-            draft.freeze(attempts, self.key_tuple(draft.key))
             for c in draft.corr_ids():
                 story = msgs.get(c)
                 if story is not None:
@@ -751,8 +817,8 @@ class _Pass:
                         story.attempts.append(i)
                     else:
                         story.attempts = [story.attempts, i]  # type: ignore[list-item]
-        del drafts
-        self.mtas_seen.update(attempts.mta_numbers()[0])
+        del drafts, order
+        self.mtas_seen.update(attempts.mtas_named())
         if not self.requests:  # MTA events only (a unit test of a sender): every message an MTA saw was "requested"
             starts_of = attempts.starts
             for m in msgs.values():

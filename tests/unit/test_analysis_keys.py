@@ -114,3 +114,21 @@ def test_more_mtas_than_the_pass_numbers_keep_their_keys() -> None:
     accs = j.messages["x"].acceptances
     assert accs == tuple(Acceptance(2.5 + i, name, "sent" if i < len(names) - 1 else "lost")
                          for i, name in enumerate(names))
+
+
+def test_attempts_made_column_by_column_are_those_made_one_by_one() -> None:
+    """With every key packed the attempts are made a column at a time; one str conn sends the whole join down
+    the one-by-one path. Both give the same attempts and the same messages (ties in start and MTA name included)."""
+    from maildrill.harness.analysis.synthetic import events, random_model
+
+    evs = events(random_model(300, seed=4, duration_s=30.0))
+    tie = [Event(7.0, f"mta/{m}", "mta.reply.sent", "t", {"conn": 9000 + i, "txn": 1, "code": 451})
+           for i, m in enumerate(["zz", "aa", "zz", "aa"])]
+    packed = join([*evs, *tie])
+    odd = Event(7.0, "mta/odd", "mta.reply.sent", None, {"conn": "x", "txn": 1, "code": 250})
+    one_by_one = join([*evs, *tie, odd])
+    kept = [a for a in one_by_one.attempts if a.mta != "odd"]
+    assert list(packed.attempts) == kept and len(kept) == len(one_by_one.attempts) - 1
+    assert [a.mta for a in packed.attempts if a.corrs == ("t",)] == ["aa", "aa", "zz", "zz"]
+    assert [a.key[1] for a in packed.attempts if a.corrs == ("t",)] == [9001, 9003, 9000, 9002]
+    assert packed.messages == one_by_one.messages
