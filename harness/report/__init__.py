@@ -15,15 +15,17 @@ if TYPE_CHECKING:
 
 def write_reports(run_dir: str | Path, *, history: bool = True) -> Verdict:
     """Analyse the run, write every report into it, rebuild the history index of its parent; the verdict."""
+    from maildrill.harness.report.run import analyse_run
+
+    info, analysis, verdict = analyse_run(run_dir)
+    # matplotlib (~30 MB) only once the analysis is done and its records freed: not on top of a big run's peak
     from maildrill.harness.report.figures import render_all
     from maildrill.harness.report.history import write_index
     from maildrill.harness.report.html import html_report
     from maildrill.harness.report.junit import junit_xml
     from maildrill.harness.report.markdown import markdown
-    from maildrill.harness.report.run import analyse_run
     from maildrill.harness.report.summary import summary
 
-    info, analysis, verdict = analyse_run(run_dir)
     path = info.path
     pngs = render_all(analysis, path / "figures")
     write_atomic(path / "summary.json", json.dumps(summary(info, analysis, verdict), indent=2) + "\n")
