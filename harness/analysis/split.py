@@ -305,8 +305,17 @@ def _fold(p: _Pass, kind: str, body: Any, shift: dict[str, int], problems: list[
             key = p.key(intern(mta), conn, txn)
             # the child's one id as the str itself (`_AttemptDraft.corrs`), several as a tuple
             corrs = intern(corrs) if type(corrs) is str else tuple(intern(c) for c in corrs)
-            mine = {intern(c): i + shift.get(c, 0) for c, i in kept_map(kept).items()}
             a = p.attempts.get(key)
+            if a is None and (kept is None or type(kept) is str):  # most attempts: new here, index 0 or nothing
+                a = p.attempts[key] = _AttemptDraft(key, start)
+                a.end, a.corrs, a.accepted, a.ack = end, corrs, accepted, ack
+                a.codes = p.shared.setdefault(codes, codes)
+                if kept is not None:
+                    kept = intern(kept)
+                    moved = shift.get(kept, 0)
+                    a.kept = kept if not moved else (kept, moved)
+                continue
+            mine = {intern(c): i + shift.get(c, 0) for c, i in kept_map(kept).items()}
             if a is None:
                 a = p.attempts[key] = _AttemptDraft(key, start)
                 a.end, a.corrs, a.accepted, a.ack = end, corrs, accepted, ack
