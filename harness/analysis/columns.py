@@ -2,7 +2,7 @@
 measure — the run's and each class's — is array arithmetic on a boolean mask of them.
 
 Walking `Message` records once per measure and once more per class took ~30 s of a 10 M event report (1 M
-messages, two classes); these columns take ~2 s to build and the measures on them well under a second each.
+messages, two classes); these columns take ~3 s to build and each measure on them a fraction of a second.
 The few measures that need a message's whole story (duplicate causes, retry intervals, a 5xx retried, the
 offenders) read only the messages the columns single out: those accepted twice, attempted twice, bounced, or
 flagged."""
