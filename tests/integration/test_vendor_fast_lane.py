@@ -114,7 +114,7 @@ def run(fast: bool) -> tuple[list[Any], list[dict[str, Any]], int]:
     # when the server sees a client's close (before the next connection's events, or the fleet's stop) is a race
     closes = ("mta.connection.closed", "mta.listener.closed")
     ordered = [e for e in events if e["kind"] not in closes]
-    closed = sorted((repr(sorted(e.items())) for e in events if e["kind"] in closes))
+    closed = sorted(repr(sorted(e.items())) for e in events if e["kind"] in closes)
     return got, [*ordered, *closed], answered_now
 
 
