@@ -106,6 +106,8 @@ class EventWriter:
                     self._source_json = (src, b',"source":' + _orjson_dumps(src) + b',"kind":')
                 head = b'{"t_s":' + _orjson_dumps(t) + self._source_json[1]
                 lines = []
+                last_corr: str | None = None  # a request's events share their corr: encoded once
+                corr_json = b"null"
                 for kind, corr, data in items:
                     body = _orjson_dumps(data)  # b"{...}": spliced after the four fixed fields, in their order
                     if len(body) == 2 or not data.keys().isdisjoint(_FIXED):  # nothing to splice / a field to override
@@ -117,7 +119,9 @@ class EventWriter:
                         kind_json = _orjson_dumps(str(kind)) + b',"corr":'
                         if len(_KIND_JSON) < 1024:
                             _KIND_JSON[kind] = kind_json
-                    lines.append(b"".join((head, kind_json, _orjson_dumps(corr), b",", body[1:], b"\n")))
+                    if corr is not last_corr:
+                        last_corr, corr_json = corr, _orjson_dumps(corr)
+                    lines.append(b"".join((head, kind_json, corr_json, b",", body[1:], b"\n")))
                 out = b"".join(lines)
             except TypeError:  # something it refuses (a lone surrogate, an int over 64 bits): as before
                 pass

@@ -30,7 +30,7 @@ from types import CoroutineType
 from typing import Any, NoReturn
 
 from aiohttp import web, web_protocol
-from aiohttp.http import SERVER_SOFTWARE, HttpProcessingError, HttpVersion11
+from aiohttp.http import SERVER_SOFTWARE, HttpProcessingError, HttpRequestParser, HttpVersion11
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler
 from maildrill.fake_mta.behaviors import Behavior, Context, Throttle, build
@@ -302,7 +302,8 @@ _HANDLER_NEEDS = ("_waiter", "_messages", "_payload_parser", "_upgraded", "_forc
                   "_keepalive_handle", "_process_keepalive", "_loop", "_buffer_paused", "_max_msg_queue_size",
                   "_pause_reading_for_buffer", "_message_tail")
 _ErrInfo = getattr(web_protocol, "_ErrInfo", None)
-FAST_LANE = _ErrInfo is not None and all(hasattr(RequestHandler, a) for a in _HANDLER_NEEDS)
+FAST_LANE = (_ErrInfo is not None and all(hasattr(RequestHandler, a) for a in _HANDLER_NEEDS)
+             and hasattr(HttpRequestParser, "message_consumed"))
 
 
 class _Handler(RequestHandler):
@@ -376,7 +377,7 @@ def _response(request: web.BaseRequest, answer: Answer) -> web.StreamResponse:
     if (200 <= status < 300 and status != 204 and (ctype is not None or not body) and request.keep_alive
             and request.version == HttpVersion11 and request.method != "HEAD"):
         headers = answer.headers
-        lines = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
+        lines = "\r\n".join(map(": ".join, headers.items())) + "\r\n" if headers else ""
         n = len(headers)
         # a CR or LF inside a value (aiohttp refuses it), or a header aiohttp writes itself: aiohttp decides
         if lines.count("\r") == n and lines.count("\n") == n and _OWN_HEADERS.isdisjoint(headers):
@@ -770,6 +771,8 @@ class FakeVendor:
         if outcome == "reset":
             self._close(c, f"{decider}: connection reset before the response (nothing stored)", reset=True)
             return web.Response(status=204)
+        if outcome == "accept" and not delay and idem is None and not per_message and len(mail.messages) == 1:
+            return self._accept(c, request, endpoint, mail, api_key, decider, limit, daily_passed)
         if outcome in ("accept", "blackhole", "lose_response"):
             replay = self._replayed(idem, body) if idem is not None else None
             if isinstance(replay, Answer) and replay.status == 409:
@@ -838,6 +841,50 @@ class FakeVendor:
         if delay:
             return self._later(delay, c, refuse, unless="closed_by")
         return refuse()
+
+    def _accept(self, c: _Conn, request: web.BaseRequest, endpoint: str, mail: Mail, api_key: str | None,
+                decider: str, limit: Limit | None, daily_passed: list[int] | tuple[int, ...]) -> web.StreamResponse:
+        """The usual request, in one piece: one message accepted and answered at once, no idempotency key. The same
+        events, counts and reply as the general path (`_store`, then `_reply`), with less in between."""
+        wire = self.wire
+        msg = mail.messages[0]
+        rcpts = msg.rcpts
+        sender = msg.sender
+        message_id = wire.message_id(0)
+        conn, txn, size = c.conn, c.txn, mail.size
+        corr_of = self.corr_of
+        webhooks = self.webhooks
+        items: list[tuple[str, str | None, dict[str, Any]]] = []
+        for rcpt in rcpts:
+            corr = corr_of(rcpt)
+            items.append((EventKind.MTA_MESSAGE_ACCEPTED, corr, {
+                "conn": conn, "txn": txn, "mail_from": sender, "rcpt": rcpt, "size_bytes": size,
+                "message_id": message_id, "ack": "sent"}))
+            if webhooks is not None:  # its events follow, from the event loop
+                webhooks.accepted(message_id, rcpt, corr, sender)
+        n = len(rcpts)
+        remember = self.messages
+        if len(remember) < MAX_REMEMBERED_MESSAGES and message_id not in remember:
+            remember[message_id] = (self.clock.now(), "sent", n)
+        counts = self.counts
+        counts["messages_accepted"] += n
+        for i in daily_passed:
+            self._daily[i][1] += n
+        answer = wire.success(endpoint, mail, [message_id])
+        wire.rate_headers(limit, answer)
+        code = answer.code
+        self.replies_by_code[code] += 1
+        status = answer.status
+        items.append(("mta.reply.sent", items[0][1] if items else None, {
+            "conn": conn, "txn": txn, "verb": "API", "code": code, "enhanced": ENHANCED.get(code),
+            "text": answer.text, "behavior": decider, "closes": False,
+            "mail_from": sender, "rcpt": rcpts[0] if rcpts else None, "rcpt_count": n,
+            "api": self.api, "method": request.method, "path": request.path,
+            "http_status": status, "error_code": answer.error_code, "api_key": api_key, "idempotency_key": None}))
+        counts[_HTTP_COUNT.get(status) or f"http_{status}"] += 1
+        response = _response(request, answer)
+        self._flush(items, response.send if response.__class__ is _Prebuilt else None)  # type: ignore[attr-defined]
+        return response
 
     async def _hang(self, c: _Conn) -> web.StreamResponse:
         """go_dark hang: the request was read; it is never answered (until the connection goes)."""

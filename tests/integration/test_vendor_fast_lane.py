@@ -89,6 +89,12 @@ def script(f: FleetThread) -> list[Any]:
                    + request("limited", limited, "h000004@users.drill.test")], 5)
     conn(slow, [request("slow", slow, "i000001@users.drill.test")  # tarpitted, pipelined: still in order
                 + request("slow", slow, "i000002@users.drill.test")], 2)
+
+    def all_closed(events: list[dict[str, Any]]) -> bool:  # the server has seen each client close, not the stop
+        kinds = [e["kind"] for e in events]
+        return kinds.count("mta.connection.closed") == kinds.count("mta.connection.opened")
+
+    f.wait_for(all_closed, 30)
     return got
 
 
