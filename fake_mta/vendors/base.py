@@ -301,7 +301,7 @@ _HANDLER_NEEDS = ("_waiter", "_messages", "_payload_parser", "_upgraded", "_forc
                   "_request_count", "_manager", "_keepalive_timeout", "_next_keepalive_close_time",
                   "_keepalive_handle", "_process_keepalive", "_loop", "_buffer_paused", "_max_msg_queue_size",
                   "_pause_reading_for_buffer", "_message_tail")
-_ErrInfo = getattr(web_protocol, "_ErrInfo", None)
+_ErrInfo: Any = getattr(web_protocol, "_ErrInfo", None)
 FAST_LANE = (_ErrInfo is not None and all(hasattr(RequestHandler, a) for a in _HANDLER_NEEDS)
              and hasattr(HttpRequestParser, "message_consumed"))
 
@@ -883,7 +883,7 @@ class FakeVendor:
             "http_status": status, "error_code": answer.error_code, "api_key": api_key, "idempotency_key": None}))
         counts[_HTTP_COUNT.get(status) or f"http_{status}"] += 1
         response = _response(request, answer)
-        self._flush(items, response.send if response.__class__ is _Prebuilt else None)  # type: ignore[attr-defined]
+        self._flush(items, response.send if isinstance(response, _Prebuilt) else None)
         return response
 
     async def _hang(self, c: _Conn) -> web.StreamResponse:
