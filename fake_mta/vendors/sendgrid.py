@@ -30,6 +30,7 @@ from maildrill.fake_mta.vendors.base import (
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")  # base64's alphabet -> the URL-safe one, as urlsafe_b64encode maps it
 UNTHROTTLED = Limit(600, 600, 60.0)  # SendGrid does not publish its limits; replies without a throttle say this
+_UNTHROTTLED_LIMIT, _UNTHROTTLED_REMAINING = str(UNTHROTTLED.limit), str(UNTHROTTLED.remaining)
 
 
 def _addr(item: Any, where: str, wire: SendGrid) -> str:
@@ -133,8 +134,18 @@ class SendGrid(Wire):
         body = dumps({"errors": [{"message": message, "field": field, "help": None}]})
         return Answer(status, body, "application/json", headers, code, error_code if status != 202 else None, message)
 
+    _unthrottled_reset = (-1, "")  # (the epoch second, X-RateLimit-Reset for UNTHROTTLED then): one str a second
+
     def rate_headers(self, limit: Limit | None, answer: Answer) -> None:
-        limit = limit or UNTHROTTLED
+        if limit is None:  # no throttle: the same three values all second long
+            now = int(time.time())
+            if self._unthrottled_reset[0] != now:
+                self._unthrottled_reset = (now, str(now + int(UNTHROTTLED.reset_s) + 1))
+            headers = answer.headers
+            headers["X-RateLimit-Limit"] = _UNTHROTTLED_LIMIT
+            headers["X-RateLimit-Remaining"] = _UNTHROTTLED_REMAINING
+            headers["X-RateLimit-Reset"] = self._unthrottled_reset[1]
+            return
         answer.headers["X-RateLimit-Limit"] = str(limit.limit)
         answer.headers["X-RateLimit-Remaining"] = str(limit.remaining)
         answer.headers["X-RateLimit-Reset"] = str(int(time.time() + limit.reset_s) + (1 if limit.reset_s else 0))
