@@ -18,6 +18,7 @@ import asyncio
 import json
 import math
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,7 +208,7 @@ class _Turn:
     in record order (`then(False)` if the write failed). Any other write to the file first takes what waits along,
     in the same write, so the file keeps the record order and nothing written later overtakes a waiting event."""
 
-    __slots__ = ("_buffer", "_fd", "_scheduled", "_thens", "parts")
+    __slots__ = ("_buffer", "_fd", "_loop", "_scheduled", "_thens", "parts")
 
     def __init__(self, fd: int | None, buffer: _Buffer | None) -> None:
         self._fd = fd
@@ -215,14 +216,29 @@ class _Turn:
         self.parts: list[bytes] = []
         self._thens: list[Callable[[bool], None]] = []
         self._scheduled = False
+        # (thread id, the loop running on it when last asked): asyncio.get_running_loop() makes a getpid() system
+        # call on Python 3.11, once a turn here, which with one request a turn was one more per request
+        self._loop: tuple[int, asyncio.AbstractEventLoop] | None = None
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop running on this thread, or None. A loop that is running on the thread it was found on
+        is still the running one (a thread runs one loop at a time), so it is asked for once per loop."""
+        cached, me = self._loop, threading.get_ident()
+        if cached is not None and cached[0] == me and cached[1].is_running():
+            return cached[1]
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        self._loop = (me, loop)
+        return loop
 
     def add(self, data: bytes, then: Callable[[bool], None]) -> None:
         self.parts.append(data)
         self._thens.append(then)
         if not self._scheduled:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
+            loop = self._running_loop()
+            if loop is None:
                 self.flush()
                 return
             self._scheduled = True
