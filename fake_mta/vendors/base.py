@@ -517,12 +517,15 @@ class FakeVendor:
         return any(b.kind == "go_dark" and b.spec.mode is GoDarkMode.REFUSE for b in self.runtime)  # type: ignore
 
     def reset(self, *, by: str = "api") -> None:
-        """Forget token buckets, daily quotas and idempotency keys; reseed the probability RNG."""
+        """Forget token buckets, daily quotas and idempotency keys; reseed the probability RNG and the webhooks'
+        (the fates of the messages accepted after it repeat those after the start)."""
         for b in self.runtime:
             b.reset()
         self._daily.clear()
         self._idempotency.clear()
         self.rng = random.Random(f"{self.seed}:{self.name}")
+        if self.webhooks is not None:
+            self.webhooks.reseed()
         self.recorder.record("mta.reset", None, by=by)
 
     # --- lifecycle --------------------------------------------------------------------------------

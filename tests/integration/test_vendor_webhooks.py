@@ -342,3 +342,23 @@ def test_ses_confirm_visit_holds_notifications_until_the_sut_visits_the_subscrib
         "mta.webhook.sent", "mta.webhook.answered",  # the confirmation, sent when the first notification was due
         "mta.webhook.subscription_confirmed",
         "mta.webhook.sent", "mta.webhook.sent", "mta.webhook.answered", "mta.webhook.answered"]
+
+
+def test_a_reset_vendor_draws_the_same_fates_again():
+    """reset() reseeds the webhooks' RNG with the behaviours': the messages accepted after it bounce or are
+    delivered exactly as those accepted after the start did."""
+    async def main():
+        async with Receiver() as rx:
+            v = make_vendor("sendgrid", {"url": rx.url + "/h", "outcomes": {"bounce": 0.5}, **FAST}, seed=5)
+            async with v, aiohttp.ClientSession() as s:
+                await send(s, v, [f"a{i:02d}@users.test" for i in range(30)])
+                await wait_for(lambda: len(rx.hits) == 30, what="30 webhooks")
+                v.reset()
+                await send(s, v, [f"b{i:02d}@users.test" for i in range(30)])
+                await wait_for(lambda: len(rx.hits) == 60, what="60 webhooks")
+            return v
+
+    sent = [(e["rcpt"], e["event"]) for e in kinds(run(main())) if e["kind"] == "mta.webhook.sent"]
+    fates = {prefix: [ev for r, ev in sorted(sent) if r.startswith(prefix)] for prefix in "ab"}
+    assert len(fates["a"]) == 30 and 5 < fates["a"].count("bounce") < 25
+    assert fates["b"] == fates["a"]

@@ -45,6 +45,7 @@ class WebhookDispatcher:
         self.recorder = recorder
         self.clock = clock
         self.base_url = base_url
+        self.seed = seed
         self.rng = random.Random(f"{seed}:{vendor_name}:webhooks")
         cls = formats()[api]
         ids = random.Random(f"{seed}:{vendor_name}:webhook-ids")
@@ -131,6 +132,10 @@ class WebhookDispatcher:
             if rx is None or rx.search(n.rcpt):
                 return mode
         return None
+
+    def reseed(self) -> None:
+        """Draw the messages' fates from the start of the seeded sequence again (the vendor's reset)."""
+        self.rng = random.Random(f"{self.seed}:{self.vendor_name}:webhooks")
 
     # --- scheduling -------------------------------------------------------------------------------
     def accepted(self, message_id: str, rcpt: str, corr: str | None, sender: str | None, index: int = 0) -> None:
