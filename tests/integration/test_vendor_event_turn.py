@@ -15,6 +15,7 @@ from maildrill.fake_mta.testing import FleetThread
 from maildrill.harness.clock import MonotonicClock
 from maildrill.harness.store import EventWriter
 
+from tests.integration.http_wire import read_reply
 from tests.integration.test_vendor_bad_input import good
 
 CLIENTS, REQUESTS = 16, 5
@@ -25,23 +26,6 @@ def request(port: int, rcpt: str, body: bytes | None = None) -> bytes:
     body = good_body if body is None else body
     return (f"POST /v3/mail/send HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {ctype}\r\n"
             f"Content-Length: {len(body)}\r\nAuthorization: Bearer SG.k\r\n\r\n").encode() + body
-
-
-def read_reply(s: socket.socket, buf: bytes) -> tuple[int, dict[str, str], bytes, bytes]:
-    """(status, headers by lower-case name, body, what followed it) of the next reply on `s`."""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        assert chunk, f"connection closed before a reply's headers: {buf!r}"
-        buf += chunk
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    length = int(headers["content-length"])
-    while len(rest) < length:
-        chunk = s.recv(65536)
-        assert chunk, "connection closed inside a reply's body"
-        rest += chunk
-    return int(lines[0].split()[1]), headers, rest[:length], rest[length:]
 
 
 def events(path: Path) -> list[dict]:
@@ -67,11 +51,11 @@ def test_each_reply_is_written_after_its_events_and_pipelined_replies_keep_their
                     for i in range(REQUESTS):
                         rcpt = f"u{k:03d}{i:03d}@users.drill.test"
                         s.sendall(request(port, rcpt))
-                        status, headers, _, buf = read_reply(s, buf)
-                        assert status == 202, status
+                        reply, buf = read_reply(s, buf)
+                        assert reply.status == 202, reply.status
                         on_disk = events(path)  # read the moment the reply is here: its events must be too
                         accepted = [e for e in on_disk if e["kind"] == "mta.message.accepted"
-                                    and e["message_id"] == headers["x-message-id"]]
+                                    and e["message_id"] == reply.header("X-Message-Id")]
                         assert [e["rcpt"] for e in accepted] == [rcpt], (rcpt, accepted)
                         conn, txn = accepted[0]["conn"], accepted[0]["txn"]
                         replies = [e for e in on_disk if e["kind"] == "mta.reply.sent"
@@ -93,8 +77,8 @@ def test_each_reply_is_written_after_its_events_and_pipelined_replies_keep_their
             buf = b""
             got = []
             for _ in range(3):
-                status, headers, body, buf = read_reply(s, buf)
-                got.append((status, headers.get("x-message-id"), body[:20]))
+                reply, buf = read_reply(s, buf)
+                got.append((reply.status, reply.header("X-Message-Id"), reply.body[:20]))
     writer.close()
     assert [g[0] for g in got] == [202, 400, 202]
     assert got[1][2] == b'{"errors":[{"message'

@@ -16,6 +16,7 @@ from maildrill.fake_mta.recording import MemoryRecorder
 from maildrill.fake_mta.testing import FleetThread
 from maildrill.fake_mta.vendors import base
 
+from tests.integration.http_wire import read_reply
 from tests.integration.test_vendor_bad_input import AUTH, SEND, good
 
 VENDORS = [
@@ -37,24 +38,12 @@ def request(name: str, port: int, rcpt: str, *, body: bytes | None = None, extra
 
 
 def replies(s: socket.socket, n: int) -> list[tuple[int, bytes, str | None]]:
-    """The next `n` replies on `s`: (status, body, Connection header); reads to EOF for a closing reply."""
+    """The next `n` replies on `s`: (status, body, Connection header)."""
     out, buf = [], b""
     for _ in range(n):
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(65536)
-            assert chunk, f"closed before a reply: {out}, {buf!r}"
-            buf += chunk
-        head, buf = buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-        length = int(headers.get("content-length", "0"))
-        while len(buf) < length:
-            chunk = s.recv(65536)
-            assert chunk, "closed inside a reply's body"
-            buf += chunk
-        body, buf = buf[:length], buf[length:]
-        body = re.sub(rb'"SubmittedAt":"[^"]*"', b'"SubmittedAt":"-"', body)  # Postmark's: the time it was sent
-        out.append((int(lines[0].split()[1]), body, headers.get("connection")))
+        reply, buf = read_reply(s, buf)
+        body = re.sub(rb'"SubmittedAt":"[^"]*"', b'"SubmittedAt":"-"', reply.body)  # Postmark's: when it was sent
+        out.append((reply.status, body, reply.header("Connection")))
     return out
 
 

@@ -13,6 +13,7 @@ import pytest
 from maildrill.fake_mta.config import FleetSpec, VendorSpec
 from maildrill.fake_mta.testing import FleetThread
 
+from tests.integration.http_wire import read_reply
 from tests.integration.test_vendor_bad_input import APIS, AUTH, SEND, good
 
 # values that name the message (different for every request) or the moment
@@ -27,20 +28,8 @@ def exchange(port: int, api: str, rcpt: str, *, close: bool) -> tuple[str, list[
         head.append("Connection: close")
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            assert chunk, f"{api}: connection closed before the reply's headers: {data!r}"
-            data += chunk
-        raw_head, rest = data.split(b"\r\n\r\n", 1)
-        lines = raw_head.decode("latin-1").split("\r\n")
-        headers = [(k, v.strip()) for k, v in (line.split(":", 1) for line in lines[1:])]
-        length = int(dict((k.lower(), v) for k, v in headers)["content-length"])
-        while len(rest) < length:
-            chunk = s.recv(65536)
-            assert chunk, f"{api}: connection closed inside the body"
-            rest += chunk
-    return lines[0], headers, rest
+        reply, _ = read_reply(s, what=api)
+    return reply.status_line, reply.headers, reply.body
 
 
 def shape(value: object) -> object:
