@@ -168,7 +168,7 @@ def run_wide_metrics(j: Join, c: Columns, windows: Sequence[FaultWindow], attemp
     fault windows."""
     attempts = j.attempts
     outcomes = attempts.outcomes()
-    storm = faults.storm_start(windows, attempts, outcomes)
+    storm = faults.storm_start(windows, attempts)
     in_fault = np.logical_or.reduce([faults.inside(w, c.req_t) for w in windows]) if windows else None
     per_s = attempts_per_s.values
     return {

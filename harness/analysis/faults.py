@@ -49,11 +49,10 @@ def with_app_side(w: FaultWindow, c: Columns) -> FaultWindow:
                                request_latency_p99_ms=percentiles(c.req_latency[mine], 99)[0])
 
 
-def storm_start(ws: Sequence[FaultWindow], attempts: Attempts, outcomes: Sequence[str] | None = None) -> float | None:
-    """When the first fault began; with no timeline, when the first attempt was deferred (4xx). `outcomes`: the
-    attempts' `outcomes()`, when the caller has them."""
+def storm_start(ws: Sequence[FaultWindow], attempts: Attempts) -> float | None:
+    """When the first fault began; with no timeline, when the first attempt was deferred (4xx)."""
     start = min((w.start_s for w in ws), default=None)
     if start is None:
-        outcomes = attempts.outcomes() if outcomes is None else outcomes
-        start = min((end for end, o in zip(attempts.ends, outcomes, strict=True) if o == "4xx"), default=None)
+        start = min((end for end, o in zip(attempts.ends, attempts.outcomes(), strict=True) if o == "4xx"),
+                    default=None)
     return start

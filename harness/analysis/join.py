@@ -190,8 +190,8 @@ class Attempts(_Columns[Attempt]):
     while they fit). The measures that read every attempt read the columns (`starts`, `ends`, `outcomes`,
     `mta_numbers`)."""
 
-    __slots__ = ("_accepted", "_ack", "_code", "_codes", "_conn", "_corrs", "_end", "_mta", "_start", "_tables",
-                 "_txn")
+    __slots__ = ("_accepted", "_ack", "_code", "_codes", "_conn", "_corrs", "_end", "_mta", "_outcomes", "_start",
+                 "_tables", "_txn")
 
     def __init__(self) -> None:
         # each value of a table column once (`_tables`: values by number, numbers by value), the column its numbers
@@ -206,6 +206,7 @@ class Attempts(_Columns[Attempt]):
         self._corrs: list[str | tuple[str, ...]] = []  # an attempt's one id as itself, else the tuple
         self._code = array("i")
         self._accepted = bytearray()
+        self._outcomes: list[str] | None = None  # made by the first outcomes() after the last add
 
     @classmethod
     def of_columns(cls, mta_names: list[str], mta: array[int], conn: array[int], txn: array[int], start: array[float],
@@ -233,6 +234,7 @@ class Attempts(_Columns[Attempt]):
     def add(self, key: AttemptKey, start: float, end: float, corrs: tuple[str, ...], code: int, accepted: bool,
             codes: tuple[int, ...], ack: str | None) -> int:
         """Append one attempt; its index."""
+        self._outcomes = None
         self._mta.append(self._number("mta", key[0]))
         self._conn = _push(self._conn, key[1])
         self._txn = _push(self._txn, key[2])
@@ -267,9 +269,12 @@ class Attempts(_Columns[Attempt]):
         return (c for c in self._corrs if type(c) is tuple and len(c) > 1)
 
     def outcomes(self) -> list[str]:
-        """Each attempt's `Attempt.outcome`, in order."""
-        return ["accepted" if ok else "5xx" if code >= 500 else "4xx" if code >= 400 else "other"
-                for ok, code in zip(self._accepted, self._code, strict=True)]
+        """Each attempt's `Attempt.outcome`, in order: made once (the series, the run's figures and each MTA's
+        read it), so the list is shared and not to be changed."""
+        if self._outcomes is None:
+            self._outcomes = ["accepted" if ok else "5xx" if code >= 500 else "4xx" if code >= 400 else "other"
+                              for ok, code in zip(self._accepted, self._code, strict=True)]
+        return self._outcomes
 
     def __len__(self) -> int:
         return len(self._mta)

@@ -11,10 +11,8 @@ from maildrill.harness.analysis.model import Value
 from maildrill.harness.analysis.retries import story
 
 
-def mta_metrics(name: str, attempts: Attempts, c: Columns, discarded: Mapping[str, int],
-                outcomes: Sequence[str] | None = None) -> dict[str, Value]:
-    """`outcomes`: the attempts' `outcomes()`, when the caller has them."""
-    outcomes = attempts.outcomes() if outcomes is None else outcomes
+def mta_metrics(name: str, attempts: Attempts, c: Columns, discarded: Mapping[str, int]) -> dict[str, Value]:
+    outcomes = attempts.outcomes()
     names, numbers = attempts.mta_numbers()
     k_att = names.index(name) if name in names else -1
     mine = [o for mta, o in zip(numbers, outcomes, strict=True) if mta == k_att]
@@ -39,8 +37,7 @@ def by_mta(names: Sequence[str], attempts: Attempts, c: Columns, discarded: Mapp
            silent_failovers: Mapping[str, int] | None = None) -> dict[str, dict[str, Value]]:
     """`silent_failovers`: per MTA, the messages it accepted as a failover during webhook silence (present only
     when a vendor sent webhooks: then every MTA gets the metric, 0 for one that took none)."""
-    outcomes = attempts.outcomes()
-    out = {name: mta_metrics(name, attempts, c, discarded, outcomes) for name in names}
+    out = {name: mta_metrics(name, attempts, c, discarded) for name in names}
     if silent_failovers is not None:
         for name, row in out.items():
             row["duplicates_failover_after_silence"] = silent_failovers.get(name, 0)
