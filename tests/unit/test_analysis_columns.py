@@ -98,3 +98,21 @@ def test_per_class_counts_are_those_of_the_class_messages_stories() -> None:
                                           "nowhere": (0, 0, None, None)}
     assert c.pick(None, c.accepted_again) == [j.messages["a"]]
     assert c.pick(None, c.retried) == [j.messages["a"], j.messages["d"]]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([0.5, 2.0, 5.0, 30.0]), st.sampled_from([None, 1.0, 10.0]))
+def test_otp_expiry_over_the_columns_is_each_messages_own(seed: int, first_ttl: float, second_ttl: float | None,
+                                                          ) -> None:
+    """`latency.expired_flags` (the measures) and `latency.expired` (the offenders list) are one rule: on random
+    synthetic drills, with ttls that cut through their latencies, the same messages are expired by both."""
+    from maildrill.harness.analysis import latency
+    from maildrill.harness.analysis.synthetic import events, random_model
+
+    j = join(events(random_model(200, seed=seed, duration_s=20.0)))
+    classes = sorted({m.cls for m in j.messages.values() if m.cls is not None})
+    ttl = {classes[0]: first_ttl, **({classes[1]: second_ttl} if second_ttl is not None else {})}
+    flags = latency.expired_flags(columns.build(j, tuple(classes)), ttl)
+    want = [latency.expired(m, ttl) for m in j.messages.values()]
+    assert flags.tolist() == want
+    assert sum(want) < len(want) and (sum(want) > 0 or first_ttl == 30.0)  # the ttls cut through the drill
