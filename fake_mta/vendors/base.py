@@ -674,18 +674,17 @@ class FakeVendor:
         events). False when aiohttp must write it (an error, a hang, a tarpit): the result waits in the
         connection's `ready` for `_handle`, and the caller queues the request to aiohttp as usual."""
         c = self._conns.get(handler)
+        if c is None:
+            return False
         request = web.BaseRequest(message, payload, handler, None, None, self._loop,  # type: ignore[arg-type]
                                   client_max_size=self.wire.max_body)
         result: Any
-        if c is None:
-            return False
         try:
             result = self._begin(c, request)
             if result.__class__ is str:
-                body: bytes | None = payload.read_nowait(-1)
-                if body is not None and len(body) > self.wire.max_body:  # as request.read() refuses it
-                    body = None
-                result = self._serve(c, request, result, body)
+                body: bytes = payload.read_nowait(-1)
+                # over the vendor's limit: None, as request.read() refuses it
+                result = self._serve(c, request, result, body if len(body) <= self.wire.max_body else None)
         except Exception as exc:  # aiohttp answers it as it would from _handle: a 500, logged
             result = _raise(exc)
         if result.__class__ is _Prebuilt:
@@ -847,47 +846,16 @@ class FakeVendor:
 
     def _accept(self, c: _Conn, request: web.BaseRequest, endpoint: str, mail: Mail, api_key: str | None,
                 decider: str, limit: Limit | None, daily_passed: list[int] | tuple[int, ...]) -> web.StreamResponse:
-        """The usual request, in one piece: one message accepted and answered at once, no idempotency key. The same
-        events, counts and reply as the general path (`_store`, then `_reply`), with less in between."""
+        """The usual request: one message accepted and answered at once, no idempotency key; the general path's
+        `_store` and `_reply` without its replays, batch refusals, held attempts and tarpits."""
         wire = self.wire
-        msg = mail.messages[0]
-        rcpts = msg.rcpts
-        sender = msg.sender
-        message_id = wire.message_id(0)
-        conn, txn, size = c.conn, c.txn, mail.size
-        corr_of = self.corr_of
-        webhooks = self.webhooks
-        items: list[tuple[str, str | None, dict[str, Any]]] = []
-        for rcpt in rcpts:
-            corr = corr_of(rcpt)
-            items.append((EventKind.MTA_MESSAGE_ACCEPTED, corr, {
-                "conn": conn, "txn": txn, "mail_from": sender, "rcpt": rcpt, "size_bytes": size,
-                "message_id": message_id, "ack": "sent"}))
-            if webhooks is not None:  # its events follow, from the event loop
-                webhooks.accepted(message_id, rcpt, corr, sender)
-        n = len(rcpts)
-        remember = self.messages
-        if len(remember) < MAX_REMEMBERED_MESSAGES and message_id not in remember:
-            remember[message_id] = (self.clock.now(), "sent", n)
-        counts = self.counts
-        counts["messages_accepted"] += n
+        ids = [wire.message_id(0)]
+        pending = self._store(c, mail, ids, "accepted", "sent", decider)
         for i in daily_passed:
-            self._daily[i][1] += n
-        answer = wire.success(endpoint, mail, [message_id])
+            self._daily[i][1] += len(mail.rcpts)
+        answer = wire.success(endpoint, mail, ids)
         wire.rate_headers(limit, answer)
-        code = answer.code
-        self.replies_by_code[code] += 1
-        status = answer.status
-        items.append(("mta.reply.sent", items[0][1] if items else None, {
-            "conn": conn, "txn": txn, "verb": "API", "code": code, "enhanced": ENHANCED.get(code),
-            "text": answer.text, "behavior": decider, "closes": False,
-            "mail_from": sender, "rcpt": rcpts[0] if rcpts else None, "rcpt_count": n,
-            "api": self.api, "method": request.method, "path": request.path,
-            "http_status": status, "error_code": answer.error_code, "api_key": api_key, "idempotency_key": None}))
-        counts[_HTTP_COUNT.get(status) or f"http_{status}"] += 1
-        response = _response(request, answer)
-        self._flush(items, response.send if isinstance(response, _Prebuilt) else None)
-        return response
+        return self._reply(c, request, answer, mail, api_key, None, decider, pending=pending)
 
     async def _hang(self, c: _Conn) -> web.StreamResponse:
         """go_dark hang: the request was read; it is never answered (until the connection goes)."""
